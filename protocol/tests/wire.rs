@@ -1,0 +1,119 @@
+//! The wire format, checked against literal frames from docs/PROTOCOL.md.
+
+use hms_protocol::*;
+use serde_json::{json, Value};
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("serializable")
+}
+
+#[test]
+fn end_room_request_frame() {
+    let call = ClientCall::EndRoom(EndRoomParams { lock: true, reason: "Meeting over".into() });
+    let frame = to_json(&ClientRequest::new("a1b2", &call));
+    assert_eq!(
+        frame,
+        json!({"jsonrpc":"2.0","id":"a1b2","method":"end-room","params":{"lock":true,"reason":"Meeting over"}})
+    );
+}
+
+#[test]
+fn leave_is_a_notification_without_id() {
+    let call = ClientCall::Leave(LeaveParams { client_reason: Some("user request".into()) });
+    let frame = to_json(&ClientRequest::notification(&call));
+    assert_eq!(frame, json!({"jsonrpc":"2.0","method":"leave","params":{"client_reason":"user request"}}));
+}
+
+#[test]
+fn parse_distinguishes_unknown_method_from_bad_params() {
+    let err = ClientCall::parse("fly", json!({})).unwrap_err();
+    assert_eq!(err.code, code::METHOD_NOT_FOUND);
+    let err = ClientCall::parse("end-room", json!({"lock":"yes","reason":"x"})).unwrap_err();
+    assert_eq!(err.code, code::INVALID_PARAMS);
+    assert!(err.message.contains("end-room"), "{}", err.message);
+    let ok = ClientCall::parse("peer-leave-request", json!({"requested_for":"p2","reason":"bye"})).unwrap();
+    assert_eq!(
+        ok,
+        ClientCall::PeerLeaveRequest(PeerLeaveRequestParams { requested_for: "p2".into(), reason: "bye".into() })
+    );
+    // 100ms's join carries media fields we ignore; data defaults to "".
+    let ok = ClientCall::parse("join", json!({"name":"Ada","simulcast":true})).unwrap();
+    assert_eq!(ok, ClientCall::Join(JoinParams { name: "Ada".into(), data: String::new() }));
+}
+
+#[test]
+fn leave_request_push_round_trips_with_and_without_requester() {
+    let push = ServerPush::PeerLeaveRequest(PeerLeaveRequest {
+        requested_by: Some("host-1".into()),
+        reason: "Meeting over".into(),
+        room_end: true,
+    });
+    let v = to_json(&push);
+    assert_eq!(
+        v,
+        json!({"method":"on-peer-leave-request","params":{"requested_by":"host-1","reason":"Meeting over","room_end":true}})
+    );
+    assert_eq!(serde_json::from_value::<ServerPush>(v).unwrap(), push);
+    let rest: ServerPush = serde_json::from_value(
+        json!({"method":"on-peer-leave-request","params":{"reason":"by API","room_end":true}}),
+    )
+    .unwrap();
+    assert!(matches!(rest, ServerPush::PeerLeaveRequest(PeerLeaveRequest { requested_by: None, .. })));
+}
+
+#[test]
+fn roles_are_camel_case_and_missing_permissions_are_false() {
+    let role: Role = serde_json::from_value(json!({"name":"host","priority":1,"permissions":{"endRoom":true}})).unwrap();
+    assert!(role.permissions.allows(Action::EndRoom));
+    assert!(!role.permissions.allows(Action::RemoveOthers));
+    let v = to_json(&role);
+    assert_eq!(v["permissions"]["removeOthers"], json!(false));
+    assert_eq!(v["permissions"]["endRoom"], json!(true));
+}
+
+#[test]
+fn permission_check_gives_403_naming_the_permission() {
+    let guest = Permissions::default();
+    let err = guest.check(Action::EndRoom).unwrap_err();
+    assert_eq!(err.code, code::FORBIDDEN);
+    assert!(err.message.contains("endRoom"));
+    let host = Permissions { end_room: true, remove_others: true, ..Default::default() };
+    assert!(host.check(Action::EndRoom).is_ok() && host.check(Action::RemoveOthers).is_ok());
+}
+
+#[test]
+fn peer_notification_has_100ms_shape() {
+    let p = PeerNotification {
+        peer_id: "p1".into(),
+        info: PeerInfo { name: "Ada".into(), data: "".into(), user_id: "u1".into(), peer_type: "regular".into() },
+        role: "host".into(),
+        joined_at: Some(1),
+        tracks: Default::default(),
+        groups: vec![],
+    };
+    assert_eq!(
+        to_json(&p),
+        json!({"peer_id":"p1","info":{"name":"Ada","data":"","user_id":"u1","type":"regular"},"role":"host","joined_at":1,"tracks":{},"groups":[]})
+    );
+}
+
+#[test]
+fn server_frame_reads_responses_and_pushes() {
+    let r: ServerFrame<Value> = serde_json::from_value(json!({"jsonrpc":"2.0","id":"7","result":{}})).unwrap();
+    assert_eq!(r.id.as_deref(), Some("7"));
+    assert_eq!(r.result, Some(json!({})));
+    let e: ServerFrame<Value> =
+        serde_json::from_value(json!({"id":"8","error":{"code":423,"message":"room is locked"}})).unwrap();
+    assert_eq!(e.error.unwrap().code, code::LOCKED);
+    let p: ServerFrame<Value> = serde_json::from_value(json!({"method":"on-peer-join","params":{"x":1}})).unwrap();
+    assert_eq!(p.method.as_deref(), Some("on-peer-join"));
+    assert!(p.id.is_none() && p.params.is_some());
+}
+
+#[test]
+fn response_is_always_an_object() {
+    let ok = to_json(&Response::ok(json!("1"), Empty {}));
+    assert_eq!(ok, json!({"jsonrpc":"2.0","id":"1","result":{}}));
+    let err = to_json(&Response::<Value, Empty>::err(Value::Null, RpcError::new(code::PARSE_ERROR, "bad json")));
+    assert_eq!(err, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad json"}}));
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything the build, the demo and the tests need on a fresh Debian machine
+# with Rust (rustup) and Node: idempotent, non-interactive, and it skips what is present.
+# Everything comes from the package registries (Debian, crates.io, npm); nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# Debian packages: headless browsers and their drivers, and wasm-opt (binaryen).
+missing_debs=()
+command -v chromium >/dev/null || missing_debs+=(chromium)
+command -v chromedriver >/dev/null || missing_debs+=(chromium-driver)
+command -v firefox-esr >/dev/null || missing_debs+=(firefox-esr)
+command -v wasm-opt >/dev/null || missing_debs+=(binaryen)
+if [ ${#missing_debs[@]} -gt 0 ]; then
+  log "apt-get install ${missing_debs[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >/dev/null
+fi
+
+# Rust target and cargo-installed tools.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+# A crate's own lock file can pin a version the registry no longer serves (seen with
+# wasm-bindgen-cli); then install again with fresh resolution.
+cargo_install() { cargo install --locked "$@" || cargo install "$@"; }
+command -v wasm-pack >/dev/null || { log "cargo install wasm-pack"; cargo_install wasm-pack; }
+command -v geckodriver >/dev/null || { log "cargo install geckodriver"; cargo_install geckodriver; }
+# wasm-pack uses a wasm-bindgen-cli on PATH only when it matches Cargo.lock exactly;
+# otherwise it would try to download one, which this machine cannot do.
+want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  log "cargo install wasm-bindgen-cli $want"
+  cargo_install wasm-bindgen-cli --version "$want" --force
+fi
+
+# npm packages of the browser end-to-end tests and benchmarks (playwright-core only: it
+# drives Debian's chromium and never downloads a browser).
+for dir in tests/e2e bench; do
+  if [ -f "$dir/package.json" ] && { [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; }; then
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+log "ready"

@@ -1,0 +1,1 @@
+//! hms-server (placeholder)

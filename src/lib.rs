@@ -1,0 +1,1 @@
+//! hms-client: the browser SDK (placeholder until the SDK issue lands).
