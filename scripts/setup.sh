@@ -4,6 +4,7 @@
 # Everything comes from the package registries (Debian, crates.io, npm); nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one test command (README.md; .ci/run calls exactly this). Installs whatever is
+# missing (scripts/setup.sh), then runs every suite, even after one fails, and ends with
+# a summary line. Exits non-zero when any suite failed.
+#
+#   native    cargo test --workspace: protocol, server integration tests (real server
+#             binary over real sockets, real SQLite files), SDK pure logic
+#   package   wasm-pack release build of pkg/ and its 40 KB gzip size budget
+#   chrome    SDK browser tests (wasm-bindgen-test) in headless Chromium vs the real server
+#   firefox   the same in headless Firefox ESR
+#   e2e       the demo app driven by Playwright in headless Chromium vs the real server
+#   load      a small run of the load tool: every peer of every ended room told exactly once
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+
+bash scripts/setup.sh || { echo "setup failed"; exit 1; }
+
+passed=() failed=()
+suite() {
+  local name=$1; shift
+  echo
+  echo "=== suite $name: $*"
+  local start=$SECONDS
+  if "$@"; then passed+=("$name"); echo "=== suite $name passed ($((SECONDS - start)) s)"
+  else failed+=("$name"); echo "=== suite $name FAILED ($((SECONDS - start)) s)"; fi
+}
+
+suite native cargo test --workspace --locked
+suite package bash scripts/build-pkg.sh
+suite chrome bash scripts/browser-tests.sh chrome
+suite firefox bash scripts/browser-tests.sh firefox
+suite e2e bash scripts/e2e-tests.sh
+suite load bash scripts/load-smoke.sh
+
+echo
+echo "passed suites: ${passed[*]:-none}"
+echo "failed suites: ${failed[*]:-none}"
+echo "suites: ${#passed[@]} passed, ${#failed[@]} failed"
+[ ${#failed[@]} -eq 0 ]
