@@ -1,1 +1,346 @@
-fn main() {}
+//! `hms-loadtest`: N peers across M rooms over real WebSockets on loopback; every room
+//! ended at once; every push verified; latency, throughput and memory reported.
+
+mod cli;
+mod limits;
+mod peer;
+mod server;
+mod stats;
+mod token;
+mod verify;
+
+use clap::Parser;
+use cli::Args;
+use stats::{ms, summarize, Summary};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Semaphore};
+use verify::{PeerReport, RoomPlan};
+
+/// Generous limits for `serve`, so the run measures the server and not its guards.
+/// Each is passed only if `serve --help` lists the flag.
+const GENEROUS_LIMITS: &[(&str, &str)] = &[
+    ("--max-conns-per-ip", "1000000"),
+    ("--max-connections-per-ip", "1000000"),
+    ("--max-peers-per-room", "1000000"),
+    ("--max-room-peers", "1000000"),
+    ("--max-frames-per-sec", "1000000"),
+    ("--max-frames-per-second", "1000000"),
+];
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("hms-loadtest: {e}");
+            println!("load: 0 passed, 1 failed");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `ws://HOST:PORT[/]` -> `ws://HOST:PORT`, refusing any host off the loopback.
+pub fn loopback_base(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| format!("{url}: only ws:// URLs"))?;
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('/') {
+        return Err(format!("{url}: give the base URL only (ws://HOST:PORT); the tool adds /ws"));
+    }
+    let host = match hostport.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => return Err(format!("{url}: no port")),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    if !loopback {
+        return Err(format!("{url}: the load tool only targets loopback addresses"));
+    }
+    Ok(format!("ws://{hostport}"))
+}
+
+/// Splits `peers` over `rooms` as evenly as possible (the first rooms get one more).
+pub fn room_sizes(peers: usize, rooms: usize) -> Vec<usize> {
+    (0..rooms).map(|r| peers / rooms + usize::from(r < peers % rooms)).collect()
+}
+
+async fn server_flags(bin: &std::path::Path) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(bin).args(["serve", "--help"]).kill_on_drop(true).output(),
+    )
+    .await;
+    match out {
+        Ok(Ok(o)) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        _ => String::new(),
+    }
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    if args.rooms == 0 || args.peers < args.rooms {
+        return Err(format!("need at least one peer per room (--peers {} --rooms {})", args.peers, args.rooms));
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+    match limits::raise_nofile() {
+        Ok((old, new)) if new < (args.peers as u64) + 64 => {
+            eprintln!("warning: open-file limit {new} (was {old}) is below --peers {}; connects may fail", args.peers)
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: could not raise the open-file limit: {e}"),
+    }
+
+    // The target: a server we start, or one that runs.
+    let mut spawned = None;
+    let (base, tokens) = match (&args.server_bin, &args.url) {
+        (Some(bin), _) => {
+            let secret = args.secret.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            let mut extra = Vec::new();
+            if !args.server_default_limits {
+                let help = server_flags(bin).await;
+                for (flag, value) in GENEROUS_LIMITS {
+                    let listed = help.split(|c: char| c.is_whitespace() || c == ',' || c == '=').any(|w| w == *flag);
+                    if listed {
+                        extra.push(format!("{flag}={value}"));
+                    }
+                }
+            }
+            extra.extend(args.server_args.iter().cloned());
+            let s = server::spawn(bin, &secret, &extra, Duration::from_secs(30)).await?;
+            eprintln!("server: {} (pid {}) {}", s.base_url, s.pid, extra.join(" "));
+            let tokens = if args.cli_tokens {
+                token::TokenSource::Cli { bin: bin.clone(), data_dir: s.data_dir.clone(), secret }
+            } else {
+                token::TokenSource::Secret(secret)
+            };
+            let base = s.base_url.clone();
+            spawned = Some(s);
+            (base, tokens)
+        }
+        (None, Some(url)) => {
+            let secret = args.secret.clone().ok_or("--url needs --secret (or HMS_SECRET) to mint tokens")?;
+            (loopback_base(url)?, token::TokenSource::Secret(secret))
+        }
+        (None, None) => return Err("give --server-bin PATH or --url ws://127.0.0.1:PORT".into()),
+    };
+
+    // The plan: rooms, hosts, guests, tokens.
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut plans = Vec::new();
+    let mut jobs = Vec::new();
+    for (r, size) in room_sizes(args.peers, args.rooms).into_iter().enumerate() {
+        let room_id = format!("lt-{run_id}-{r}");
+        let reason = format!("load test {run_id}: room {r} ended by its host");
+        let mut plan = RoomPlan { room_id: room_id.clone(), reason: reason.clone(), host: String::new(), guests: Vec::new() };
+        let shared = if args.cli_tokens {
+            Some((tokens.token(&room_id, "host", "host").await?, tokens.token(&room_id, "guest", "guest").await?))
+        } else {
+            None
+        };
+        for i in 0..size {
+            let is_host = i == 0;
+            let peer_id = uuid::Uuid::new_v4().to_string();
+            let role = if is_host { "host" } else { "guest" };
+            let tok = match &shared {
+                Some((h, g)) => if is_host { h.clone() } else { g.clone() },
+                None => tokens.token(&room_id, &format!("u{r}-{i}"), role).await?,
+            };
+            if is_host {
+                plan.host = peer_id.clone();
+            } else {
+                plan.guests.push(peer_id.clone());
+            }
+            jobs.push(peer::PeerJob {
+                url: format!("{base}/ws?peer={peer_id}&token={tok}"),
+                report: PeerReport::new(r, peer_id, is_host),
+                end_reason: is_host.then(|| reason.clone()),
+                ping_every: Duration::from_millis(args.ping_interval_ms.max(100)),
+                join_timeout: Duration::from_secs(30),
+            });
+        }
+        plans.push(plan);
+    }
+
+    let rss_idle = spawned.as_ref().map(|s| server::rss_bytes(s.pid)).transpose()?;
+
+    // Join phase.
+    let (joined_tx, mut joined_rx) = mpsc::unbounded_channel();
+    let (end_tx, end_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sig = peer::Signals { join_permits: Arc::new(Semaphore::new(args.concurrency.max(1))), joined: joined_tx, end: end_rx, stop: stop_rx };
+    let started = Instant::now();
+    let handles: Vec<_> = jobs.into_iter().map(|job| tokio::spawn(peer::run(job, sig.clone()))).collect();
+    drop(sig);
+    let mut phase_failures = Vec::new();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    let mut last_join = started;
+    while ok + failed < args.peers {
+        match tokio::time::timeout_at(deadline.into(), joined_rx.recv()).await {
+            Ok(Some(true)) => {
+                ok += 1;
+                last_join = Instant::now();
+            }
+            Ok(Some(false)) => failed += 1,
+            Ok(None) => break,
+            Err(_) => {
+                phase_failures.push(format!("timed out after {} s while joining ({ok} joined, {failed} failed)", args.timeout_s));
+                break;
+            }
+        }
+    }
+    let join_span = last_join.saturating_duration_since(started);
+    eprintln!("joined: {ok} of {} in {:.2} s ({failed} failed)", args.peers, join_span.as_secs_f64());
+
+    // Memory with everyone connected.
+    let mut rss_loaded = None;
+    if let Some(s) = &spawned {
+        let settle = Instant::now() + Duration::from_millis(args.settle_ms);
+        tokio::time::sleep_until(settle.min(deadline).into()).await;
+        rss_loaded = Some(server::rss_bytes(s.pid)?);
+    }
+
+    // End phase: every host ends its room at once; wait for every peer to finish.
+    let _ = end_tx.send(true);
+    let ending = Instant::now();
+    let mut reports = Vec::with_capacity(handles.len());
+    let mut pending = handles;
+    let all = futures_util::future::join_all(pending.iter_mut());
+    match tokio::time::timeout_at(deadline.into(), all).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(rep) => reports.push(rep),
+                    Err(e) => phase_failures.push(format!("a peer task failed: {e}")),
+                }
+            }
+        }
+        Err(_) => {
+            phase_failures.push(format!("timed out after {} s waiting for the rooms to end", args.timeout_s));
+            let _ = stop_tx.send(true);
+            // Every task returns at once on stop.
+            for h in pending {
+                match tokio::time::timeout(Duration::from_secs(5), h).await {
+                    Ok(Ok(rep)) => reports.push(rep),
+                    Ok(Err(e)) => phase_failures.push(format!("a peer task failed: {e}")),
+                    Err(_) => phase_failures.push("a peer task ignored stop".into()),
+                }
+            }
+        }
+    }
+    let end_span = ending.elapsed();
+
+    // Verification and figures.
+    let mut failures = phase_failures;
+    failures.extend(verify::verify(&plans, &reports));
+    let joins: Vec<Duration> = reports.iter().filter_map(|r| r.join_latency).collect();
+    let (fan, last_per_room) = verify::fan_out(&plans, &reports);
+    let end_answers: Vec<Duration> = reports
+        .iter()
+        .filter_map(|r| Some(r.end_answer.as_ref()?.0.saturating_duration_since(r.end_sent_at?)))
+        .collect();
+    let last_fan: Vec<Duration> = last_per_room.iter().flatten().copied().collect();
+    let join_s = summarize(&joins);
+    let fan_s = summarize(&fan);
+    let end_s = summarize(&end_answers);
+    let last_s = summarize(&last_fan);
+    let joins_per_s = if join_span.is_zero() { 0.0 } else { ok as f64 / join_span.as_secs_f64() };
+    let rss_per_peer = match (rss_idle, rss_loaded) {
+        (Some(i), Some(l)) if ok > 0 => Some((l.saturating_sub(i)) as f64 / ok as f64),
+        _ => None,
+    };
+
+    println!("hms-loadtest: {} peers in {} rooms against {base}", args.peers, args.rooms);
+    println!("  peers held (joined at once) : {ok}");
+    print_summary("join latency (connect+join)", &join_s);
+    println!("  joins/s                     : {joins_per_s:.0}  (all {ok} joined in {:.3} s, {} at a time)", join_span.as_secs_f64(), args.concurrency);
+    print_summary("fan-out (end-room -> push)", &fan_s);
+    print_summary("fan-out to the last peer", &last_s);
+    print_summary("end-room answered", &end_s);
+    println!("  rooms ended in              : {:.3} s (until every socket closed)", end_span.as_secs_f64());
+    if let (Some(i), Some(l)) = (rss_idle, rss_loaded) {
+        println!(
+            "  server RSS                  : idle {:.1} MiB, with peers {:.1} MiB, {:.1} KiB per peer",
+            i as f64 / 1048576.0,
+            l as f64 / 1048576.0,
+            rss_per_peer.unwrap_or(0.0) / 1024.0
+        );
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "peers": args.peers, "rooms": args.rooms, "held": ok,
+            "join_ms": summary_json(&join_s), "fan_out_ms": summary_json(&fan_s),
+            "fan_out_last_ms": summary_json(&last_s), "end_room_answer_ms": summary_json(&end_s),
+            "joins_per_s": joins_per_s, "join_span_s": join_span.as_secs_f64(),
+            "rss_idle_bytes": rss_idle, "rss_loaded_bytes": rss_loaded, "rss_per_peer_bytes": rss_per_peer,
+            "failures": failures.len(),
+        });
+        if let Err(e) = std::fs::write(path, json.to_string()) {
+            eprintln!("warning: writing {}: {e}", path.display());
+        }
+    }
+    if !failures.is_empty() {
+        println!("verification FAILED: {} problem(s)", failures.len());
+        for f in failures.iter().take(20) {
+            println!("  - {f}");
+        }
+        if failures.len() > 20 {
+            println!("  ... and {} more", failures.len() - 20);
+        }
+        if let Some(s) = &spawned {
+            println!("server log tail:\n{}", s.log_tail(15));
+        }
+        println!("load: 0 passed, 1 failed");
+        return Ok(false);
+    }
+    let guests = plans.iter().map(|p| p.guests.len()).sum::<usize>();
+    println!(
+        "verified: {} rooms ended, {guests} guests got exactly one on-peer-leave-request with their room's reason and host, {} hosts answered {{}}",
+        plans.len(),
+        plans.len()
+    );
+    println!("load: 1 passed, 0 failed");
+    Ok(true)
+}
+
+fn print_summary(label: &str, s: &Summary) {
+    println!(
+        "  {label:<28}: p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (n={})",
+        ms(s.p50),
+        ms(s.p90),
+        ms(s.p99),
+        ms(s.max),
+        s.count
+    );
+}
+
+fn summary_json(s: &Summary) -> serde_json::Value {
+    serde_json::json!({"n": s.count, "p50": ms(s.p50), "p90": ms(s.p90), "p99": ms(s.p99), "max": ms(s.max)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_accepted() {
+        assert_eq!(loopback_base("ws://127.0.0.1:7880").unwrap(), "ws://127.0.0.1:7880");
+        assert_eq!(loopback_base("ws://localhost:7880/").unwrap(), "ws://localhost:7880");
+        assert_eq!(loopback_base("ws://[::1]:7880").unwrap(), "ws://[::1]:7880");
+        assert!(loopback_base("ws://10.0.0.1:7880").is_err());
+        assert!(loopback_base("ws://example.com:80").is_err());
+        assert!(loopback_base("wss://127.0.0.1:7880").is_err());
+        assert!(loopback_base("ws://127.0.0.1").is_err());
+        assert!(loopback_base("ws://127.0.0.1:7880/ws").is_err());
+    }
+
+    #[test]
+    fn rooms_share_the_peers_evenly() {
+        assert_eq!(room_sizes(200, 10), vec![20; 10]);
+        assert_eq!(room_sizes(7, 3), vec![3, 2, 2]);
+        assert_eq!(room_sizes(10_000, 1), vec![10_000]);
+        assert_eq!(room_sizes(5, 5).iter().sum::<usize>(), 5);
+    }
+}

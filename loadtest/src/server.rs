@@ -1,0 +1,132 @@
+//! Starting the real server as a child process, and reading its memory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A server this tool started; killed when dropped.
+pub struct SpawnedServer {
+    /// The child (kill_on_drop).
+    pub child: Child,
+    /// Its OS pid, for /proc.
+    pub pid: u32,
+    /// `ws://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The temp data dir (removed on drop).
+    pub data_dir: PathBuf,
+    /// Where the server's stderr goes, for the tail on failure.
+    pub log_path: PathBuf,
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        // kill_on_drop sends SIGKILL; the data dir is ours to remove.
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A fresh, unique temp dir.
+pub fn temp_dir(prefix: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Starts `bin serve --addr 127.0.0.1:0 --data-dir <temp> <extra...>` with `HMS_SECRET`
+/// set, and waits (up to `wait`) for its `listening on 127.0.0.1:PORT` line.
+pub async fn spawn(bin: &Path, secret: &str, extra: &[String], wait: Duration) -> Result<SpawnedServer, String> {
+    let data_dir = temp_dir("hms-loadtest")?;
+    let log_path = data_dir.join("server.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .args(extra)
+        .env("HMS_SECRET", secret)
+        // Per-connection info logs would cost the server more than the load itself.
+        .env("RUST_LOG", std::env::var("HMS_LOADTEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let pid = child.id().ok_or("the server exited at once")?;
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut server = SpawnedServer { child, pid, base_url: String::new(), data_dir, log_path };
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(wait, lines.next_line())
+        .await
+        .map_err(|_| format!("the server printed no line within {wait:?}"))?
+        .map_err(|e| format!("reading the server's stdout: {e}"))?
+        .ok_or_else(|| format!("the server exited before listening; its log:\n{}", server.log_tail(20)))?;
+    let addr = parse_listening(&first).ok_or_else(|| format!("unexpected first line from the server: {first:?}"))?;
+    server.base_url = format!("ws://{addr}");
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(server)
+}
+
+impl SpawnedServer {
+    /// The last `n` lines of the server's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// `listening on 127.0.0.1:PORT` -> `127.0.0.1:PORT`.
+pub fn parse_listening(line: &str) -> Option<&str> {
+    let addr = line.trim().strip_prefix("listening on ")?.trim();
+    let (_, port) = addr.rsplit_once(':')?;
+    port.parse::<u16>().ok().filter(|&p| p != 0)?;
+    Some(addr)
+}
+
+/// VmRSS in bytes from the text of `/proc/<pid>/status`.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut parts = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = parts.next()?.parse().ok()?;
+    match parts.next() {
+        Some("kB") | None => Some(value * 1024),
+        _ => None,
+    }
+}
+
+/// The resident memory of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    parse_vm_rss(&text).ok_or_else(|| format!("no VmRSS in {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_listening_line() {
+        assert_eq!(parse_listening("listening on 127.0.0.1:40123\n"), Some("127.0.0.1:40123"));
+        assert_eq!(parse_listening("listening on 127.0.0.1:0"), None);
+        assert_eq!(parse_listening("starting"), None);
+        assert_eq!(parse_listening("listening on 127.0.0.1:http"), None);
+    }
+
+    #[test]
+    fn reads_vm_rss() {
+        let status = "Name:\thms-server\nVmPeak:\t  20000 kB\nVmRSS:\t    8192 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(8192 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_our_own_rss() {
+        let rss = rss_bytes(std::process::id()).unwrap();
+        assert!(rss > 100 * 1024, "a running test binary uses more than 100 KiB: {rss}");
+    }
+}
