@@ -1,0 +1,187 @@
+// Latency benchmark in headless Chromium, the SDK as users run it.
+//
+// Starts the real server (serve --www bench/page --pkg PKG on 127.0.0.1:0, temp data dir,
+// known secret), opens bench/page in Debian's Chromium through playwright-core, and:
+//   - reloads the page --loads times: wasm fetch + compile + instantiate per load;
+//   - runs --trials trials each for N = 10 and N = 100 guests: host join time, endRoom
+//     resolve time, time until the last guest's onRemovedFromRoom, each beside the floor
+//     (a bare browser WebSocket to the same server, same page, same trial).
+// Prints median and p10/p90 of each, writes --json FILE for scripts/bench.sh.
+//
+// Usage: node bench/latency.mjs --server-bin target/server-release/hms-server --pkg pkg
+//        [--trials 15] [--loads 10] [--guests 10,100] [--json FILE]
+import { chromium } from "playwright-core";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { join, dirname, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { randomUUID, randomBytes } from "node:crypto";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const serverBin = resolve(args["server-bin"] ?? join(here, "..", "target", "server-release", "hms-server"));
+const pkgDir = resolve(args.pkg ?? join(here, "..", "pkg"));
+const trials = Number(args.trials ?? 15);
+const loads = Number(args.loads ?? 10);
+const guestCounts = (args.guests ?? "10,100").split(",").map(Number);
+const chromiumPath = args.chromium ?? "/usr/bin/chromium";
+const overallTimeoutMs = Number(args["timeout-s"] ?? 600) * 1000;
+
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+  "--disable-quic",
+];
+
+// Flags of `serve` that raise its guards out of the way of 100+ sockets from one IP; each
+// is passed only when `serve --help` lists it.
+const GENEROUS = [
+  ["--max-conns-per-ip", "1000000"],
+  ["--max-connections-per-ip", "1000000"],
+  ["--max-peers-per-room", "1000000"],
+  ["--max-frames-per-sec", "1000000"],
+  ["--max-frames-per-second", "1000000"],
+];
+
+function quantile(sorted, q) {
+  // Nearest rank, as the load tool does.
+  if (!sorted.length) return NaN;
+  const rank = Math.max(1, Math.ceil(q * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1];
+}
+export function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  return { n: s.length, p10: quantile(s, 0.1), median: quantile(s, 0.5), p90: quantile(s, 0.9), min: s[0], max: s[s.length - 1] };
+}
+
+async function startServer(dataDir, secret) {
+  let help = "";
+  try {
+    help = execFileSync(serverBin, ["serve", "--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    help = String(e.stdout ?? "");
+  }
+  const words = new Set(help.split(/[\s,=]+/));
+  const extra = GENEROUS.filter(([f]) => words.has(f)).map(([f, v]) => `${f}=${v}`);
+  const child = spawn(
+    serverBin,
+    ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--www", join(here, "page"), "--pkg", pkgDir, ...extra],
+    { env: { ...process.env, HMS_SECRET: secret, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const rl = createInterface({ input: child.stdout });
+  const line = await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error("server printed no line within 30 s")), 30000);
+    rl.once("line", (l) => {
+      clearTimeout(timer);
+      res(l);
+    });
+    child.once("exit", (code) => rej(new Error(`server exited with ${code} before listening`)));
+  });
+  const m = /^listening on (127\.0\.0\.1:\d+)$/.exec(line.trim());
+  if (!m) throw new Error(`unexpected first line from the server: ${line}`);
+  rl.on("line", () => {}); // keep draining
+  return { child, addr: m[1] };
+}
+
+function token(dataDir, secret, room, user, role) {
+  return execFileSync(serverBin, ["token", "--room", room, "--user", user, "--role", role, "--data-dir", dataDir], {
+    encoding: "utf8",
+    env: { ...process.env, HMS_SECRET: secret },
+  }).trim().split("\n").pop().trim();
+}
+
+async function main() {
+  if (!existsSync(serverBin)) throw new Error(`${serverBin} not found: build it first`);
+  if (!existsSync(join(pkgDir, "hms_client.js"))) throw new Error(`${pkgDir}/hms_client.js not found: run scripts/build-pkg.sh`);
+  const dataDir = mkdtempSync(join(tmpdir(), "hms-latency-"));
+  const secret = randomBytes(24).toString("hex");
+  const { child, addr } = await startServer(dataDir, secret);
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_ARGS });
+  try {
+    const page = await browser.newPage();
+    page.on("pageerror", (e) => console.error(`page error: ${e}`));
+    const base = `http://${addr}`;
+    const endpoint = `ws://${addr}/ws`;
+
+    // Start-up, once per page load.
+    const startup = { fetchCompileMs: [], instantiateMs: [], totalMs: [] };
+    for (let i = 0; i < Math.max(1, loads); i++) {
+      await page.goto(`${base}/index.html`, { waitUntil: "load" });
+      await page.waitForFunction(() => window.benchStartup || window.benchError, null, { timeout: 30000 });
+      const err = await page.evaluate(() => window.benchError);
+      if (err) throw new Error(`page: ${err}`);
+      const s = await page.evaluate(() => window.benchStartup);
+      for (const k of Object.keys(startup)) startup[k].push(s[k]);
+    }
+
+    const results = { startup: Object.fromEntries(Object.entries(startup).map(([k, v]) => [k, stats(v)])), trials: {} };
+    const problems = [];
+    for (const n of guestCounts) {
+      const samples = { joinMs: [], rawConnectRoundTripMs: [], endRoomMs: [], rawRoundTripMs: [], lastRemovedMs: [] };
+      // One warm-up trial (JIT, connection setup paths) that is not counted.
+      for (let t = -1; t < trials; t++) {
+        const room = `bench-${n}-${randomUUID().slice(0, 8)}`;
+        const hostToken = token(dataDir, secret, room, "host", "host");
+        const guestToken = token(dataDir, secret, room, "guest", "guest");
+        const reason = `bench ${room} ended`;
+        const r = await page.evaluate((p) => window.bench.trial(p), { endpoint, hostToken, guestToken, n, reason });
+        problems.push(...r.problems.map((p) => `N=${n} trial ${t}: ${p}`));
+        if (t < 0) continue;
+        samples.joinMs.push(r.joinMs);
+        samples.rawConnectRoundTripMs.push(r.rawConnectRoundTripMs);
+        samples.endRoomMs.push(r.endRoomMs);
+        // The floor of this trial: the median of its bare round trips.
+        samples.rawRoundTripMs.push(stats(r.rawRoundTripsMs).median);
+        samples.lastRemovedMs.push(r.lastRemovedMs);
+      }
+      results.trials[n] = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v)]));
+    }
+    results.problems = problems;
+    results.chromium = browser.version();
+
+    const f = (x) => x.toFixed(3);
+    console.log(`chromium ${results.chromium}, ${trials} trials per N (+1 warm-up), ${loads} page loads`);
+    console.log("| metric | median ms | p10 ms | p90 ms | floor (bare WebSocket) median ms | ratio |");
+    console.log("|---|---:|---:|---:|---:|---:|");
+    const s = results.startup.totalMs;
+    console.log(`| wasm fetch+compile+instantiate | ${f(s.median)} | ${f(s.p10)} | ${f(s.p90)} | - | - |`);
+    for (const n of guestCounts) {
+      const r = results.trials[n];
+      const row = (name, m, floor) =>
+        console.log(`| ${name} (N=${n}) | ${f(m.median)} | ${f(m.p10)} | ${f(m.p90)} | ${f(floor.median)} | ${(m.median / floor.median).toFixed(2)} |`);
+      row("join", r.joinMs, r.rawConnectRoundTripMs);
+      row("endRoom resolve", r.endRoomMs, r.rawRoundTripMs);
+      row("last onRemovedFromRoom", r.lastRemovedMs, r.rawRoundTripMs);
+    }
+    for (const p of problems.slice(0, 20)) console.log(`problem: ${p}`);
+    if (args.json) writeFileSync(args.json, JSON.stringify(results, null, 2));
+    return problems.length === 0;
+  } finally {
+    await browser.close().catch(() => {});
+    child.kill("SIGTERM");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const timer = setTimeout(() => {
+  console.error(`latency: gave up after ${overallTimeoutMs / 1000} s`);
+  process.exit(2);
+}, overallTimeoutMs);
+main().then(
+  (ok) => {
+    clearTimeout(timer);
+    process.exit(ok ? 0 : 1);
+  },
+  (e) => {
+    clearTimeout(timer);
+    console.error(`latency: ${e.stack || e}`);
+    process.exit(2);
+  },
+);

@@ -1,0 +1,173 @@
+// The browser half of the latency benchmark, served by hms-server (--www bench/page,
+// --pkg pkg). On load it measures the wasm start-up (fetch + compile + instantiate of
+// /pkg/hms_client_bg.wasm, no cache), then exposes window.bench.trial(), which
+// bench/latency.mjs calls through Playwright. Every figure of a trial is taken in this
+// page, with performance.now(), beside the floor: a bare browser WebSocket to the same
+// server in the same trial.
+import init, { HmsClient } from "/pkg/hms_client.js";
+
+const status = document.getElementById("status");
+
+function uuid() {
+  return crypto.randomUUID();
+}
+
+// --- The floor: a bare WebSocket speaking the same JSON-RPC, no SDK. ---
+class RawSocket {
+  constructor(url) {
+    this.url = url;
+    this.pending = new Map();
+  }
+  open(timeoutMs) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      const timer = setTimeout(() => reject(new Error("raw socket: open timed out")), timeoutMs);
+      ws.onopen = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      ws.onerror = () => {
+        clearTimeout(timer);
+        reject(new Error("raw socket: error"));
+      };
+      ws.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        const cb = msg.id != null && this.pending.get(msg.id);
+        if (cb) {
+          this.pending.delete(msg.id);
+          cb(msg);
+        }
+      };
+    });
+  }
+  // One request/answer round trip; resolves with the answer.
+  request(method, params, timeoutMs) {
+    const id = uuid();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`raw socket: ${method} timed out`));
+      }, timeoutMs);
+      this.pending.set(id, (msg) => {
+        clearTimeout(timer);
+        msg.error ? reject(new Error(`raw socket: ${method}: ${JSON.stringify(msg.error)}`)) : resolve(msg.result);
+      });
+      this.ws.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
+    });
+  }
+  close() {
+    this.ws?.close(1000);
+  }
+}
+
+// Waits until cond() holds, polling each animation-free tick, up to timeoutMs.
+function waitFor(cond, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    const deadline = performance.now() + timeoutMs;
+    const check = () => {
+      if (cond()) return resolve();
+      if (performance.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(check, 1);
+    };
+    check();
+  });
+}
+
+// One trial: a host and n guests (each a real HmsClient with its own socket) in a fresh
+// room; the host ends it. Returns the timings in ms.
+async function trial({ endpoint, hostToken, guestToken, n, reason, pings = 5, timeoutMs = 20000 }) {
+  const out = { n };
+  const clients = [];
+  const raw = new RawSocket(`${endpoint}?peer=${uuid()}&token=${encodeURIComponent(guestToken)}`);
+  try {
+    // Floor for join: bare socket open + one request round trip (join is the same: open + join).
+    let t = performance.now();
+    await raw.open(timeoutMs);
+    await raw.request("ping", { timestamp: Date.now() }, timeoutMs);
+    out.rawConnectRoundTripMs = performance.now() - t;
+
+    const host = new HmsClient({ endpoint, requestTimeoutMs: timeoutMs });
+    clients.push(host);
+    t = performance.now();
+    await host.join({ authToken: hostToken, userName: "host", metadata: "" });
+    out.joinMs = performance.now() - t;
+
+    const removed = [];
+    const guests = [];
+    for (let i = 0; i < n; i++) {
+      const g = new HmsClient({ endpoint, requestTimeoutMs: timeoutMs });
+      clients.push(g);
+      g.onRemovedFromRoom((ev) => removed.push({ at: performance.now(), i, ev }));
+      guests.push(g);
+    }
+    t = performance.now();
+    await Promise.all(guests.map((g, i) => g.join({ authToken: guestToken, userName: `guest-${i}`, metadata: "" })));
+    out.guestsJoinedMs = performance.now() - t;
+
+    // Floor for endRoom: a bare request round trip on an open socket, right before it.
+    out.rawRoundTripsMs = [];
+    for (let i = 0; i < pings; i++) {
+      t = performance.now();
+      await raw.request("ping", { timestamp: Date.now() }, timeoutMs);
+      out.rawRoundTripsMs.push(performance.now() - t);
+    }
+
+    const t0 = performance.now();
+    await host.endRoom(false, reason);
+    out.endRoomMs = performance.now() - t0;
+    await waitFor(() => removed.length >= n, timeoutMs, `${n} onRemovedFromRoom callbacks (got ${removed.length})`);
+    out.lastRemovedMs = Math.max(...removed.map((r) => r.at)) - t0;
+    out.removedCallbacks = removed.length;
+    // Each guest exactly once, with the reason, the room-ended flag and the host as remover.
+    const seen = new Set(removed.map((r) => r.i));
+    out.problems = [];
+    if (seen.size !== n || removed.length !== n) out.problems.push(`callbacks ${removed.length} from ${seen.size} distinct guests, expected ${n}`);
+    for (const { i, ev } of removed) {
+      if (ev.reason !== reason) out.problems.push(`guest ${i}: reason ${JSON.stringify(ev.reason)}`);
+      if (ev.roomWasEnded !== true) out.problems.push(`guest ${i}: roomWasEnded ${ev.roomWasEnded}`);
+      if (ev.peerWhoRemoved?.name !== "host") out.problems.push(`guest ${i}: peerWhoRemoved ${JSON.stringify(ev.peerWhoRemoved?.name)}`);
+    }
+    return out;
+  } finally {
+    raw.close();
+    for (const c of clients) {
+      try {
+        c.free();
+      } catch {
+        // Already freed or left: nothing to release.
+      }
+    }
+  }
+}
+
+// Start-up: fetch + compile + instantiate, no HTTP cache, measured once per page load.
+async function startup() {
+  const url = "/pkg/hms_client_bg.wasm";
+  const t0 = performance.now();
+  const resp = await fetch(url, { cache: "no-store" });
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
+  let module;
+  try {
+    module = await WebAssembly.compileStreaming(resp.clone());
+  } catch {
+    // Served without application/wasm: compile from the bytes instead.
+    module = await WebAssembly.compile(await resp.arrayBuffer());
+  }
+  const t1 = performance.now();
+  await init({ module_or_path: module });
+  const t2 = performance.now();
+  return { fetchCompileMs: t1 - t0, instantiateMs: t2 - t1, totalMs: t2 - t0 };
+}
+
+window.bench = { trial };
+startup().then(
+  (s) => {
+    window.benchStartup = s;
+    status.textContent = "ready";
+  },
+  (e) => {
+    window.benchError = String(e?.stack || e);
+    status.textContent = `error: ${e}`;
+  },
+);

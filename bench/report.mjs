@@ -1,0 +1,59 @@
+// Joins the figures of one bench.sh run (bench/results/<run>/*.json) into one table:
+// metric | median | spread | comparison (peer or floor) | ratio.
+// Usage: node bench/report.mjs DIR
+import { readFileSync, existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error("usage: node bench/report.mjs DIR");
+  process.exit(2);
+}
+const read = (f) => (existsSync(join(dir, f)) ? JSON.parse(readFileSync(join(dir, f), "utf8")) : null);
+const rows = [];
+const ms = (x) => `${x.toFixed(2)} ms`;
+const kb = (b) => `${(b / 1024).toFixed(1)} KB`;
+
+const size = read("size.json");
+if (size) {
+  const ours = size.rows.find((r) => r.name === "hms-client pkg/");
+  for (const peer of size.rows.filter((r) => r !== ours)) {
+    if (!ours || peer.gzip == null) {
+      rows.push([`payload gzip vs ${peer.name}`, ours ? kb(ours.gzip) : "-", "- (deterministic)", `${peer.name}: ${peer.note}`, "-"]);
+      continue;
+    }
+    rows.push([`payload gzip (.wasm + JS glue)`, kb(ours.gzip), "- (deterministic)", `${peer.name} ${kb(peer.gzip)}`, (ours.gzip / peer.gzip).toFixed(3)]);
+  }
+}
+
+const lat = read("latency.json");
+if (lat) {
+  const s = lat.startup.totalMs;
+  rows.push(["wasm fetch+compile+instantiate", ms(s.median), `p10 ${ms(s.p10)} / p90 ${ms(s.p90)} (n=${s.n})`, "-", "-"]);
+  for (const [n, r] of Object.entries(lat.trials)) {
+    const spread = (m) => `p10 ${ms(m.p10)} / p90 ${ms(m.p90)} (n=${m.n})`;
+    rows.push([`join (host; browser)`, ms(r.joinMs.median), spread(r.joinMs), `bare WS open + 1 round trip ${ms(r.rawConnectRoundTripMs.median)}`, (r.joinMs.median / r.rawConnectRoundTripMs.median).toFixed(2)]);
+    rows.push([`endRoom resolve, ${n} guests in room`, ms(r.endRoomMs.median), spread(r.endRoomMs), `bare WS round trip ${ms(r.rawRoundTripMs.median)}`, (r.endRoomMs.median / r.rawRoundTripMs.median).toFixed(2)]);
+    rows.push([`last of ${n} guests' onRemovedFromRoom`, ms(r.lastRemovedMs.median), spread(r.lastRemovedMs), `bare WS round trip ${ms(r.rawRoundTripMs.median)}`, (r.lastRemovedMs.median / r.rawRoundTripMs.median).toFixed(2)]);
+  }
+}
+
+// Load runs: load-<name>.json, written by hms-loadtest --json.
+for (const f of readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort()) {
+  const l = read(f);
+  const label = `${l.peers} peers / ${l.rooms} room${l.rooms > 1 ? "s" : ""}`;
+  const q = (m) => `p90 ${ms(m.p90)} / p99 ${ms(m.p99)} / max ${ms(m.max)}`;
+  const verdict = l.failures === 0 ? "verified" : `${l.failures} FAILURES`;
+  rows.push([`load ${label}: peers held (${verdict})`, `${l.held}`, "-", "-", "-"]);
+  rows.push([`load ${label}: join latency (connect+join)`, ms(l.join_ms.p50), q(l.join_ms), "-", "-"]);
+  rows.push([`load ${label}: joins/s`, `${Math.round(l.joins_per_s)}`, `all in ${l.join_span_s.toFixed(2)} s`, "-", "-"]);
+  rows.push([`load ${label}: end-room -> each peer's push`, ms(l.fan_out_ms.p50), q(l.fan_out_ms), "-", "-"]);
+  rows.push([`load ${label}: end-room -> last peer of a room`, ms(l.fan_out_last_ms.p50), q(l.fan_out_last_ms) + ` (n=${l.fan_out_last_ms.n} rooms)`, "-", "-"]);
+  if (l.rss_per_peer_bytes != null) {
+    rows.push([`load ${label}: server RSS per connected peer`, kb(l.rss_per_peer_bytes), `idle ${(l.rss_idle_bytes / 1048576).toFixed(1)} MiB -> ${(l.rss_loaded_bytes / 1048576).toFixed(1)} MiB`, "-", "-"]);
+  }
+}
+
+console.log("| metric | median | spread | comparison (peer or floor) | ratio |");
+console.log("|---|---:|---|---|---:|");
+for (const r of rows) console.log(`| ${r.join(" | ")} |`);
