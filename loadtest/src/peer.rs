@@ -74,6 +74,12 @@ pub fn classify(text: &str) -> Seen {
     if text.len() > PARSE_LIMIT && !interesting {
         return Seen::Other;
     }
+    // In a room of n peers every join sends n-1 `on-peer-join` pushes: skip the frames
+    // that are neither an answer (they carry `"id"`) nor a push this tool acts on,
+    // without parsing them. (`"peer_id"`, `"user_id"`... do not contain `"id"`.)
+    if !interesting && !text.contains("\"id\"") && !text.contains(method::ON_ERROR) {
+        return Seen::Other;
+    }
     let frame: ServerFrame<serde_json::Value> = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => return Seen::Error(format!("unreadable frame ({e}): {}", truncate(text))),
@@ -248,7 +254,12 @@ mod tests {
         ));
         assert!(matches!(classify(r#"{"method":"on-error","params":{"code":401,"message":"bad token"}}"#), Seen::Error(e) if e.contains("401")));
         assert_eq!(classify(r#"{"method":"on-peer-join","params":{}}"#), Seen::Other);
-        assert!(matches!(classify("not json"), Seen::Error(_)));
+        assert_eq!(
+            classify(r#"{"method":"on-peer-join","params":{"peer_id":"p","info":{"user_id":"u"},"room_id":"r"}}"#),
+            Seen::Other
+        );
+        assert!(matches!(classify(r#"{"id":"join","error":{"code":401,"message":"bad token"}}"#), Seen::Answer(id, Err(_)) if id == "join"));
+        assert!(matches!(classify(r#"{"id":"x" not json"#), Seen::Error(_)));
     }
 
     #[test]
