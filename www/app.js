@@ -124,7 +124,7 @@ function joinErrorText(err, phase, code) {
   if (info.code === 6008 || info.name === "RequestTimeout") {
     return "The server did not answer in time. Try again.";
   }
-  if (info.code === 1003 || info.name === "ConnectionLost" || info.code === 6000) {
+  if ([1000, 1003, 6000].includes(info.code) || info.name === "FailedToConnect" || info.name === "ConnectionLost") {
     return "Could not reach the room server. Is it running?";
   }
   return `Could not join: ${info.message}`;
@@ -434,7 +434,9 @@ function onRemoved(current, ev) {
 function onClientError(current, err) {
   if (session !== current || current.finished) return;
   const info = errorInfo(err);
-  if (info.code === 1003 || info.name === "ConnectionLost") {
+  // The socket is gone (and, past the SDK's reconnect budget, for good): the room is over
+  // for this tab. Anything else is shown in the room and the session goes on.
+  if ([1003, 1006].includes(info.code) || info.name === "ConnectionLost" || info.name === "ReconnectFailed") {
     finish(current, {
       title: "Disconnected",
       message: "The connection to the room server was lost",
