@@ -1,1 +1,176 @@
-//! hms-server (placeholder)
+//! `hms-server`: the room server of hms-client.
+//!
+//! WebSocket signaling at `/ws?peer=<id>&token=<jwt>` (JSON-RPC 2.0, see
+//! `docs/PROTOCOL.md`), the REST API under `/v2`, optional static files, and durable
+//! room state in SQLite. Modules: [`config`] (TOML + default template), [`auth`] (JWTs),
+//! [`store`] (SQLite), [`room`] (room state and fan-out, no sockets), [`signaling`] (one
+//! WebSocket connection), [`rest`] (REST API).
+
+pub mod auth;
+pub mod config;
+pub mod rest;
+pub mod room;
+pub mod signaling;
+pub mod store;
+
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
+
+/// Everything a request or connection needs.
+pub struct AppState {
+    /// The configuration in force (file + flags).
+    pub config: config::Config,
+    /// Token signing and checking.
+    pub keys: auth::TokenKeys,
+    /// Durable state.
+    pub store: store::Store,
+    /// Live rooms.
+    pub hub: room::Hub,
+    /// Open WebSocket connections per client IP.
+    pub per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Next connection id.
+    pub next_conn: AtomicU64,
+    /// Connection tasks alive (for graceful shutdown).
+    pub live: AtomicUsize,
+    /// Fired on SIGTERM / Ctrl-C.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state: opens the store and loads the room locks into memory.
+    pub async fn new(config: config::Config, secret: &str, data_dir: &std::path::Path) -> Result<Arc<Self>, String> {
+        config.validate()?;
+        let store = store::Store::open(data_dir)?;
+        let hub = room::Hub::new(
+            config.template.known_roles(),
+            config.template.id.clone(),
+            Duration::from_secs(config.limits.reconnect_window_secs),
+        );
+        for room in store.disabled_rooms().await? {
+            hub.set_locked(&room, true);
+        }
+        let keys = auth::TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
+        Ok(Arc::new(Self {
+            config,
+            keys,
+            store,
+            hub,
+            per_ip: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            live: AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Graceful shutdown: closes every connection with 1001, records running sessions
+    /// as ended, waits (up to the grace period) for the close frames to go out, and
+    /// checkpoints the database.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let (sessions, conns) = self.hub.shutdown();
+        tracing::info!(connections = conns.len(), sessions = sessions.len(), "shutting down");
+        for sid in sessions {
+            let sid2 = sid.clone();
+            let _ = self
+                .store
+                .call(move |c| {
+                    c.execute(
+                        "UPDATE sessions SET ended_at = ?2, reason = 'server shutdown' WHERE session_id = ?1 AND ended_at IS NULL",
+                        rusqlite::params![sid2, auth::now_millis() as i64],
+                    )
+                    .map(|_| ())
+                })
+                .await;
+            let _ = sid;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.limits.shutdown_grace_ms);
+        while self.live.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self.store.checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint at shutdown failed (the data is safe in the WAL)");
+        }
+    }
+}
+
+/// Where static files come from.
+#[derive(Debug, Clone, Default)]
+pub struct StaticDirs {
+    /// Served at `/`.
+    pub www: Option<PathBuf>,
+    /// Served at `/pkg/`.
+    pub pkg: Option<PathBuf>,
+}
+
+/// The whole HTTP app: `/ws`, `/v2/...` (CORS open), `/healthz`, static files.
+pub fn router(app: Arc<AppState>, dirs: &StaticDirs) -> Router {
+    let mut r = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(rest::routes().layer(CorsLayer::very_permissive().allow_credentials(false)));
+    if let Some(pkg) = &dirs.pkg {
+        r = r.nest_service("/pkg", ServeDir::new(pkg));
+    }
+    if let Some(www) = &dirs.www {
+        r = r.fallback_service(ServeDir::new(www));
+    }
+    r.with_state(app)
+}
+
+async fn ws_upgrade(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> impl IntoResponse {
+    // The library limit sits well above ours, so that a frame a bit over
+    // max_frame_bytes reaches our check and gets a clean 1009 close; frames past the
+    // library limit just drop the connection.
+    let hard = (app.config.limits.max_frame_bytes * 4).max(1 << 20);
+    ws.max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| signaling::run(app, socket, addr.ip(), query))
+}
+
+/// Serves on `listener` until `shutdown` resolves, then shuts down gracefully.
+pub async fn serve(
+    app: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    dirs: StaticDirs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    // Forget expired tombstones now and then.
+    let sweeper = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                t.tick().await;
+                app.hub.sweep();
+            }
+        })
+    };
+    let svc = router(app.clone(), &dirs).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, svc);
+    tokio::select! {
+        r = server => {
+            sweeper.abort();
+            return r.map_err(|e| format!("server failed: {e}"));
+        }
+        _ = shutdown => {}
+    }
+    sweeper.abort();
+    app.shutdown().await;
+    Ok(())
+}

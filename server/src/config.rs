@@ -1,0 +1,229 @@
+//! Server configuration: a TOML file (all keys optional), the built-in default role
+//! template, and the limits that keep one bad client from hurting the others.
+
+use hms_protocol::{Permissions, Role};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The default template, shipped inside the binary. `host` may end the room and remove
+/// others; `guest` may do neither.
+pub const DEFAULT_TEMPLATE_TOML: &str = r#"
+[template]
+id = "default"
+
+[template.roles.host]
+priority = 100
+permissions = { endRoom = true, removeOthers = true, mute = true, unmute = true, changeRole = true }
+
+[template.roles.guest]
+priority = 1
+permissions = { endRoom = false, removeOthers = false, mute = false, unmute = false, changeRole = false }
+"#;
+
+/// The whole configuration file. Every key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HS256 secret for auth and management tokens. `HMS_SECRET` wins over it; without
+    /// either, a random secret is generated once into `<data-dir>/secret`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The `access_key` claim put into tokens the server mints.
+    #[serde(default = "default_access_key")]
+    pub access_key: String,
+    /// Lifetime of tokens minted by `hms-server token` and `/v2/token`, in seconds.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_secs: u64,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The role template every room uses.
+    #[serde(default = "default_template")]
+    pub template: Template,
+}
+
+fn default_access_key() -> String {
+    "hms-local".to_owned()
+}
+fn default_token_ttl() -> u64 {
+    86_400
+}
+fn default_template() -> Template {
+    // The constant is part of the binary and covered by a unit test, so it always parses.
+    toml::from_str::<TemplateFile>(DEFAULT_TEMPLATE_TOML).map(|f| f.template).unwrap_or_else(|_| Template {
+        id: "default".into(),
+        roles: BTreeMap::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct TemplateFile {
+    template: Template,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            access_key: default_access_key(),
+            token_ttl_secs: default_token_ttl(),
+            limits: Limits::default(),
+            template: default_template(),
+        }
+    }
+}
+
+/// A role template: the roles a room knows, by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Sent to clients as `template_id`.
+    #[serde(default = "default_template_id")]
+    pub id: String,
+    /// Roles by name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+fn default_template_id() -> String {
+    "default".to_owned()
+}
+
+/// One role in the config file: `[template.roles.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Higher is more important.
+    #[serde(default)]
+    pub priority: i32,
+    /// camelCase permission flags, as 100ms names them; missing ones are false.
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+impl Template {
+    /// The roles as the wire has them (`known_roles`).
+    pub fn known_roles(&self) -> BTreeMap<String, Role> {
+        self.roles
+            .iter()
+            .map(|(name, r)| (name.clone(), Role { name: name.clone(), priority: r.priority, permissions: r.permissions }))
+            .collect()
+    }
+}
+
+/// Limits and timeouts. Each can be set in `[limits]` of the config file or with the
+/// `serve` flag named in its doc; `0` disables a limit where noted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest text frame accepted, bytes; bigger ones close the socket with 1009.
+    /// Flag `--max-frame-bytes`. Default 65536.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one connection before the server gives up on it as too slow
+    /// and disconnects it. Flag `--send-queue`. Default 1024.
+    pub send_queue: usize,
+    /// Seconds without any frame from a peer before it is dropped (the SDK pings every
+    /// 3 s). Flag `--idle-timeout`. Default 30; 0 disables.
+    pub idle_timeout_secs: u64,
+    /// Seconds a dropped peer's place (room + peer_id + user_id) is held for a
+    /// reconnect before the others get `on-peer-leave`. Flag `--reconnect-window`.
+    /// Default 15; 0 disables.
+    pub reconnect_window_secs: u64,
+    /// Frames per second one connection may send; beyond, frames get error 429.
+    /// Flag `--max-frames-per-sec`. Default 50; 0 disables.
+    pub max_frames_per_sec: u32,
+    /// Consecutive seconds over the frame rate after which the socket is closed (1008).
+    /// Flag `--rate-limit-strikes`. Default 3.
+    pub rate_limit_strikes: u32,
+    /// WebSocket connections open at once from one IP address; beyond, the new socket
+    /// gets `on-error {429}` and close 1008. Flag `--max-conns-per-ip`. Default 50000; 0 disables.
+    pub max_connections_per_ip: usize,
+    /// Seconds one socket write may take before the connection is dropped as stuck.
+    /// Flag `--write-timeout`. Default 10.
+    pub write_timeout_secs: u64,
+    /// How long `end-room` waits for the other peers' `on-peer-leave-request` to be
+    /// written before answering the requester, in ms (a slow peer never holds it
+    /// longer). Flag `--end-room-flush-ms`. Default 2000.
+    pub end_room_flush_ms: u64,
+    /// On SIGTERM/Ctrl-C, how long to wait for close frames to be written, in ms.
+    /// Flag `--shutdown-grace-ms`. Default 3000.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: hms_protocol::MAX_FRAME_BYTES,
+            send_queue: 1024,
+            idle_timeout_secs: 30,
+            reconnect_window_secs: 15,
+            max_frames_per_sec: 50,
+            rate_limit_strikes: 3,
+            max_connections_per_ip: 50_000,
+            write_timeout_secs: 10,
+            end_room_flush_ms: 2000,
+            shutdown_grace_ms: 3000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: at least one role, sane limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.template.roles.is_empty() {
+            return Err("the template has no roles".into());
+        }
+        if self.limits.send_queue == 0 {
+            return Err("limits.send_queue must be at least 1".into());
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            return Err("limits.max_frame_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_template_has_host_and_guest() {
+        let t = toml::from_str::<TemplateFile>(DEFAULT_TEMPLATE_TOML).unwrap().template;
+        let roles = t.known_roles();
+        assert!(roles["host"].permissions.end_room && roles["host"].permissions.remove_others);
+        assert!(!roles["guest"].permissions.end_room && !roles["guest"].permissions.remove_others);
+        assert_eq!(Config::default().template.roles.len(), 2);
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let c = Config::parse(include_str!("../config.example.toml")).unwrap();
+        assert!(c.template.roles.contains_key("host"));
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn partial_config_keeps_defaults_and_rejects_typos() {
+        let c = Config::parse("[limits]\nidle_timeout_secs = 5\n").unwrap();
+        assert_eq!(c.limits.idle_timeout_secs, 5);
+        assert_eq!(c.limits.reconnect_window_secs, 15);
+        assert_eq!(c.template.roles.len(), 2);
+        assert!(Config::parse("[limits]\nidle_timeout = 5\n").is_err());
+        assert!(Config::parse("[template]\nid = \"x\"\n").is_err(), "no roles");
+    }
+}

@@ -1,0 +1,248 @@
+//! `hms-server`: `serve` runs the room server; `token` prints auth or management tokens
+//! signed with the same secret `serve` uses; `default-config` prints a commented config.
+
+use clap::{Args, Parser, Subcommand};
+use hms_server::auth::{resolve_secret, TokenKeys};
+use hms_server::config::Config;
+use hms_server::{AppState, StaticDirs};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hms-server", version, about = "The hms room server (WebSocket signaling, REST API, SQLite state)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server. Prints `listening on ADDR:PORT` as its first stdout line.
+    Serve(ServeArgs),
+    /// Print an auth token (`--room --user --role`) or a management token (`--management`).
+    Token(TokenArgs),
+    /// Print a full, commented config file with the defaults.
+    DefaultConfig,
+}
+
+/// Flags shared by `serve` and `token`, so both resolve the same secret.
+#[derive(Args)]
+struct Common {
+    /// Data directory: SQLite database and the generated secret.
+    #[arg(long, default_value = ".data")]
+    data_dir: PathBuf,
+    /// TOML config file (see `hms-server default-config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7880")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    common: Common,
+    /// Directory served at `/`.
+    #[arg(long)]
+    www: Option<PathBuf>,
+    /// Directory served at `/pkg/` (the SDK's wasm-pack output).
+    #[arg(long)]
+    pkg: Option<PathBuf>,
+    /// Largest text frame in bytes (close 1009 beyond) [config: limits.max_frame_bytes].
+    #[arg(long)]
+    max_frame_bytes: Option<usize>,
+    /// Outgoing frames queued per connection before a slow peer is cut off [limits.send_queue].
+    #[arg(long)]
+    send_queue: Option<usize>,
+    /// Seconds without a frame before a peer is dropped, 0 = off [limits.idle_timeout_secs].
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+    /// Seconds a dropped peer's place is held for a reconnect, 0 = off [limits.reconnect_window_secs].
+    #[arg(long)]
+    reconnect_window: Option<u64>,
+    /// Frames per second per connection (429 beyond), 0 = off [limits.max_frames_per_sec].
+    #[arg(long)]
+    max_frames_per_sec: Option<u32>,
+    /// Consecutive seconds over the frame rate before close 1008 [limits.rate_limit_strikes].
+    #[arg(long)]
+    rate_limit_strikes: Option<u32>,
+    /// WebSocket connections per client IP, 0 = off [limits.max_connections_per_ip].
+    #[arg(long)]
+    max_conns_per_ip: Option<usize>,
+    /// Seconds one socket write may take before the peer is dropped [limits.write_timeout_secs].
+    #[arg(long)]
+    write_timeout: Option<u64>,
+    /// Max ms end-room waits for the others' notices before answering [limits.end_room_flush_ms].
+    #[arg(long)]
+    end_room_flush_ms: Option<u64>,
+    /// Max ms to wait for close frames on SIGTERM / Ctrl-C [limits.shutdown_grace_ms].
+    #[arg(long)]
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// Room id (app token).
+    #[arg(long, required_unless_present = "management")]
+    room: Option<String>,
+    /// User id (app token).
+    #[arg(long, required_unless_present = "management")]
+    user: Option<String>,
+    /// Role, one of the template's (app token).
+    #[arg(long, required_unless_present = "management")]
+    role: Option<String>,
+    /// Print a management token for the REST API instead.
+    #[arg(long, conflicts_with_all = ["room", "user", "role"])]
+    management: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn load_config(common: &Common) -> Result<Config, String> {
+    match &common.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    }
+}
+
+fn init_logs() {
+    let filter = std::env::var("HMS_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+/// Raises the soft open-file limit to the hard one: every peer is a socket, and a
+/// default soft limit of 1024 would cap the server long before the machine does.
+fn raise_nofile() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn apply_flags(c: &mut Config, a: &ServeArgs) {
+    let l = &mut c.limits;
+    if let Some(v) = a.max_frame_bytes {
+        l.max_frame_bytes = v;
+    }
+    if let Some(v) = a.send_queue {
+        l.send_queue = v;
+    }
+    if let Some(v) = a.idle_timeout {
+        l.idle_timeout_secs = v;
+    }
+    if let Some(v) = a.reconnect_window {
+        l.reconnect_window_secs = v;
+    }
+    if let Some(v) = a.max_frames_per_sec {
+        l.max_frames_per_sec = v;
+    }
+    if let Some(v) = a.rate_limit_strikes {
+        l.rate_limit_strikes = v;
+    }
+    if let Some(v) = a.max_conns_per_ip {
+        l.max_connections_per_ip = v;
+    }
+    if let Some(v) = a.write_timeout {
+        l.write_timeout_secs = v;
+    }
+    if let Some(v) = a.end_room_flush_ms {
+        l.end_room_flush_ms = v;
+    }
+    if let Some(v) = a.shutdown_grace_ms {
+        l.shutdown_grace_ms = v;
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut config = load_config(&args.common)?;
+    apply_flags(&mut config, &args);
+    config.validate()?;
+    raise_nofile();
+    let secret = resolve_secret(config.secret.as_deref(), &args.common.data_dir)?;
+    let app = AppState::new(config, &secret, &args.common.data_dir).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
+    let local = listener.local_addr().map_err(|e| format!("reading the bound address: {e}"))?;
+    {
+        // Scripts read the port from this first line: print and flush it before anything else.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {local}").map_err(|e| format!("stdout: {e}"))?;
+        out.flush().map_err(|e| format!("stdout: {e}"))?;
+    }
+    tracing::info!(addr = %local, data_dir = %args.common.data_dir.display(), "hms-server listening");
+    let dirs = StaticDirs { www: args.www, pkg: args.pkg };
+    hms_server::serve(app, listener, dirs, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn token(args: TokenArgs) -> Result<String, String> {
+    let config = load_config(&args.common)?;
+    let secret = resolve_secret(config.secret.as_deref(), &args.common.data_dir)?;
+    let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
+    if args.management {
+        return keys.management_token().map_err(|e| e.0);
+    }
+    let (Some(room), Some(user), Some(role)) = (args.room, args.user, args.role) else {
+        return Err("--room, --user and --role are required (or --management)".into());
+    };
+    if !config.template.roles.contains_key(&role) {
+        let known: Vec<&String> = config.template.roles.keys().collect();
+        return Err(format!("role {role:?} is not in the template (known: {known:?})"));
+    }
+    keys.app_token(&room, &user, &role).map_err(|e| e.0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve(args) => {
+            init_logs();
+            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(serve(args)),
+                Err(e) => Err(format!("starting the runtime: {e}")),
+            }
+        }
+        Cmd::Token(args) => token(args).map(|t| println!("{t}")),
+        Cmd::DefaultConfig => {
+            print!("{}", include_str!("../config.example.toml"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hms-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Durable state in an embedded SQLite database (`<data-dir>/hms.sqlite3`): room locks,
+//! session history and room codes.
+//!
+//! One thread owns the connection and runs jobs in the order they arrive, so a
+//! session's start is always written before its end and async tasks never block on
+//! disk. WAL with `synchronous=FULL`: a job's answer means its data is on disk, so a
+//! SIGKILL right after an `end-room` answer loses neither the lock nor the record.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the database thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+/// One row of the session history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id (UUID).
+    pub session_id: String,
+    /// Room id.
+    pub room_id: String,
+    /// Start, ms since the Unix epoch.
+    pub started_at: u64,
+    /// End, ms since the Unix epoch; `None` while it runs.
+    pub ended_at: Option<u64>,
+    /// Peer id of whoever ended it; `None` for the REST API, the server, or an emptied room.
+    pub ended_by: Option<String>,
+    /// Why it ended.
+    pub reason: Option<String>,
+    /// Whether the room was locked when it ended.
+    pub locked: bool,
+}
+
+/// A room code: one per (room, role).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomCode {
+    /// The short code (`abc-defg-hij`).
+    pub code: String,
+    /// The room it opens.
+    pub room_id: String,
+    /// The role a token minted from it gets.
+    pub role: String,
+    /// Disabled codes are refused with 404.
+    pub enabled: bool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id    TEXT PRIMARY KEY,
+    enabled    INTEGER NOT NULL DEFAULT 1,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    room_id    TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER,
+    ended_by   TEXT,
+    reason     TEXT,
+    locked     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_room ON sessions(room_id, started_at);
+CREATE TABLE IF NOT EXISTS room_codes (
+    code       TEXT PRIMARY KEY,
+    room_id    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    enabled    INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    UNIQUE(room_id, role)
+);
+";
+
+fn now_ms() -> i64 {
+    crate::auth::now_millis() as i64
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread. Sessions
+    /// a crash left open are closed with reason `"server stopped"`.
+    pub fn open(data_dir: &Path) -> Result<Store, String> {
+        std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+        let path = data_dir.join("hms.sqlite3");
+        let mut conn = Connection::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .map_err(|e| format!("configuring {}: {e}", path.display()))?;
+        conn.execute_batch(SCHEMA).map_err(|e| format!("creating tables: {e}"))?;
+        conn.execute(
+            "UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL",
+            params![now_ms()],
+        )
+        .map_err(|e| format!("closing dangling sessions: {e}"))?;
+        let _ = &mut conn;
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("hms-store".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| format!("starting the store thread: {e}"))?;
+        Ok(Store { tx })
+    }
+
+    /// Runs `f` on the database thread and waits for its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, String> {
+        let (done, wait) = oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = done.send(f(c).map_err(|e| e.to_string()));
+        });
+        self.tx.send(job).map_err(|_| "the store thread has stopped".to_owned())?;
+        wait.await.map_err(|_| "the store thread has stopped".to_owned())?
+    }
+
+    /// Runs `f` on the database thread without waiting; failures are logged.
+    pub fn fire(&self, what: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static) {
+        let job: Job = Box::new(move |c| {
+            if let Err(e) = f(c) {
+                tracing::error!(error = %e, "store: {what} failed");
+            }
+        });
+        if self.tx.send(job).is_err() {
+            tracing::error!("store: {what} dropped, the store thread has stopped");
+        }
+    }
+
+    /// Rooms that are disabled (locked), for the in-memory cache at startup.
+    pub async fn disabled_rooms(&self) -> Result<Vec<String>, String> {
+        self.call(|c| {
+            let mut st = c.prepare("SELECT room_id FROM rooms WHERE enabled = 0")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Enables or disables (locks) a room; durable when this returns.
+    pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), String> {
+        let room = room_id.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO rooms(room_id, enabled, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(room_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+                params![room, enabled, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records a session start (not awaited: the end, which is awaited, is queued after it).
+    pub fn start_session(&self, room_id: &str, session_id: &str, started_at: u64) {
+        let (room, sid) = (room_id.to_owned(), session_id.to_owned());
+        self.fire("recording a session start", move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO sessions(session_id, room_id, started_at) VALUES (?1, ?2, ?3)",
+                params![sid, room, started_at as i64],
+            )
+            .map(|_| ())
+        });
+    }
+
+    /// Records a session end and, with `locked`, disables the room, in one transaction;
+    /// durable when this returns.
+    pub async fn end_session(
+        &self,
+        room_id: &str,
+        session_id: &str,
+        ended_by: Option<&str>,
+        reason: &str,
+        locked: bool,
+    ) -> Result<(), String> {
+        let (room, sid, by, reason) = (room_id.to_owned(), session_id.to_owned(), ended_by.map(str::to_owned), reason.to_owned());
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            tx.execute(
+                "UPDATE sessions SET ended_at = ?2, ended_by = ?3, reason = ?4, locked = ?5 WHERE session_id = ?1",
+                params![sid, now, by, reason, locked],
+            )?;
+            if locked {
+                tx.execute(
+                    "INSERT INTO rooms(room_id, enabled, updated_at) VALUES (?1, 0, ?2)
+                     ON CONFLICT(room_id) DO UPDATE SET enabled = 0, updated_at = excluded.updated_at",
+                    params![room, now],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Records the end of a session that simply emptied (not awaited).
+    pub fn session_emptied(&self, session_id: &str) {
+        let sid = session_id.to_owned();
+        self.fire("recording a session end", move |c| {
+            c.execute(
+                "UPDATE sessions SET ended_at = ?2, reason = 'room empty' WHERE session_id = ?1 AND ended_at IS NULL",
+                params![sid, now_ms()],
+            )
+            .map(|_| ())
+        });
+    }
+
+    /// The session history of a room, oldest first.
+    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, String> {
+        let room = room_id.to_owned();
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT session_id, room_id, started_at, ended_at, ended_by, reason, locked
+                 FROM sessions WHERE room_id = ?1 ORDER BY started_at, rowid",
+            )?;
+            let rows = st.query_map(params![room], |r| {
+                Ok(SessionRecord {
+                    session_id: r.get(0)?,
+                    room_id: r.get(1)?,
+                    started_at: r.get::<_, i64>(2)? as u64,
+                    ended_at: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                    ended_by: r.get(4)?,
+                    reason: r.get(5)?,
+                    locked: r.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The room's codes, one per role in `roles`, created where missing.
+    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, String> {
+        let room = room_id.to_owned();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let mut out = Vec::new();
+            for role in roles {
+                let existing: Option<(String, bool)> = tx
+                    .query_row(
+                        "SELECT code, enabled FROM room_codes WHERE room_id = ?1 AND role = ?2",
+                        params![room, role],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let (code, enabled) = match existing {
+                    Some(x) => x,
+                    None => {
+                        // Retry on the (astronomically unlikely) collision of a random code.
+                        let mut code = new_code();
+                        while tx
+                            .query_row("SELECT 1 FROM room_codes WHERE code = ?1", params![code], |_| Ok(()))
+                            .optional()?
+                            .is_some()
+                        {
+                            code = new_code();
+                        }
+                        tx.execute(
+                            "INSERT INTO room_codes(code, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
+                            params![code, room, role, now_ms()],
+                        )?;
+                        (code, true)
+                    }
+                };
+                out.push(RoomCode { code, room_id: room.clone(), role, enabled });
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Looks a room code up.
+    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, String> {
+        let code = code.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT code, room_id, role, enabled FROM room_codes WHERE code = ?1",
+                params![code],
+                |r| Ok(RoomCode { code: r.get(0)?, room_id: r.get(1)?, role: r.get(2)?, enabled: r.get(3)? }),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Enables or disables one code (tests and operators).
+    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, String> {
+        let code = code.to_owned();
+        self.call(move |c| Ok(c.execute("UPDATE room_codes SET enabled = ?2 WHERE code = ?1", params![code, enabled])? > 0))
+            .await
+    }
+
+    /// Checkpoints the WAL into the main file (on graceful shutdown).
+    pub async fn checkpoint(&self) -> Result<(), String> {
+        self.call(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")).await
+    }
+}
+
+/// A random code like 100ms's: `abc-defg-hij`, lowercase letters.
+fn new_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let mut part = |n: usize| -> String { (0..n).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect() };
+    format!("{}-{}-{}", part(3), part(4), part(3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lock_and_history_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.start_session("r1", "s1", 10);
+        s.end_session("r1", "s1", Some("p1"), "bye", true).await.unwrap();
+        s.start_session("r1", "s2", 20);
+        s.checkpoint().await.unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.disabled_rooms().await.unwrap(), vec!["r1".to_string()]);
+        let h = s.sessions("r1").await.unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].ended_by.as_deref(), h[0].reason.as_deref(), h[0].locked), (Some("p1"), Some("bye"), true));
+        // s2 was left open: reopening closes it as "server stopped".
+        assert_eq!(h[1].reason.as_deref(), Some("server stopped"));
+        s.set_enabled("r1", true).await.unwrap();
+        assert!(s.disabled_rooms().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn room_codes_are_stable_per_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = s.room_codes("r", vec!["host".into(), "guest".into()]).await.unwrap();
+        let b = s.room_codes("r", vec!["host".into(), "guest".into()]).await.unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a[0].code, a[1].code);
+        assert_eq!(s.find_code(&a[1].code).await.unwrap().unwrap().role, "guest");
+        assert!(s.find_code("nope").await.unwrap().is_none());
+        assert!(s.set_code_enabled(&a[0].code, false).await.unwrap());
+        assert!(!s.find_code(&a[0].code).await.unwrap().unwrap().enabled);
+    }
+}
