@@ -349,9 +349,15 @@ async fn handle_text(ctx: &Ctx, text: &str) -> Flow {
         Some(Value::String(m)) => m,
         _ => return reply_err(&id, RpcError::new(code::INVALID_REQUEST, "method (a string) is required")),
     };
+    use hms_protocol::method as m;
+    if ![m::JOIN, m::LEAVE, m::END_ROOM, m::PEER_LEAVE_REQUEST, m::PING].contains(&method.as_str()) {
+        return reply_err(&id, RpcError::method_not_found(&method));
+    }
     let params = match obj.remove("params") {
         None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(p) => p,
+        // By-name params only: serde would otherwise read `[1]` as a struct's fields.
+        Some(p @ Value::Object(_)) => p,
+        Some(_) => return reply_err(&id, RpcError::invalid_params(&method, "params must be an object")),
     };
     let call = match ClientCall::parse(&method, params) {
         Ok(c) => c,

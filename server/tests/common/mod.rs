@@ -1,0 +1,337 @@
+//! Test harness: runs the real `hms-server` binary on 127.0.0.1:0 with a temp data dir,
+//! and drives it with a small WebSocket client and raw HTTP/1.1. Every wait has a deadline.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use hms_server::auth::{Claims, TokenKeys, TokenType};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single receive may take.
+pub const RECV: Duration = Duration::from_secs(5);
+pub const SECRET: &str = "test-secret-for-hms-server";
+
+/// A running server process.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    args: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// A fresh server with a fresh data dir and extra `serve` flags.
+    pub fn start(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        Self::spawn(dir, Some(tmp), args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn spawn(dir: PathBuf, tmp: Option<tempfile::TempDir>, args: Vec<String>) -> Server {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hms-server"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .args(&args)
+            .env("HMS_SECRET", SECRET)
+            .env("HMS_LOG", "hms_server=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {}
+        });
+        let first = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its port line in time");
+        let port = first.strip_prefix("listening on 127.0.0.1:").expect(&first).trim().parse().unwrap();
+        Server { child, port, dir, _tmp: tmp, args }
+    }
+
+    /// Stops this process (SIGKILL) and starts a new one on the same data dir.
+    pub fn restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let tmp = self._tmp.take();
+        let dir = self.dir.clone();
+        let args = std::mem::take(&mut self.args);
+        drop(self);
+        Self::spawn(dir, tmp, args)
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM; waits (with a deadline) for the exit status.
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn keys() -> TokenKeys {
+        TokenKeys::new(SECRET.as_bytes(), "test", 3600)
+    }
+    pub fn token(room: &str, user: &str, role: &str) -> String {
+        Self::keys().app_token(room, user, role).unwrap()
+    }
+    pub fn mgmt() -> String {
+        Self::keys().management_token().unwrap()
+    }
+    /// Claims to tweak for odd tokens.
+    pub fn claims(room: &str, user: &str, role: &str, ty: TokenType) -> Claims {
+        let now = hms_server::auth::now_secs();
+        Claims {
+            access_key: "test".into(),
+            room_id: room.into(),
+            user_id: user.into(),
+            role: role.into(),
+            token_type: ty,
+            version: 2,
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            jti: "j".into(),
+        }
+    }
+
+    pub fn ws_url(&self, peer: &str, token: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws?peer={peer}&token={token}", self.port)
+    }
+
+    /// Connects `peer` with a fresh token for (room, user = "u-<peer>", role).
+    pub async fn connect(&self, room: &str, peer: &str, role: &str) -> Client {
+        Client::connect(&self.ws_url(peer, &Self::token(room, &format!("u-{peer}"), role))).await
+    }
+
+    /// Connects and joins; returns the client with the join frames consumed.
+    pub async fn joined(&self, room: &str, peer: &str, role: &str) -> Client {
+        let mut c = self.connect(room, peer, role).await;
+        c.join(peer).await;
+        c
+    }
+
+    /// A raw HTTP/1.1 request; returns the status and the JSON body (Null if none).
+    pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let (status, _, body) = self.http_raw(method, path, bearer, body.map(|b| b.to_string()), &[]).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// A raw HTTP/1.1 request; returns status, header block and body text.
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<String>,
+        extra_headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
+        tokio::time::timeout(RECV, async {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+            let body = body.unwrap_or_default();
+            let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+            if !body.is_empty() {
+                req.push_str("Content-Type: application/json\r\n");
+            }
+            if let Some(b) = bearer {
+                req.push_str(&format!("Authorization: Bearer {b}\r\n"));
+            }
+            for (k, v) in extra_headers {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            req.push_str(&body);
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.unwrap();
+            let text = String::from_utf8_lossy(&buf).to_string();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let status = head.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+            (status, head.to_string(), body.to_string())
+        })
+        .await
+        .expect("HTTP answer in time")
+    }
+}
+
+/// What a client saw next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ev {
+    Frame(Value),
+    Close(u16, String),
+    /// The stream ended without a close frame, or errored.
+    Gone,
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    buf: VecDeque<Value>,
+    next_id: u64,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio::time::timeout(RECV, tokio_tungstenite::connect_async(url)).await.expect("connect in time").unwrap();
+        Client { ws, buf: VecDeque::new(), next_id: 1 }
+    }
+
+    pub async fn send_text(&mut self, t: impl Into<String>) {
+        let t: String = t.into();
+        tokio::time::timeout(RECV, self.ws.send(Message::Text(t.into()))).await.expect("send in time").unwrap();
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(v.to_string()).await
+    }
+
+    /// The next event (buffered frames first), within [`RECV`].
+    pub async fn next(&mut self) -> Ev {
+        if let Some(v) = self.buf.pop_front() {
+            return Ev::Frame(v);
+        }
+        self.next_raw(RECV).await.expect("an event within the deadline")
+    }
+
+    /// The next event from the socket within `d`, `None` on timeout. Pings are skipped.
+    pub async fn next_raw(&mut self, d: Duration) -> Option<Ev> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(m) => m,
+            };
+            return Some(match m {
+                Some(Ok(Message::Text(t))) => Ev::Frame(serde_json::from_str(&t).expect("server frames are JSON")),
+                Some(Ok(Message::Close(f))) => match f {
+                    Some(f) => Ev::Close(u16::from(f.code), f.reason.to_string()),
+                    None => Ev::Close(u16::from(CloseCode::Status), String::new()),
+                },
+                Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("unexpected message {other:?}"),
+                Some(Err(_)) | None => Ev::Gone,
+            });
+        }
+    }
+
+    /// The next frame; panics on a close.
+    pub async fn frame(&mut self) -> Value {
+        match self.next().await {
+            Ev::Frame(v) => v,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame must be the push `method`; returns its params.
+    pub async fn push(&mut self, method: &str) -> Value {
+        let f = self.frame().await;
+        assert_eq!(f["method"], method, "frame: {f}");
+        assert!(f.get("id").is_none(), "pushes have no id: {f}");
+        f["params"].clone()
+    }
+
+    /// Skips frames until a close; returns its code.
+    pub async fn closed(&mut self) -> u16 {
+        loop {
+            match self.next().await {
+                Ev::Close(c, _) => return c,
+                Ev::Gone => panic!("the stream ended without a close frame"),
+                Ev::Frame(_) => {}
+            }
+        }
+    }
+
+    /// The next event must be a close with `code`.
+    pub async fn expect_close(&mut self, code: u16) {
+        match self.next().await {
+            Ev::Close(c, r) => assert_eq!(c, code, "close reason {r:?}"),
+            other => panic!("expected close {code}, got {other:?}"),
+        }
+    }
+
+    /// Nothing at all arrives within `d`.
+    pub async fn silent(&mut self, d: Duration) {
+        assert!(self.buf.is_empty(), "buffered: {:?}", self.buf);
+        if let Some(ev) = self.next_raw(d).await {
+            panic!("expected silence, got {ev:?}");
+        }
+    }
+
+    /// Sends a request and returns its answer frame; pushes that arrive first are kept.
+    pub async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = format!("req-{}", self.next_id);
+        self.next_id += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await;
+        self.answer(&id).await
+    }
+
+    /// Waits for the answer to `id`, buffering pushes.
+    pub async fn answer(&mut self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + RECV;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_raw(left).await {
+                Some(Ev::Frame(f)) if f.get("id").and_then(Value::as_str) == Some(id) => return f,
+                Some(Ev::Frame(f)) => self.buf.push_back(f),
+                other => panic!("waiting for the answer to {id}, got {other:?}"),
+            }
+        }
+    }
+
+    /// The error code of a request that must fail.
+    pub async fn error_code(&mut self, method: &str, params: Value) -> i64 {
+        let a = self.request(method, params).await;
+        a["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error: {a}"))
+    }
+
+    /// Joins and checks the answer sequence: `{}`, on-policy-change, peer-list. Returns peer-list params.
+    pub async fn join(&mut self, name: &str) -> Value {
+        let a = self.request("join", json!({"name": name, "data": ""})).await;
+        assert_eq!(a["result"], json!({}), "join answer: {a}");
+        self.push("on-policy-change").await;
+        self.push("peer-list").await
+    }
+}
+
+/// Unwraps an `on-error` push's params.
+pub async fn expect_on_error(c: &mut Client) -> Value {
+    c.push("on-error").await
+}
+
