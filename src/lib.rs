@@ -1,1 +1,33 @@
-//! hms-client: the browser SDK (placeholder until the SDK issue lands).
+//! hms-client: the browser SDK (Rust -> WebAssembly) that joins a room of the hms room
+//! server and can end it for everyone. The JS API is `HmsClient` and `HmsError`
+//! (docs/SDK.md).
+//!
+//! Layout: pure logic with no wasm-bindgen types, tested natively with `cargo test`
+//! ([`error`], [`model`], [`pending`], [`session`]); thin browser layers compiled for
+//! wasm32 only: the WebSocket transport, the timer, the JS conversions and the facade.
+
+pub mod error;
+pub mod model;
+pub mod pending;
+pub mod session;
+
+#[cfg(test)]
+mod session_tests;
+
+#[cfg(target_arch = "wasm32")]
+mod client;
+#[cfg(target_arch = "wasm32")]
+mod js;
+#[cfg(target_arch = "wasm32")]
+mod timer;
+#[cfg(target_arch = "wasm32")]
+mod token;
+#[cfg(target_arch = "wasm32")]
+mod transport;
+#[cfg(target_arch = "wasm32")]
+mod wire;
+
+#[cfg(target_arch = "wasm32")]
+pub use client::HmsClient;
+#[cfg(target_arch = "wasm32")]
+pub use js::HmsError;

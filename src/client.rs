@@ -1,0 +1,290 @@
+//! `HmsClient`, the facade apps use. Methods borrow the shared inner state only briefly
+//! and never across an await: each call asks the pure [`Session`] what to do, releases
+//! the borrow, then carries out the effects (sending, settling promises, callbacks), so
+//! a callback may call back into the client.
+
+use crate::error::{codes, SdkError};
+use crate::js::{random_uuid, to_js_error, Callbacks};
+use crate::wire::{decode, encode, peer_to_js, removed_to_js, room_to_js, Frame};
+use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, TokenOptions};
+use crate::session::{Out, Session};
+use crate::timer::Timer;
+use crate::transport::{Transport, WsEvent};
+use hms_protocol::JoinParams;
+use js_sys::{Array, Function, Promise};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::prelude::*;
+
+/// Settles one request's promise.
+pub(crate) struct Settle {
+    resolve: Function,
+    reject: Function,
+}
+
+/// A promise whose settling functions are handed to `f` (run synchronously by the
+/// executor, as `Promise` always does).
+fn promise_with(f: impl FnOnce(Settle)) -> Promise {
+    let mut f = Some(f);
+    Promise::new(&mut |resolve, reject| {
+        if let Some(f) = f.take() {
+            f(Settle { resolve, reject });
+        }
+    })
+}
+
+fn rejected(e: &SdkError) -> Promise {
+    Promise::reject(&to_js_error(e))
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+struct Inner {
+    session: RefCell<Session<Settle>>,
+    transport: RefCell<Option<Transport>>,
+    timer: Timer,
+    endpoint: String,
+    on_removed: Callbacks,
+    on_peer_join: Callbacks,
+    on_peer_leave: Callbacks,
+    on_error: Callbacks,
+}
+
+impl Inner {
+    /// Carries out the session's effects in order, then re-arms the request timer.
+    fn run(&self, outs: Vec<Out<Settle>>) {
+        for out in outs {
+            match out {
+                Out::Send { id, call } => {
+                    if let (Some(text), Some(t)) = (encode(id.as_deref(), &call), self.transport.borrow().as_ref()) {
+                        // A failed send means the socket is closing: its close event follows.
+                        let _ = t.send(&text);
+                    }
+                }
+                Out::Close => {
+                    let t = self.transport.borrow_mut().take();
+                    drop(t);
+                }
+                Out::Resolve(s) => {
+                    let _ = s.resolve.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
+                }
+                Out::Reject(s, e) => {
+                    let _ = s.reject.call1(&JsValue::UNDEFINED, &to_js_error(&e));
+                }
+                Out::PeerJoin(p) => self.on_peer_join.emit(&peer_to_js(&p)),
+                Out::PeerLeave(p) => self.on_peer_leave.emit(&peer_to_js(&p)),
+                Out::Removed(ev) => self.on_removed.emit(&removed_to_js(&ev)),
+                Out::Error(e) => self.on_error.emit(&to_js_error(&e)),
+            }
+        }
+        self.rearm();
+    }
+
+    fn rearm(&self) {
+        let deadline = self.session.borrow().next_deadline();
+        match deadline {
+            Some(d) => self.timer.arm(d - now()),
+            None => self.timer.cancel(),
+        }
+    }
+
+    fn on_socket(&self, ev: WsEvent) {
+        let outs = match ev {
+            WsEvent::Open => self.session.borrow_mut().on_open(),
+            WsEvent::Close(code) => self.session.borrow_mut().on_close(code),
+            WsEvent::Text(text) => match decode(&text) {
+                Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
+                Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
+                None => Vec::new(),
+            },
+        };
+        self.run(outs);
+    }
+
+    fn on_timer(&self) {
+        let outs = self.session.borrow_mut().on_tick(now());
+        self.run(outs);
+    }
+}
+
+/// The room client. Construct it synchronously; `join` to enter a room. Call `free()`
+/// (or drop every reference) to release the socket.
+#[wasm_bindgen]
+pub struct HmsClient {
+    inner: Rc<Inner>,
+}
+
+#[wasm_bindgen]
+impl HmsClient {
+    /// `new HmsClient({ endpoint, requestTimeoutMs? })`. Throws a 6013 ValidationFailed
+    /// `HmsError` when the options are not of that shape.
+    #[wasm_bindgen(constructor)]
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "HmsClientOptions")] options: JsValue) -> Result<HmsClient, JsValue> {
+        crate::js::hms_error_prototype();
+        let options: ClientOptions = crate::wire::client_options(&options)
+            .ok_or_else(|| to_js_error(&SdkError::new(codes::VALIDATION_FAILED, "options must be { endpoint: string, requestTimeoutMs?: number }")))?;
+        let timeout = options.timeout_ms();
+        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
+            let weak = weak.clone();
+            Inner {
+                session: RefCell::new(Session::new(timeout)),
+                transport: RefCell::new(None),
+                timer: Timer::new(move || {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.on_timer();
+                    }
+                }),
+                endpoint: options.endpoint,
+                on_removed: Callbacks::new(),
+                on_peer_join: Callbacks::new(),
+                on_peer_leave: Callbacks::new(),
+                on_error: Callbacks::new(),
+            }
+        });
+        Ok(HmsClient { inner })
+    }
+
+    /// Exchanges a room code for an auth token (`POST <endpoint>/v2/token`). The HTTP
+    /// endpoint defaults to the WebSocket endpoint's origin.
+    #[wasm_bindgen(js_name = getAuthTokenByRoomCode, unchecked_return_type = "Promise<string>")]
+    pub fn get_auth_token_by_room_code(
+        &self,
+        code: String,
+        #[wasm_bindgen(unchecked_param_type = "HmsTokenOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let options: TokenOptions = crate::wire::token_options(&options);
+        let base = options.endpoint.unwrap_or_else(|| http_base_of(&self.inner.endpoint));
+        crate::token::token_by_room_code(&base, &code, options.user_id.as_deref())
+    }
+
+    /// Joins the room the token names. Resolves once the server accepted the join and
+    /// sent the policy and the peer list, so `getLocalPeer()` is defined right after.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn join(&self, #[wasm_bindgen(unchecked_param_type = "HmsJoinConfig")] config: JsValue) -> Promise {
+        let config: JoinConfig = match crate::wire::join_config(&config) {
+            Some(c) => c,
+            None => return rejected(&SdkError::new(codes::VALIDATION_FAILED, "join takes { authToken: string, userName: string, metadata?: string }")),
+        };
+        promise_with(|settle| self.start_join(config, settle))
+    }
+
+    fn start_join(&self, config: JoinConfig, settle: Settle) {
+        let peer_id = random_uuid();
+        let params = JoinParams { name: config.user_name, data: config.metadata.unwrap_or_default() };
+        let begun = self.inner.session.borrow_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
+        if let Err((settle, e)) = begun {
+            self.inner.run(vec![Out::Reject(settle, e)]);
+            return;
+        }
+        let token = String::from(js_sys::encode_uri_component(&config.auth_token));
+        let url = socket_url(&self.inner.endpoint, &peer_id, &token);
+        let weak = Rc::downgrade(&self.inner);
+        let sink: Rc<dyn Fn(WsEvent)> = Rc::new(move |ev| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_socket(ev);
+            }
+        });
+        match Transport::connect(&url, sink) {
+            Ok(t) => {
+                *self.inner.transport.borrow_mut() = Some(t);
+                self.inner.rearm();
+            }
+            // An unusable URL: the socket never existed, which is a failed connect.
+            Err(_) => {
+                let outs = self.inner.session.borrow_mut().on_close(1006);
+                self.inner.run(outs);
+            }
+        }
+    }
+
+    /// The local peer while joined, else `undefined`.
+    #[wasm_bindgen(js_name = getLocalPeer, unchecked_return_type = "HmsPeer | undefined")]
+    pub fn get_local_peer(&self) -> JsValue {
+        match self.inner.session.borrow().local_peer() {
+            Some(p) => peer_to_js(&p),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// Everyone in the room, the local peer first; empty when not joined.
+    #[wasm_bindgen(js_name = getPeers, unchecked_return_type = "HmsPeer[]")]
+    pub fn get_peers(&self) -> Array {
+        self.inner.session.borrow().peers().iter().map(peer_to_js).collect()
+    }
+
+    /// The room while joined, else `undefined`.
+    #[wasm_bindgen(js_name = getRoom, unchecked_return_type = "HmsRoom | undefined")]
+    pub fn get_room(&self) -> JsValue {
+        match self.inner.session.borrow().room() {
+            Some(r) => room_to_js(&r),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// Ends the room for everyone (`lock` keeps it closed to later joins). Needs the
+    /// `endRoom` permission (else 403 without contacting the server). Resolves after
+    /// the server's answer; the client has then left.
+    #[wasm_bindgen(js_name = endRoom, unchecked_return_type = "Promise<void>")]
+    pub fn end_room(&self, lock: bool, reason: String) -> Promise {
+        promise_with(|settle| {
+            let outs = self.inner.session.borrow_mut().end_room(random_uuid(), lock, reason, now(), settle);
+            self.inner.run(outs);
+        })
+    }
+
+    /// Removes another peer. Needs `removeOthers` (else 403 without contacting the server).
+    #[wasm_bindgen(js_name = removePeer, unchecked_return_type = "Promise<void>")]
+    pub fn remove_peer(&self, #[wasm_bindgen(js_name = peerId)] peer_id: String, reason: String) -> Promise {
+        promise_with(|settle| {
+            let outs = self.inner.session.borrow_mut().remove_peer(random_uuid(), peer_id, reason, now(), settle);
+            self.inner.run(outs);
+        })
+    }
+
+    /// Leaves the room (a no-op when not joined). Requests still waiting are rejected
+    /// with 6000 NotConnected.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn leave(&self) -> Promise {
+        let outs = self.inner.session.borrow_mut().leave();
+        self.inner.run(outs);
+        Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    /// Subscribes to the local peer's removal (room ended, or removed by a peer or a
+    /// back end). Not called for the peer whose own `endRoom` ended the room.
+    #[wasm_bindgen(js_name = onRemovedFromRoom, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_removed_from_room(&self, #[wasm_bindgen(unchecked_param_type = "HmsRemovedCallback")] cb: Function) -> Function {
+        self.inner.on_removed.subscribe(&cb)
+    }
+
+    /// Subscribes to other peers joining.
+    #[wasm_bindgen(js_name = onPeerJoin, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_peer_join(&self, #[wasm_bindgen(unchecked_param_type = "HmsPeerCallback")] cb: Function) -> Function {
+        self.inner.on_peer_join.subscribe(&cb)
+    }
+
+    /// Subscribes to other peers leaving.
+    #[wasm_bindgen(js_name = onPeerLeave, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_peer_leave(&self, #[wasm_bindgen(unchecked_param_type = "HmsPeerCallback")] cb: Function) -> Function {
+        self.inner.on_peer_leave.subscribe(&cb)
+    }
+
+    /// Subscribes to errors that end the session while joined (e.g. 1003 ConnectionLost).
+    #[wasm_bindgen(js_name = onError, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_error(&self, #[wasm_bindgen(unchecked_param_type = "HmsErrorCallback")] cb: Function) -> Function {
+        self.inner.on_error.subscribe(&cb)
+    }
+}
+
+impl Drop for HmsClient {
+    /// `free()`: leave (telling the server), release the socket and the callbacks.
+    fn drop(&mut self) {
+        let outs = self.inner.session.borrow_mut().leave();
+        self.inner.run(outs);
+        for cbs in [&self.inner.on_removed, &self.inner.on_peer_join, &self.inner.on_peer_leave, &self.inner.on_error] {
+            cbs.clear();
+        }
+    }
+}
