@@ -138,7 +138,11 @@ async fn ws_upgrade(
     // max_frame_bytes reaches our check and gets a clean 1009 close; frames past the
     // library limit just drop the connection.
     let hard = (app.config.limits.max_frame_bytes * 4).max(1 << 20);
-    ws.max_message_size(hard)
+    // Small socket buffers: the library defaults (128 KiB each way) would cost a lot of
+    // memory per idle peer; control frames are small.
+    ws.read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| signaling::run(app, socket, addr.ip(), query))
 }

@@ -484,9 +484,16 @@ impl Hub {
         let Some(mut room) = st.rooms.remove(room_id) else { return (None, Vec::new()) };
         let mut acks = Vec::new();
         let mut requester = None;
+        // Connections that have not joined yet were never part of the session: they stay,
+        // and their `join` starts a new session (or gets 423 when the room is locked).
+        let mut waiting = Room::default();
         for (peer_id, slot) in room.peers.drain() {
             if Some(peer_id.as_str()) == requested_by {
                 requester = slot.conn;
+                continue;
+            }
+            if slot.state == SlotState::Connected {
+                waiting.peers.insert(peer_id, slot);
                 continue;
             }
             if slot.visible() && !self.reconnect_window.is_zero() {
@@ -496,17 +503,15 @@ impl Hub {
                 );
             }
             if let Some(c) = slot.conn {
-                if slot.state == SlotState::Connected {
-                    // Not joined: it never was in the session; it just loses its socket.
-                    c.send(Out::Close(1000, "room ended"));
-                    continue;
-                }
                 let (done, wait) = oneshot::channel();
                 if c.send(Out::TextAck(f.clone(), done)) {
                     acks.push(wait);
                 }
                 c.send(Out::Close(1000, "room ended"));
             }
+        }
+        if !waiting.peers.is_empty() {
+            st.rooms.insert(room_id.to_owned(), waiting);
         }
         (requester, acks)
     }
@@ -724,6 +729,21 @@ mod tests {
         assert_eq!(h.join("r", "d", 9, "d", "", ok_frame(&json!(1))).unwrap_err().code, 423);
         h.set_locked("r", false);
         assert!(h.join("r", "d", 9, "d", "", ok_frame(&json!(1))).is_ok());
+    }
+
+    #[test]
+    fn end_room_leaves_unjoined_connections_alone() {
+        let h = hub(0);
+        let _a = join(&h, "r", "a", "host", 1);
+        let mut w = conn(2, 8);
+        h.connect("r", "w", "u-w", "guest", w.conn.clone()).unwrap();
+        h.begin_end_room("r", Some(("a", 1)), false).unwrap();
+        h.finish_end_room("r", Some("a"), "bye");
+        assert!(w.drain().is_empty(), "not told, not closed");
+        h.join("r", "w", 2, "w", "", ok_frame(&json!(1))).unwrap();
+        let f = w.drain();
+        assert_eq!(f[2]["params"]["peers"].as_object().unwrap().len(), 1, "a new session with only w");
+        assert!(h.active_room("r").is_some());
     }
 
     #[test]
