@@ -42,6 +42,10 @@ pub struct Args {
     /// Wait this long after the last join before reading the server's memory, in ms.
     #[arg(long, default_value_t = 500)]
     pub settle_ms: u64,
+    /// Abort the run (as a failure) when the started server's RSS passes this many MiB:
+    /// the machine is shared, and a run must never take it down.
+    #[arg(long, default_value_t = 8192)]
+    pub max_server_rss_mib: u64,
     /// Extra argument for `serve` (repeat for several), e.g. --server-arg=--max-conns-per-ip=100000.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     pub server_args: Vec<String>,

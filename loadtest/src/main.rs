@@ -180,19 +180,45 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut phase_failures = Vec::new();
     let (mut ok, mut failed) = (0usize, 0usize);
     let mut last_join = started;
+    // Progress every few seconds, and the memory guard.
+    let mut watch_tick = tokio::time::interval(Duration::from_secs(5));
+    watch_tick.tick().await;
+    let rss_cap = args.max_server_rss_mib.saturating_mul(1024 * 1024);
+    let mut aborted = false;
     while ok + failed < args.peers {
-        match tokio::time::timeout_at(deadline.into(), joined_rx.recv()).await {
-            Ok(Some(true)) => {
-                ok += 1;
-                last_join = Instant::now();
-            }
-            Ok(Some(false)) => failed += 1,
-            Ok(None) => break,
-            Err(_) => {
-                phase_failures.push(format!("timed out after {} s while joining ({ok} joined, {failed} failed)", args.timeout_s));
-                break;
+        tokio::select! {
+            got = tokio::time::timeout_at(deadline.into(), joined_rx.recv()) => match got {
+                Ok(Some(true)) => {
+                    ok += 1;
+                    last_join = Instant::now();
+                }
+                Ok(Some(false)) => failed += 1,
+                Ok(None) => break,
+                Err(_) => {
+                    phase_failures.push(format!("timed out after {} s while joining ({ok} joined, {failed} failed)", args.timeout_s));
+                    break;
+                }
+            },
+            _ = watch_tick.tick() => {
+                let rss = spawned.as_ref().and_then(|s| server::rss_bytes(s.pid).ok());
+                eprintln!(
+                    "  ... {:.0} s: {ok} joined, {failed} failed{}",
+                    started.elapsed().as_secs_f64(),
+                    rss.map(|r| format!(", server RSS {} MiB", r / 1048576)).unwrap_or_default()
+                );
+                if rss.is_some_and(|r| r > rss_cap) {
+                    phase_failures.push(format!(
+                        "aborted: server RSS passed --max-server-rss-mib {} with {ok} of {} peers joined after {:.0} s",
+                        args.max_server_rss_mib, args.peers, started.elapsed().as_secs_f64()
+                    ));
+                    aborted = true;
+                    break;
+                }
             }
         }
+    }
+    if aborted {
+        let _ = stop_tx.send(true);
     }
     let join_span = last_join.saturating_duration_since(started);
     eprintln!("joined: {ok} of {} in {:.2} s ({failed} failed)", args.peers, join_span.as_secs_f64());

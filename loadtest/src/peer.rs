@@ -217,7 +217,12 @@ pub async fn run(job: PeerJob, mut sig: Signals) -> PeerReport {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect_and_join(url: &str, name: &str) -> Result<Ws, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+    // Small buffers: the library's defaults (128 KiB each way) would make the tool, not
+    // the server, the memory limit of a big run.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let call = ClientCall::Join(JoinParams { name: name.to_owned(), data: String::new() });
