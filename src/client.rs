@@ -148,13 +148,14 @@ impl HmsClient {
 
     /// Exchanges a room code for an auth token (`POST <endpoint>/v2/token`). The HTTP
     /// endpoint defaults to the WebSocket endpoint's origin.
-    #[wasm_bindgen(js_name = getAuthTokenByRoomCode, unchecked_return_type = "Promise<string>")]
+    /// (Its TypeScript signature is declared in `js.rs`, to make `options` optional.)
+    #[wasm_bindgen(js_name = getAuthTokenByRoomCode, skip_typescript)]
     pub fn get_auth_token_by_room_code(
         &self,
         code: String,
-        #[wasm_bindgen(unchecked_param_type = "HmsTokenOptions | undefined")] options: JsValue,
+        options: Option<js_sys::Object>,
     ) -> Promise {
-        let options: TokenOptions = crate::wire::token_options(&options);
+        let options: TokenOptions = crate::wire::token_options(&options.map_or(JsValue::UNDEFINED, JsValue::from));
         let base = options.endpoint.unwrap_or_else(|| http_base_of(&self.inner.endpoint));
         crate::token::token_by_room_code(&base, &code, options.user_id.as_deref())
     }

@@ -80,6 +80,14 @@ export interface HmsError extends Error {
   readonly code: number;
   readonly name: HmsErrorName;
 }
+export interface HmsClient {
+  /**
+   * Exchanges a room code for an auth token (`POST <endpoint>/v2/token {code, user_id?}`).
+   * `options.endpoint` is the HTTP base URL; it defaults to the WebSocket endpoint's origin.
+   * Rejects with an HmsError: the server's code (404 unknown or disabled code), or 1000.
+   */
+  getAuthTokenByRoomCode(code: string, options?: HmsTokenOptions): Promise<string>;
+}
 export type HmsRemovedCallback = (ev: RemovedFromRoomEvent) => void;
 export type HmsPeerCallback = (peer: HmsPeer) => void;
 export type HmsErrorCallback = (error: HmsError) => void;

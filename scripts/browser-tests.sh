@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The SDK's browser tests (tests/browser.rs, wasm-bindgen-test) in headless Chromium
+# and/or Firefox ESR against the REAL room server, plus the tiny mock server
+# (tests/mock-server/mock.js) for the faults the real one won't produce on demand.
+#
+#   scripts/browser-tests.sh [chrome|firefox|all]     (default: all)
+#
+# Builds hms-server (dev profile), starts it on 127.0.0.1:0 with a temp data dir and a
+# random HMS_SECRET, mints a management token with the same secret, starts the mock,
+# hands the URLs and token to the tests at compile time (option_env!), runs
+# `wasm-pack test --headless` once per browser, and stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+which_browsers=${1:-all}
+case "$which_browsers" in chrome|firefox|all) ;; *) echo "usage: $0 [chrome|firefox|all]" >&2; exit 2 ;; esac
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+# Reads `listening on HOST:PORT` from a process's stdout file, with a deadline.
+wait_listening() {
+  local file=$1 name=$2
+  for _ in $(seq 1 300); do
+    if line=$(grep -m1 '^listening on ' "$file" 2>/dev/null); then echo "${line#listening on }"; return 0; fi
+    sleep 0.1
+  done
+  echo "$name did not start; its output:" >&2; cat "$file" >&2; return 1
+}
+
+cargo build -p hms-server --quiet
+server_bin=target/debug/hms-server
+export HMS_SECRET
+HMS_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+mkdir -p "$tmp/data"
+"$server_bin" serve --addr 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/server.out" 2>"$tmp/server.log" &
+pids+=($!)
+addr=$(wait_listening "$tmp/server.out" hms-server)
+mgmt=$("$server_bin" token --management --data-dir "$tmp/data")
+
+node tests/mock-server/mock.js >"$tmp/mock.out" 2>"$tmp/mock.log" &
+pids+=($!)
+mock_addr=$(wait_listening "$tmp/mock.out" mock-server)
+
+export HMS_TEST_HTTP="http://$addr"
+export HMS_TEST_WS="ws://$addr/ws"
+export HMS_TEST_MGMT="$mgmt"
+export HMS_TEST_MOCK_WS="ws://$mock_addr"
+echo "browser tests: server $HMS_TEST_HTTP, mock $HMS_TEST_MOCK_WS"
+
+status=0
+run() {
+  local name=$1; shift
+  echo "=== browser tests in $name"
+  if ! "$@" wasm-pack test --headless "--$name" -- --test browser; then
+    echo "=== browser tests FAILED in $name" >&2
+    status=1
+  fi
+}
+if [ "$which_browsers" = chrome ] || [ "$which_browsers" = all ]; then
+  run chrome env CHROMEDRIVER=/usr/bin/chromedriver
+fi
+if [ "$which_browsers" = firefox ] || [ "$which_browsers" = all ]; then
+  run firefox env GECKODRIVER="$(command -v geckodriver)"
+fi
+if [ $status -ne 0 ]; then
+  echo "--- server log (last 40 lines)" >&2; tail -40 "$tmp/server.log" >&2 || true
+fi
+exit $status

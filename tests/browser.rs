@@ -1,0 +1,439 @@
+//! Browser tests of the SDK: real `HmsClient`s in one page against the real room server
+//! (and a tiny mock server for timeouts and dropped sockets). Run by
+//! `scripts/browser-tests.sh`, which starts both and passes their URLs and a management
+//! token at compile time (`HMS_TEST_HTTP`, `HMS_TEST_WS`, `HMS_TEST_MGMT`, `HMS_TEST_MOCK_WS`).
+#![cfg(target_arch = "wasm32")]
+
+use hms_client::HmsClient;
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn http() -> &'static str {
+    option_env!("HMS_TEST_HTTP").expect("run via scripts/browser-tests.sh: HMS_TEST_HTTP unset")
+}
+fn ws() -> &'static str {
+    option_env!("HMS_TEST_WS").expect("HMS_TEST_WS unset")
+}
+fn mgmt() -> &'static str {
+    option_env!("HMS_TEST_MGMT").expect("HMS_TEST_MGMT unset")
+}
+fn mock_ws(mode: &str) -> String {
+    format!("{}/{mode}", option_env!("HMS_TEST_MOCK_WS").expect("HMS_TEST_MOCK_WS unset"))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch(url: &str, init: &JsValue) -> Promise;
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
+    }
+    o.into()
+}
+
+fn prop(v: &JsValue, key: &str) -> JsValue {
+    Reflect::get(v, &JsValue::from_str(key)).unwrap()
+}
+
+fn prop_str(v: &JsValue, key: &str) -> String {
+    prop(v, key).as_string().unwrap_or_else(|| panic!("{key} is not a string in {v:?}"))
+}
+
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    JsFuture::from(p).await.unwrap();
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after `timeout_ms`.
+async fn wait_until(what: &str, timeout_ms: f64, cond: impl Fn() -> bool) {
+    let deadline = js_sys::Date::now() + timeout_ms;
+    while !cond() {
+        assert!(js_sys::Date::now() < deadline, "timed out waiting for {what}");
+        sleep(10).await;
+    }
+}
+
+fn uid(prefix: &str) -> String {
+    format!("{prefix}-{}", (js_sys::Math::random() * 1e12) as u64)
+}
+
+/// A REST call with the management token; returns (status, parsed JSON body).
+async fn rest(method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue) {
+    let headers = obj(&[
+        ("Authorization", format!("Bearer {}", mgmt()).into()),
+        ("Content-Type", "application/json".into()),
+    ]);
+    let mut init = vec![("method", JsValue::from_str(method)), ("headers", headers)];
+    if let Some(b) = body {
+        init.push(("body", js_sys::JSON::stringify(&b).unwrap().into()));
+    }
+    let resp = JsFuture::from(fetch(&format!("{}{path}", http()), &obj(&init))).await.unwrap();
+    let status = prop(&resp, "status").as_f64().unwrap() as u16;
+    let text_fn: Function = prop(&resp, "text").unchecked_into();
+    let text = JsFuture::from(text_fn.call0(&resp).unwrap().unchecked_into::<Promise>()).await.unwrap();
+    let json = js_sys::JSON::parse(&text.as_string().unwrap()).unwrap_or(JsValue::NULL);
+    (status, json)
+}
+
+/// Creates room codes for `room` over REST and returns the one for `role`.
+async fn room_code(room: &str, role: &str) -> String {
+    let (status, body) = rest("POST", &format!("/v2/room-codes/room/{room}"), None).await;
+    assert_eq!(status, 200, "room codes: {body:?}");
+    let codes: Array = prop(&body, "data").unchecked_into();
+    codes
+        .iter()
+        .find(|c| prop_str(c, "role") == role)
+        .map(|c| prop_str(&c, "code"))
+        .unwrap_or_else(|| panic!("no {role} code in {body:?}"))
+}
+
+fn client_for(endpoint: &str, timeout_ms: Option<f64>) -> HmsClient {
+    let mut opts = vec![("endpoint", JsValue::from_str(endpoint))];
+    if let Some(t) = timeout_ms {
+        opts.push(("requestTimeoutMs", t.into()));
+    }
+    HmsClient::new(obj(&opts)).unwrap()
+}
+
+async fn token(client: &HmsClient, room: &str, role: &str, user: &str) -> String {
+    let code = room_code(room, role).await;
+    let t = JsFuture::from(client.get_auth_token_by_room_code(code, Some(obj(&[("userId", user.into())])))).await;
+    t.expect("token by room code").as_string().unwrap()
+}
+
+async fn join_as(room: &str, role: &str, name: &str) -> HmsClient {
+    let client = client_for(ws(), None);
+    let tok = token(&client, room, role, &name.to_lowercase()).await;
+    join(&client, &tok, name).await.unwrap_or_else(|e| panic!("{name} could not join: {e:?}"));
+    client
+}
+
+async fn join(client: &HmsClient, tok: &str, name: &str) -> Result<JsValue, JsValue> {
+    let cfg = obj(&[("authToken", tok.into()), ("userName", name.into()), ("metadata", "{}".into())]);
+    JsFuture::from(client.join(cfg)).await
+}
+
+/// Records every value a callback receives. Owns its closure (dropped with the recorder).
+struct Recorder {
+    seen: Rc<RefCell<Vec<JsValue>>>,
+    closure: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let closure = Closure::<dyn FnMut(JsValue)>::new(move |v| s.borrow_mut().push(v));
+        Self { seen, closure }
+    }
+    fn f(&self) -> Function {
+        self.closure.as_ref().unchecked_ref::<Function>().clone()
+    }
+    fn len(&self) -> usize {
+        self.seen.borrow().len()
+    }
+    fn get(&self, i: usize) -> JsValue {
+        self.seen.borrow()[i].clone()
+    }
+}
+
+/// Checks that `e` is an HmsError (and an Error) with `code` and `name`.
+fn assert_hms_error(e: &JsValue, code: i32, name: &str) {
+    assert!(e.is_instance_of::<js_sys::Error>(), "not an Error: {e:?}");
+    // `e instanceof HmsError`: its prototype is the exported class's prototype (the
+    // class object itself is not reachable from Rust, its prototype's constructor is).
+    let proto = Object::get_prototype_of(e);
+    assert_eq!(prop_str(&prop(&proto, "constructor"), "name"), "HmsError");
+    assert_eq!(prop(e, "code").as_f64(), Some(code as f64), "code of {e:?}");
+    assert_eq!(prop_str(e, "name"), name);
+    assert!(!prop_str(e, "message").is_empty());
+    assert!(prop(e, "stack").is_string(), "a real Error has a stack");
+}
+
+fn settled_now(p: &Promise) -> Promise {
+    // Promise.race([p, Promise.resolve("PENDING")]) takes p's outcome only if p was
+    // already settled when the call returned: anything that needed a network round
+    // trip loses the race.
+    let pending: Promise = Promise::resolve(&JsValue::from_str("PENDING"));
+    Promise::race(&Array::of2(p, &pending))
+}
+
+fn peer_names(c: &HmsClient) -> Vec<String> {
+    c.get_peers().iter().map(|p| prop_str(&p, "name")).collect()
+}
+
+fn perm(peer: &JsValue, name: &str) -> bool {
+    prop(&prop(&prop(peer, "role"), "permissions"), name).as_bool().unwrap()
+}
+
+/// Active peers of `room` as the server sees them (REST), or 0 when no session.
+async fn server_peer_count(room: &str) -> usize {
+    let (status, body) = rest("GET", &format!("/v2/active-rooms/{room}"), None).await;
+    if status == 404 {
+        return 0;
+    }
+    assert_eq!(status, 200, "{body:?}");
+    let peers: Object = prop(&body, "peers").unchecked_into();
+    Object::keys(&peers).length() as usize
+}
+
+#[wasm_bindgen_test]
+async fn join_gives_local_peer_peer_lists_and_join_events() {
+    let room = uid("join");
+    let host = join_as(&room, "host", "Hostess").await;
+    let joins = Recorder::new();
+    let _off = host.on_peer_join(joins.f());
+    // Defined as soon as join resolves.
+    let me = host.get_local_peer();
+    assert_eq!(prop_str(&me, "name"), "Hostess");
+    assert_eq!(prop_str(&me, "userId"), "hostess");
+    assert_eq!(prop_str(&me, "metadata"), "{}");
+    assert!(prop(&me, "isLocal").as_bool().unwrap());
+    assert_eq!(prop_str(&prop(&me, "role"), "name"), "host");
+    assert!(perm(&me, "endRoom") && perm(&me, "removeOthers"));
+    let r = host.get_room();
+    assert_eq!(prop_str(&r, "id"), room);
+    assert!(prop(&r, "sessionId").is_string());
+
+    let guest = join_as(&room, "guest", "Guido").await;
+    let g = guest.get_local_peer();
+    assert!(!perm(&g, "endRoom") && !perm(&g, "removeOthers"));
+    assert_eq!(peer_names(&guest), vec!["Guido", "Hostess"], "local peer first");
+    wait_until("host sees the guest join", 5000.0, || joins.len() == 1).await;
+    let joined = joins.get(0);
+    assert_eq!(prop_str(&joined, "name"), "Guido");
+    assert!(!prop(&joined, "isLocal").as_bool().unwrap());
+    assert_eq!(prop_str(&joined, "peerId"), prop_str(&g, "peerId"));
+    assert_eq!(peer_names(&host), vec!["Hostess", "Guido"]);
+    assert_eq!(server_peer_count(&room).await, 2);
+
+    // A second join on a joined client is refused.
+    let again = join(&host, "whatever", "x").await.unwrap_err();
+    assert_hms_error(&again, 409, "Conflict");
+
+    // leave: the other side sees the peer go.
+    let leaves = Recorder::new();
+    let _off2 = host.on_peer_leave(leaves.f());
+    JsFuture::from(guest.leave()).await.unwrap();
+    assert!(guest.get_local_peer().is_undefined());
+    assert_eq!(guest.get_peers().length(), 0);
+    wait_until("host sees the guest leave", 5000.0, || leaves.len() == 1).await;
+    assert_eq!(prop_str(&leaves.get(0), "name"), "Guido");
+    assert_eq!(peer_names(&host), vec!["Hostess"]);
+}
+
+#[wasm_bindgen_test]
+async fn host_ends_room_guest_gets_reason_and_remover() {
+    let room = uid("end");
+    let host = join_as(&room, "host", "Hostess").await;
+    let guest = join_as(&room, "guest", "Guido").await;
+    let host_removed = Recorder::new();
+    let guest_removed = Recorder::new();
+    let guest_errors = Recorder::new();
+    let _a = host.on_removed_from_room(host_removed.f());
+    let _b = guest.on_removed_from_room(guest_removed.f());
+    let _c = guest.on_error(guest_errors.f());
+
+    JsFuture::from(host.end_room(false, "meeting over".into())).await.expect("endRoom resolves");
+    // The caller has left when the promise resolves.
+    assert!(host.get_local_peer().is_undefined());
+    assert!(host.get_room().is_undefined());
+
+    wait_until("guest's removed callback", 5000.0, || guest_removed.len() == 1).await;
+    let ev = guest_removed.get(0);
+    assert_eq!(prop_str(&ev, "reason"), "meeting over");
+    assert_eq!(prop(&ev, "roomWasEnded").as_bool(), Some(true));
+    assert_eq!(prop_str(&prop(&ev, "peerWhoRemoved"), "name"), "Hostess");
+    assert!(guest.get_local_peer().is_undefined());
+    // The server's close that follows is neither an error nor a second callback.
+    assert_eq!(server_peer_count(&room).await, 0);
+    sleep(200).await;
+    assert_eq!(guest_removed.len(), 1, "exactly once");
+    assert_eq!(guest_errors.len(), 0);
+    assert_eq!(host_removed.len(), 0, "the caller gets no removed callback");
+    // Requests after the end: not connected.
+    let e = JsFuture::from(guest.end_room(false, "x".into())).await.unwrap_err();
+    assert_hms_error(&e, 6000, "NotConnected");
+}
+
+#[wasm_bindgen_test]
+async fn locked_room_refuses_rejoin_with_423() {
+    let room = uid("lock");
+    let host = join_as(&room, "host", "Hostess").await;
+    JsFuture::from(host.end_room(true, "locked".into())).await.unwrap();
+    let late = client_for(ws(), None);
+    let tok = token(&late, &room, "guest", "late").await;
+    let e = join(&late, &tok, "Late").await.unwrap_err();
+    assert_hms_error(&e, 423, "RoomLocked");
+    assert!(late.get_local_peer().is_undefined());
+    // Unlock over REST: joining works again.
+    let (status, _) = rest("POST", &format!("/v2/rooms/{room}"), Some(obj(&[("enabled", true.into())]))).await;
+    assert_eq!(status, 200);
+    join(&late, &tok, "Late").await.expect("join after unlock");
+    assert_eq!(prop_str(&late.get_local_peer(), "name"), "Late");
+}
+
+#[wasm_bindgen_test]
+async fn guest_end_room_is_refused_locally_before_any_frame() {
+    let room = uid("deny");
+    let host = join_as(&room, "host", "Hostess").await;
+    let guest = join_as(&room, "guest", "Guido").await;
+    let host_removed = Recorder::new();
+    let _a = host.on_removed_from_room(host_removed.f());
+
+    let p = guest.end_room(true, "nope".into());
+    // Already rejected when endRoom returned: no round trip happened.
+    let e = JsFuture::from(settled_now(&p)).await.unwrap_err();
+    assert_hms_error(&e, 403, "PermissionDenied");
+    assert!(prop_str(&e, "message").contains("endRoom"));
+    let e = JsFuture::from(settled_now(&guest.remove_peer(prop_str(&host.get_local_peer(), "peerId"), "x".into()))).await.unwrap_err();
+    assert_hms_error(&e, 403, "PermissionDenied");
+    // Everyone stays joined; the server still has both.
+    assert_eq!(server_peer_count(&room).await, 2);
+    sleep(100).await;
+    assert_eq!(host_removed.len(), 0);
+    assert_eq!(peer_names(&host), vec!["Hostess", "Guido"]);
+    assert_eq!(prop_str(&guest.get_local_peer(), "name"), "Guido");
+}
+
+#[wasm_bindgen_test]
+async fn remove_peer_removes_only_the_target() {
+    let room = uid("remove");
+    let host = join_as(&room, "host", "Hostess").await;
+    let guest = join_as(&room, "guest", "Guido").await;
+    let other = join_as(&room, "guest", "Olga").await;
+    let guest_removed = Recorder::new();
+    let other_removed = Recorder::new();
+    let host_leaves = Recorder::new();
+    let _a = guest.on_removed_from_room(guest_removed.f());
+    let _b = other.on_removed_from_room(other_removed.f());
+    let _c = host.on_peer_leave(host_leaves.f());
+
+    // Unknown peer: the server's 404 passes through.
+    let e = JsFuture::from(host.remove_peer("no-such-peer".into(), "x".into())).await.unwrap_err();
+    assert_hms_error(&e, 404, "NotFound");
+
+    let target = prop_str(&guest.get_local_peer(), "peerId");
+    JsFuture::from(host.remove_peer(target, "be nice".into())).await.expect("removePeer resolves");
+    wait_until("guest removed", 5000.0, || guest_removed.len() == 1).await;
+    let ev = guest_removed.get(0);
+    assert_eq!(prop_str(&ev, "reason"), "be nice");
+    assert_eq!(prop(&ev, "roomWasEnded").as_bool(), Some(false));
+    assert_eq!(prop_str(&prop(&ev, "peerWhoRemoved"), "name"), "Hostess");
+    assert!(guest.get_local_peer().is_undefined());
+    wait_until("host sees the guest leave", 5000.0, || host_leaves.len() == 1).await;
+    assert_eq!(prop_str(&host_leaves.get(0), "name"), "Guido");
+    wait_until("Olga's list updated", 5000.0, || peer_names(&other) == vec!["Olga", "Hostess"]).await;
+    assert_eq!(other_removed.len(), 0);
+    assert_eq!(server_peer_count(&room).await, 2);
+}
+
+#[wasm_bindgen_test]
+async fn rest_end_room_has_no_remover() {
+    let room = uid("rest");
+    let guest = join_as(&room, "guest", "Guido").await;
+    let removed = Recorder::new();
+    let _a = guest.on_removed_from_room(removed.f());
+    let (status, body) = rest("POST", &format!("/v2/active-rooms/{room}/end-room"), Some(obj(&[("reason", "backend says".into())]))).await;
+    assert_eq!(status, 200, "{body:?}");
+    wait_until("removed by the back end", 5000.0, || removed.len() == 1).await;
+    let ev = removed.get(0);
+    assert!(prop(&ev, "peerWhoRemoved").is_null());
+    assert_eq!(prop(&ev, "roomWasEnded").as_bool(), Some(true));
+    assert_eq!(prop_str(&ev, "reason"), "backend says");
+    assert!(guest.get_local_peer().is_undefined());
+}
+
+#[wasm_bindgen_test]
+async fn bad_room_code_and_bad_token_are_hms_errors() {
+    let c = client_for(ws(), None);
+    let e = JsFuture::from(c.get_auth_token_by_room_code("nope-nope-nope".into(), None)).await.unwrap_err();
+    assert_hms_error(&e, 404, "NotFound");
+    let e = join(&c, "not-a-jwt", "Eve").await.unwrap_err();
+    assert_hms_error(&e, 401, "InvalidToken");
+    assert!(c.get_local_peer().is_undefined());
+    // Nothing listens on port 9: the socket never opens.
+    let dead = client_for("ws://127.0.0.1:9/ws", None);
+    let e = join(&dead, "t", "x").await.unwrap_err();
+    assert_hms_error(&e, 1000, "FailedToConnect");
+    let e = JsFuture::from(dead.get_auth_token_by_room_code("abc".into(), Some(obj(&[("endpoint", "http://127.0.0.1:9".into())])))).await.unwrap_err();
+    assert_hms_error(&e, 1000, "FailedToConnect");
+    // Bad options are thrown synchronously as HmsError too.
+    let e = HmsClient::new(obj(&[])).err().unwrap();
+    assert_hms_error(&e, 6013, "ValidationFailed");
+}
+
+#[wasm_bindgen_test]
+async fn throwing_callback_does_not_break_the_client_and_unsubscribe_works() {
+    let room = uid("throw");
+    let host = join_as(&room, "host", "Hostess").await;
+    let thrower = Closure::<dyn FnMut(JsValue)>::new(|_| {
+        wasm_bindgen::throw_str("app bug in a callback");
+    });
+    let _t = host.on_peer_join(thrower.as_ref().unchecked_ref::<Function>().clone());
+    let joins = Recorder::new();
+    let unsubscribed = Recorder::new();
+    let _j = host.on_peer_join(joins.f());
+    let off = host.on_peer_join(unsubscribed.f());
+    off.call0(&JsValue::UNDEFINED).unwrap();
+    let _guest = join_as(&room, "guest", "Guido").await;
+    wait_until("the second callback still runs", 5000.0, || joins.len() == 1).await;
+    assert_eq!(unsubscribed.len(), 0, "unsubscribed callback not called");
+    // The client still works after the throw.
+    assert_eq!(peer_names(&host), vec!["Hostess", "Guido"]);
+    JsFuture::from(host.end_room(false, "bye".into())).await.expect("still usable");
+}
+
+#[wasm_bindgen_test]
+async fn free_releases_the_socket() {
+    let room = uid("free");
+    let host = join_as(&room, "host", "Hostess").await;
+    let guest = join_as(&room, "guest", "Guido").await;
+    let leaves = Recorder::new();
+    let _a = host.on_peer_leave(leaves.f());
+    drop(guest); // what `guest.free()` does in JS
+    wait_until("host sees the freed guest leave", 5000.0, || leaves.len() == 1).await;
+    assert_eq!(server_peer_count(&room).await, 1);
+}
+
+#[wasm_bindgen_test]
+async fn request_timeout_rejects_with_6008() {
+    let c = client_for(&mock_ws("silent"), Some(300.0));
+    join(&c, "t", "Tim").await.expect("the mock accepts the join");
+    let started = js_sys::Date::now();
+    let e = JsFuture::from(c.end_room(false, "x".into())).await.unwrap_err();
+    let took = js_sys::Date::now() - started;
+    assert_hms_error(&e, 6008, "RequestTimeout");
+    assert!((250.0..3000.0).contains(&took), "timed out after {took} ms");
+    // A timed-out request does not end the session.
+    assert_eq!(prop_str(&c.get_local_peer(), "name"), "Tim");
+}
+
+#[wasm_bindgen_test]
+async fn dropped_socket_rejects_pending_with_1003() {
+    let c = client_for(&mock_ws("drop"), Some(5000.0));
+    let errors = Recorder::new();
+    let _a = c.on_error(errors.f());
+    join(&c, "t", "Dora").await.expect("the mock accepts the join");
+    let e = JsFuture::from(c.remove_peer("someone".into(), "x".into())).await.unwrap_err();
+    assert_hms_error(&e, 1003, "ConnectionLost");
+    wait_until("onError", 5000.0, || errors.len() == 1).await;
+    assert_hms_error(&errors.get(0), 1003, "ConnectionLost");
+    assert!(c.get_local_peer().is_undefined());
+    let e = JsFuture::from(c.end_room(false, "x".into())).await.unwrap_err();
+    assert_hms_error(&e, 6000, "NotConnected");
+}
