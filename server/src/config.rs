@@ -193,6 +193,21 @@ impl Config {
         if self.limits.max_frame_bytes < 1024 {
             return Err("limits.max_frame_bytes must be at least 1024".into());
         }
+        let l = &self.limits;
+        // Upper bounds keep every timer computable (no Instant overflow) and sane.
+        const WEEK: u64 = 7 * 86_400;
+        for (name, v, max) in [
+            ("idle_timeout_secs", l.idle_timeout_secs, WEEK),
+            ("reconnect_window_secs", l.reconnect_window_secs, WEEK),
+            ("write_timeout_secs", l.write_timeout_secs, WEEK),
+            ("end_room_flush_ms", l.end_room_flush_ms, 600_000),
+            ("shutdown_grace_ms", l.shutdown_grace_ms, 600_000),
+            ("max_frame_bytes", l.max_frame_bytes as u64, 16 << 20),
+        ] {
+            if v > max {
+                return Err(format!("limits.{name} = {v} is above the maximum {max}"));
+            }
+        }
         Ok(())
     }
 }
@@ -225,5 +240,6 @@ mod tests {
         assert_eq!(c.template.roles.len(), 2);
         assert!(Config::parse("[limits]\nidle_timeout = 5\n").is_err());
         assert!(Config::parse("[template]\nid = \"x\"\n").is_err(), "no roles");
+        assert!(Config::parse("[limits]\nreconnect_window_secs = 99999999999\n").is_err());
     }
 }

@@ -3,11 +3,12 @@
 //! WebSocket signaling at `/ws?peer=<id>&token=<jwt>` (JSON-RPC 2.0, see
 //! `docs/PROTOCOL.md`), the REST API under `/v2`, optional static files, and durable
 //! room state in SQLite. Modules: [`config`] (TOML + default template), [`auth`] (JWTs),
-//! [`store`] (SQLite), [`room`] (room state and fan-out, no sockets), [`signaling`] (one
+//! [`store`] (SQLite), [`frame`] (frame decoder), [`room`] (room state and fan-out, no sockets), [`signaling`] (one
 //! WebSocket connection), [`rest`] (REST API).
 
 pub mod auth;
 pub mod config;
+pub mod frame;
 pub mod rest;
 pub mod room;
 pub mod signaling;

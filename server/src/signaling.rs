@@ -18,16 +18,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Who a connection is, once its token checked out.
-struct Ctx {
-    app: Arc<AppState>,
-    room: String,
-    peer: String,
-    conn: ConnHandle,
+pub struct Ctx {
+    /// The server.
+    pub app: Arc<AppState>,
+    /// The token's room.
+    pub room: String,
+    /// The `?peer=` id.
+    pub peer: String,
+    /// The connection's queue.
+    pub conn: ConnHandle,
 }
 
 /// What the reader does after a frame.
-#[derive(PartialEq, Eq)]
-enum Flow {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read on.
     Continue,
     /// Close with this code, and drop the peer without holding its place.
     Close(u16, &'static str),
@@ -328,40 +333,15 @@ impl RateLimiter {
     }
 }
 
-/// Decodes and dispatches one text frame.
-async fn handle_text(ctx: &Ctx, text: &str) -> Flow {
+/// Decodes and dispatches one text frame (size and rate limits are the caller's).
+pub async fn handle_text(ctx: &Ctx, text: &str) -> Flow {
     let reply_err = |id: &Value, e: RpcError| {
         ctx.conn.send(Out::Text(Arc::from(error_frame(id, e))));
         Flow::Continue
     };
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return reply_err(&Value::Null, RpcError::new(code::PARSE_ERROR, format!("parse error: {e}"))),
-    };
-    let Value::Object(mut obj) = value else {
-        return reply_err(&Value::Null, RpcError::new(code::INVALID_REQUEST, "a request must be a JSON object"));
-    };
-    let id = obj.remove("id").unwrap_or(Value::Null);
-    if !matches!(id, Value::Null | Value::String(_) | Value::Number(_)) {
-        return reply_err(&Value::Null, RpcError::new(code::INVALID_REQUEST, "id must be a string, a number or absent"));
-    }
-    let method = match obj.remove("method") {
-        Some(Value::String(m)) => m,
-        _ => return reply_err(&id, RpcError::new(code::INVALID_REQUEST, "method (a string) is required")),
-    };
-    use hms_protocol::method as m;
-    if ![m::JOIN, m::LEAVE, m::END_ROOM, m::PEER_LEAVE_REQUEST, m::PING].contains(&method.as_str()) {
-        return reply_err(&id, RpcError::method_not_found(&method));
-    }
-    let params = match obj.remove("params") {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        // By-name params only: serde would otherwise read `[1]` as a struct's fields.
-        Some(p @ Value::Object(_)) => p,
-        Some(_) => return reply_err(&id, RpcError::invalid_params(&method, "params must be an object")),
-    };
-    let call = match ClientCall::parse(&method, params) {
-        Ok(c) => c,
-        Err(e) => return reply_err(&id, e),
+    let (id, call) = match crate::frame::decode(text) {
+        Ok(d) => d,
+        Err((id, e)) => return reply_err(&id, e),
     };
     let app = &ctx.app;
     match call {
