@@ -272,7 +272,8 @@ function renderPeers(current) {
     avatar.className = "avatar";
     avatar.setAttribute("aria-hidden", "true");
     avatar.textContent = initials(peer.name);
-    avatar.style.setProperty("--hue", String(hue(peer.peerId)));
+    // From the name, so a person has the same colour in every tab.
+    avatar.style.setProperty("--hue", String(hue(peer.name)));
 
     const who = document.createElement("span");
     who.className = "who";

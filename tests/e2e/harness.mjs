@@ -88,7 +88,7 @@ export class Server {
     this.env = { ...process.env, HMS_SECRET: randomBytes(32).toString("hex"), RUST_LOG: process.env.RUST_LOG ?? "info" };
     const args = [
       "serve", "--addr", "127.0.0.1:0", "--data-dir", this.dataDir,
-      "--www", join(REPO, "www"), "--pkg", join(REPO, "pkg"),
+      "--www", join(REPO, "www"), "--pkg", process.env.HMS_PKG_DIR ?? join(REPO, "pkg"),
     ];
     const proc = spawn(this.bin, args, { env: this.env, stdio: ["ignore", "pipe", "pipe"] });
     this.#proc = proc;
@@ -215,7 +215,12 @@ export class Person {
     const url = code === undefined ? `${origin}/` : `${origin}/?code=${encodeURIComponent(code)}`;
     await this.page.goto(url);
     // app.js sets data-ready once the SDK module is loaded and init() has resolved.
-    await this.page.locator("body[data-ready=true]").waitFor({ state: "attached", timeout: 15_000 });
+    try {
+      await this.page.locator("body[data-ready=true]").waitFor({ state: "attached", timeout: 15_000 });
+    } catch (err) {
+      const shown = await this.byTestId("loading-text").textContent().catch(() => "?");
+      throw new Error(`${this.label}: the app did not start: ${shown}\n${this.problems.join("\n")}`, { cause: err });
+    }
     await this.byTestId("join-screen").waitFor({ state: "visible" });
   }
 
