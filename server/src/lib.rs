@@ -167,6 +167,11 @@ pub async fn serve(
         })
     };
     let svc = router(app.clone(), &dirs).into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: a join answer is followed by on-policy-change and peer-list; with
+    // Nagle on, those wait for the client's delayed ACK (~40 ms on Linux loopback).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, svc);
     tokio::select! {
         r = server => {
