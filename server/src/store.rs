@@ -5,12 +5,76 @@
 //! session's start is always written before its end and async tasks never block on
 //! disk. WAL with `synchronous=FULL`: a job's answer means its data is on disk, so a
 //! SIGKILL right after an `end-room` answer loses neither the lock nor the record.
+//!
+//! Group commit: jobs that queue up while a commit is in progress run together in one
+//! transaction (each inside its own savepoint, so a failing job undoes only itself), and
+//! all of them are answered after that one fsync. A hundred rooms ended at once cost a
+//! few fsyncs, not a hundred.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Called with whether the batch committed; answers the job's caller.
+type Completion = Box<dyn FnOnce(bool) + Send>;
+
+enum Job {
+    /// Runs inside the current batch's transaction; `true` when it succeeded.
+    Batched(Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>),
+    /// Runs alone, outside any transaction (checkpoints).
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+/// Most jobs run in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// The database thread: batches of jobs, one commit each.
+fn run_jobs(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
+    let mut pending: Option<Job> = None;
+    loop {
+        let first = match pending.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            Job::Alone(f) => {
+                f(&mut conn);
+                continue;
+            }
+            Job::Batched(f) => f,
+        };
+        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let mut completions = Vec::new();
+        let mut next = Some(first);
+        while let Some(f) = next.take() {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let (ok, done) = f(&conn);
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+            completions.push(done);
+            if completions.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Job::Batched(f)) => next = Some(f),
+                    Ok(alone) => pending = Some(alone),
+                    Err(_) => {}
+                }
+            }
+        }
+        let committed = began && conn.execute_batch("COMMIT").is_ok();
+        if began && !committed {
+            tracing::error!("store: a commit failed; its jobs are answered with an error");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(committed);
+        }
+    }
+}
 
 /// Handle to the database thread. Cheap to clone.
 #[derive(Clone)]
@@ -86,7 +150,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, String> {
         std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
         let path = data_dir.join("hms.sqlite3");
-        let mut conn = Connection::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let conn = Connection::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .map_err(|e| format!("configuring {}: {e}", path.display()))?;
         conn.execute_batch(SCHEMA).map_err(|e| format!("creating tables: {e}"))?;
@@ -95,39 +159,47 @@ impl Store {
             params![now_ms()],
         )
         .map_err(|e| format!("closing dangling sessions: {e}"))?;
-        let _ = &mut conn;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hms-store".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
-                }
-            })
+            .spawn(move || run_jobs(conn, rx))
             .map_err(|e| format!("starting the store thread: {e}"))?;
         Ok(Store { tx })
     }
 
-    /// Runs `f` on the database thread and waits for its result.
+    /// Runs `f` on the database thread (in a transaction, possibly shared with other
+    /// jobs) and waits until it is committed.
     pub async fn call<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> Result<R, String> {
         let (done, wait) = oneshot::channel();
-        let job: Job = Box::new(move |c| {
-            let _ = done.send(f(c).map_err(|e| e.to_string()));
-        });
+        let job = Job::Batched(Box::new(move |c| {
+            let r = f(c).map_err(|e| e.to_string());
+            let ok = r.is_ok();
+            let completion: Completion = Box::new(move |committed| {
+                let _ = done.send(if committed { r } else { Err("the database commit failed".to_owned()) });
+            });
+            (ok, completion)
+        }));
         self.tx.send(job).map_err(|_| "the store thread has stopped".to_owned())?;
         wait.await.map_err(|_| "the store thread has stopped".to_owned())?
     }
 
     /// Runs `f` on the database thread without waiting; failures are logged.
-    pub fn fire(&self, what: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static) {
-        let job: Job = Box::new(move |c| {
-            if let Err(e) = f(c) {
+    pub fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
+        let job = Job::Batched(Box::new(move |c| {
+            let r = f(c);
+            if let Err(e) = &r {
                 tracing::error!(error = %e, "store: {what} failed");
             }
-        });
+            let completion: Completion = Box::new(move |committed| {
+                if !committed {
+                    tracing::error!("store: {what} lost: its commit failed");
+                }
+            });
+            (r.is_ok(), completion)
+        }));
         if self.tx.send(job).is_err() {
             tracing::error!("store: {what} dropped, the store thread has stopped");
         }
@@ -181,20 +253,20 @@ impl Store {
     ) -> Result<(), String> {
         let (room, sid, by, reason) = (room_id.to_owned(), session_id.to_owned(), ended_by.map(str::to_owned), reason.to_owned());
         self.call(move |c| {
-            let tx = c.transaction()?;
+            // Atomic: the batch runs each job in its own savepoint.
             let now = now_ms();
-            tx.execute(
+            c.execute(
                 "UPDATE sessions SET ended_at = ?2, ended_by = ?3, reason = ?4, locked = ?5 WHERE session_id = ?1",
                 params![sid, now, by, reason, locked],
             )?;
             if locked {
-                tx.execute(
+                c.execute(
                     "INSERT INTO rooms(room_id, enabled, updated_at) VALUES (?1, 0, ?2)
                      ON CONFLICT(room_id) DO UPDATE SET enabled = 0, updated_at = excluded.updated_at",
                     params![room, now],
                 )?;
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -239,7 +311,7 @@ impl Store {
     pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, String> {
         let room = room_id.to_owned();
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c;
             let mut out = Vec::new();
             for role in roles {
                 let existing: Option<(String, bool)> = tx
@@ -270,7 +342,6 @@ impl Store {
                 };
                 out.push(RoomCode { code, room_id: room.clone(), role, enabled });
             }
-            tx.commit()?;
             Ok(out)
         })
         .await
@@ -299,7 +370,12 @@ impl Store {
 
     /// Checkpoints the WAL into the main file (on graceful shutdown).
     pub async fn checkpoint(&self) -> Result<(), String> {
-        self.call(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")).await
+        let (done, wait) = oneshot::channel();
+        let job = Job::Alone(Box::new(move |c| {
+            let _ = done.send(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| e.to_string()));
+        }));
+        self.tx.send(job).map_err(|_| "the store thread has stopped".to_owned())?;
+        wait.await.map_err(|_| "the store thread has stopped".to_owned())?
     }
 }
 
@@ -333,6 +409,26 @@ mod tests {
         assert_eq!(h[1].reason.as_deref(), Some("server stopped"));
         s.set_enabled("r1", true).await.unwrap();
         assert!(s.disabled_rooms().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_undoes_only_itself_in_a_shared_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let bad = s.call(|c| {
+            c.execute("INSERT INTO rooms(room_id, enabled, updated_at) VALUES ('half', 0, 1)", [])?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", []).map(|_| ())
+        });
+        let good = s.set_enabled("locked", false);
+        let many: Vec<_> = (0..50).map(|i| s.set_enabled(Box::leak(format!("r{i}").into_boxed_str()), false)).collect();
+        let (bad, good, many) = tokio::join!(bad, good, futures_util::future::join_all(many));
+        assert!(bad.is_err());
+        good.unwrap();
+        assert!(many.iter().all(|r| r.is_ok()));
+        let mut rooms = s.disabled_rooms().await.unwrap();
+        rooms.sort();
+        assert_eq!(rooms.len(), 51, "the failed job's first insert was rolled back: {rooms:?}");
+        assert!(!rooms.contains(&"half".to_string()));
     }
 
     #[tokio::test]
