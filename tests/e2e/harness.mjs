@@ -219,7 +219,11 @@ export class Person {
       await this.page.locator("body[data-ready=true]").waitFor({ state: "attached", timeout: 15_000 });
     } catch (err) {
       const shown = await this.byTestId("loading-text").textContent().catch(() => "?");
-      throw new Error(`${this.label}: the app did not start: ${shown}\n${this.problems.join("\n")}`, { cause: err });
+      // Seen with Debian's wasm-opt 108: it breaks wasm-bindgen's externref table.
+      const hint = /WebAssembly\.Table\.set/.test(shown)
+        ? "\nhint: pkg/ was optimised by a wasm-opt that breaks the externref table (Debian's binaryen 108 does); see docs/DEMO.md"
+        : "";
+      throw new Error(`${this.label}: the app did not start: ${shown}${hint}\n${this.problems.join("\n")}`, { cause: err });
     }
     await this.byTestId("join-screen").waitFor({ state: "visible" });
   }
