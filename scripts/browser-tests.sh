@@ -6,8 +6,9 @@
 #   scripts/browser-tests.sh [chrome|firefox|all]     (default: all)
 #
 # Builds hms-server (dev profile), starts it on 127.0.0.1:0 with a temp data dir and a
-# random HMS_SECRET, mints a management token with the same secret, starts the mock,
-# hands the URLs and token to the tests at compile time (option_env!), runs
+# random HMS_SECRET, mints a management token with the same secret,
+# starts the mock (which also runs a second, restartable hms-server for the reconnect
+# tests), hands the URLs and token to the tests at compile time (option_env!), runs
 # `wasm-pack test --headless` once per browser, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,15 +25,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Reads `listening on HOST:PORT` from a process's stdout file, with a deadline.
-wait_listening() {
-  local file=$1 name=$2
+# Reads `<prefix>HOST:PORT` from a process's stdout file, with a deadline.
+wait_line() {
+  local file=$1 name=$2 prefix=$3
   for _ in $(seq 1 300); do
-    if line=$(grep -m1 '^listening on ' "$file" 2>/dev/null); then echo "${line#listening on }"; return 0; fi
+    if line=$(grep -m1 "^$prefix" "$file" 2>/dev/null); then echo "${line#"$prefix"}"; return 0; fi
     sleep 0.1
   done
   echo "$name did not start; its output:" >&2; cat "$file" >&2; return 1
 }
+wait_listening() { wait_line "$1" "$2" "listening on "; }
 
 cargo build -p hms-server --quiet
 server_bin=target/debug/hms-server
@@ -45,14 +47,20 @@ pids+=($!)
 addr=$(wait_listening "$tmp/server.out" hms-server)
 mgmt=$("$server_bin" token --management --data-dir "$tmp/data")
 
-node tests/mock-server/mock.js >"$tmp/mock.out" 2>"$tmp/mock.log" &
+# The mock also runs a second real server that the reconnect tests kill and restart.
+mkdir -p "$tmp/data2"
+node tests/mock-server/mock.js --server "$server_bin" --data-dir "$tmp/data2" >"$tmp/mock.out" 2>"$tmp/mock.log" &
 pids+=($!)
 mock_addr=$(wait_listening "$tmp/mock.out" mock-server)
+restart_addr=$(wait_line "$tmp/mock.out" "restartable hms-server" "restartable server on ")
 
 export HMS_TEST_HTTP="http://$addr"
 export HMS_TEST_WS="ws://$addr/ws"
 export HMS_TEST_MGMT="$mgmt"
 export HMS_TEST_MOCK_WS="ws://$mock_addr"
+export HMS_TEST_CONTROL="http://$mock_addr/control"
+export HMS_TEST_RESTART_HTTP="http://$restart_addr"
+export HMS_TEST_RESTART_WS="ws://$restart_addr/ws"
 echo "browser tests: server $HMS_TEST_HTTP, mock $HMS_TEST_MOCK_WS"
 
 status=0
@@ -72,5 +80,6 @@ if [ "$which_browsers" = firefox ] || [ "$which_browsers" = all ]; then
 fi
 if [ $status -ne 0 ]; then
   echo "--- server log (last 40 lines)" >&2; tail -40 "$tmp/server.log" >&2 || true
+  echo "--- mock + restartable server log (last 40 lines)" >&2; tail -40 "$tmp/mock.log" >&2 || true
 fi
 exit $status

@@ -8,6 +8,7 @@ use crate::js::{random_uuid, to_js_error, Callbacks};
 use crate::wire::{decode, encode, peer_to_js, removed_to_js, room_to_js, Frame};
 use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, TokenOptions};
 use crate::session::{Out, Session};
+use crate::listener::GlobalListener;
 use crate::timer::Timer;
 use crate::transport::{Transport, WsEvent};
 use hms_protocol::JoinParams;
@@ -45,11 +46,18 @@ struct Inner {
     session: RefCell<Session<Settle>>,
     transport: RefCell<Option<Transport>>,
     timer: Timer,
+    /// `online`/`offline` listeners on the global object (none outside browsers).
+    _network: (Option<GlobalListener>, Option<GlobalListener>),
+    weak: Weak<Inner>,
     endpoint: String,
+    /// The socket URL of the current session (same peer id and token for reconnects).
+    url: RefCell<String>,
     on_removed: Callbacks,
     on_peer_join: Callbacks,
     on_peer_leave: Callbacks,
     on_error: Callbacks,
+    on_reconnecting: Callbacks,
+    on_reconnected: Callbacks,
 }
 
 impl Inner {
@@ -77,9 +85,31 @@ impl Inner {
                 Out::PeerLeave(p) => self.on_peer_leave.emit(&peer_to_js(&p)),
                 Out::Removed(ev) => self.on_removed.emit(&removed_to_js(&ev)),
                 Out::Error(e) => self.on_error.emit(&to_js_error(&e)),
+                Out::Reconnecting(e) => self.on_reconnecting.emit(&to_js_error(&e)),
+                Out::Reconnected => self.on_reconnected.emit(&JsValue::UNDEFINED),
+                Out::Connect => self.connect(),
             }
         }
         self.rearm();
+    }
+
+    /// Opens a socket to the session's URL; a URL the browser refuses counts as a
+    /// socket that closed at once.
+    fn connect(&self) {
+        let weak = self.weak.clone();
+        let sink: Rc<dyn Fn(WsEvent)> = Rc::new(move |ev| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_socket(ev);
+            }
+        });
+        let transport = Transport::connect(&self.url.borrow(), sink);
+        match transport {
+            Ok(t) => *self.transport.borrow_mut() = Some(t),
+            Err(_) => {
+                let outs = self.session.borrow_mut().on_close(1006, now());
+                self.run(outs);
+            }
+        }
     }
 
     fn rearm(&self) {
@@ -92,19 +122,28 @@ impl Inner {
 
     fn on_socket(&self, ev: WsEvent) {
         let outs = match ev {
-            WsEvent::Open => self.session.borrow_mut().on_open(),
-            WsEvent::Close(code) => self.session.borrow_mut().on_close(code),
-            WsEvent::Text(text) => match decode(&text) {
-                Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
-                Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
-                None => Vec::new(),
-            },
+            WsEvent::Open => self.session.borrow_mut().on_open(now()),
+            WsEvent::Close(code) => self.session.borrow_mut().on_close(code, now()),
+            WsEvent::Text(text) => {
+                // Any frame, even one we can't read, shows the connection is alive.
+                self.session.borrow_mut().touch(now());
+                match decode(&text) {
+                    Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
+                    Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
+                    None => Vec::new(),
+                }
+            }
         };
         self.run(outs);
     }
 
     fn on_timer(&self) {
         let outs = self.session.borrow_mut().on_tick(now());
+        self.run(outs);
+    }
+
+    fn on_network(&self, online: bool) {
+        let outs = if online { self.session.borrow_mut().on_online(now()) } else { self.session.borrow_mut().on_offline(now()) };
         self.run(outs);
     }
 }
@@ -125,22 +164,40 @@ impl HmsClient {
         crate::js::hms_error_prototype();
         let options: ClientOptions = crate::wire::client_options(&options)
             .ok_or_else(|| to_js_error(&SdkError::new(codes::VALIDATION_FAILED, "options must be { endpoint: string, requestTimeoutMs?: number }")))?;
-        let timeout = options.timeout_ms();
+        let mut session = Session::with_config(options.config());
+        // Jitter only needs to differ between clients, not to be unpredictable.
+        session.seed((js_sys::Math::random() * 9_007_199_254_740_991.0) as u64);
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
-            let weak = weak.clone();
+            let (w1, w2, w3) = (weak.clone(), weak.clone(), weak.clone());
             Inner {
-                session: RefCell::new(Session::new(timeout)),
+                session: RefCell::new(session),
                 transport: RefCell::new(None),
                 timer: Timer::new(move || {
-                    if let Some(inner) = weak.upgrade() {
+                    if let Some(inner) = w1.upgrade() {
                         inner.on_timer();
                     }
                 }),
+                _network: (
+                    GlobalListener::new("online", move || {
+                        if let Some(inner) = w2.upgrade() {
+                            inner.on_network(true);
+                        }
+                    }),
+                    GlobalListener::new("offline", move || {
+                        if let Some(inner) = w3.upgrade() {
+                            inner.on_network(false);
+                        }
+                    }),
+                ),
+                weak: weak.clone(),
                 endpoint: options.endpoint,
+                url: RefCell::new(String::new()),
                 on_removed: Callbacks::new(),
                 on_peer_join: Callbacks::new(),
                 on_peer_leave: Callbacks::new(),
                 on_error: Callbacks::new(),
+                on_reconnecting: Callbacks::new(),
+                on_reconnected: Callbacks::new(),
             }
         });
         Ok(HmsClient { inner })
@@ -180,24 +237,9 @@ impl HmsClient {
             return;
         }
         let token = String::from(js_sys::encode_uri_component(&config.auth_token));
-        let url = socket_url(&self.inner.endpoint, &peer_id, &token);
-        let weak = Rc::downgrade(&self.inner);
-        let sink: Rc<dyn Fn(WsEvent)> = Rc::new(move |ev| {
-            if let Some(inner) = weak.upgrade() {
-                inner.on_socket(ev);
-            }
-        });
-        match Transport::connect(&url, sink) {
-            Ok(t) => {
-                *self.inner.transport.borrow_mut() = Some(t);
-                self.inner.rearm();
-            }
-            // An unusable URL: the socket never existed, which is a failed connect.
-            Err(_) => {
-                let outs = self.inner.session.borrow_mut().on_close(1006);
-                self.inner.run(outs);
-            }
-        }
+        *self.inner.url.borrow_mut() = socket_url(&self.inner.endpoint, &peer_id, &token);
+        self.inner.connect();
+        self.inner.rearm();
     }
 
     /// The local peer while joined, else `undefined`.
@@ -272,7 +314,22 @@ impl HmsClient {
         self.inner.on_peer_leave.subscribe(&cb)
     }
 
-    /// Subscribes to errors that end the session while joined (e.g. 1003 ConnectionLost).
+    /// Subscribes to the start of reconnecting (the connection was lost; the argument
+    /// says why, usually 1003 ConnectionLost).
+    #[wasm_bindgen(js_name = onReconnecting, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_reconnecting(&self, #[wasm_bindgen(unchecked_param_type = "HmsErrorCallback")] cb: Function) -> Function {
+        self.inner.on_reconnecting.subscribe(&cb)
+    }
+
+    /// Subscribes to successful reconnects (same peer id, peer list refreshed).
+    #[wasm_bindgen(js_name = onReconnected, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_reconnected(&self, #[wasm_bindgen(unchecked_param_type = "HmsReconnectedCallback")] cb: Function) -> Function {
+        self.inner.on_reconnected.subscribe(&cb)
+    }
+
+    /// Subscribes to errors that end the session on their own: the server's `on-error`,
+    /// or the connection lost for good (1006 ReconnectFailed, or 1003 when reconnecting
+    /// is off).
     #[wasm_bindgen(js_name = onError, unchecked_return_type = "HmsUnsubscribe")]
     pub fn on_error(&self, #[wasm_bindgen(unchecked_param_type = "HmsErrorCallback")] cb: Function) -> Function {
         self.inner.on_error.subscribe(&cb)
@@ -284,7 +341,8 @@ impl Drop for HmsClient {
     fn drop(&mut self) {
         let outs = self.inner.session.borrow_mut().leave();
         self.inner.run(outs);
-        for cbs in [&self.inner.on_removed, &self.inner.on_peer_join, &self.inner.on_peer_leave, &self.inner.on_error] {
+        let i = &self.inner;
+        for cbs in [&i.on_removed, &i.on_peer_join, &i.on_peer_leave, &i.on_error, &i.on_reconnecting, &i.on_reconnected] {
             cbs.clear();
         }
     }

@@ -13,6 +13,12 @@ export interface HmsClientOptions {
   endpoint: string;
   /** How long a request waits for its answer before it fails with 6008 RequestTimeout (default 10000). */
   requestTimeoutMs?: number;
+  /** `ping` interval while joined (default 3000). */
+  heartbeatIntervalMs?: number;
+  /** No incoming frame for this long means the connection is lost (default 12000). */
+  heartbeatTimeoutMs?: number;
+  /** Total time spent reconnecting before `onError` gets 1006 ReconnectFailed (default 30000; 0 = never reconnect). */
+  reconnectBudgetMs?: number;
 }
 /** What a role may do. */
 export interface HmsPermissions {
@@ -91,6 +97,7 @@ export interface HmsClient {
 export type HmsRemovedCallback = (ev: RemovedFromRoomEvent) => void;
 export type HmsPeerCallback = (peer: HmsPeer) => void;
 export type HmsErrorCallback = (error: HmsError) => void;
+export type HmsReconnectedCallback = () => void;
 export type HmsUnsubscribe = () => void;
 "#;
 

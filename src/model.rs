@@ -47,7 +47,7 @@ pub struct RemovedEvent {
 }
 
 /// `HmsClientOptions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientOptions {
     /// The WebSocket URL, e.g. `ws://127.0.0.1:7880/ws`.
@@ -55,17 +55,40 @@ pub struct ClientOptions {
     /// How long a request may wait for its answer.
     #[serde(default)]
     pub request_timeout_ms: Option<f64>,
+    /// `ping` interval while joined.
+    #[serde(default)]
+    pub heartbeat_interval_ms: Option<f64>,
+    /// Silence (no incoming frame) after which the connection counts as lost.
+    #[serde(default)]
+    pub heartbeat_timeout_ms: Option<f64>,
+    /// Total time spent reconnecting before giving up; 0 disables reconnecting.
+    #[serde(default)]
+    pub reconnect_budget_ms: Option<f64>,
 }
 
 /// Default `requestTimeoutMs`.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: f64 = 10_000.0;
 
+fn positive(v: Option<f64>) -> Option<f64> {
+    v.filter(|t| t.is_finite() && *t > 0.0)
+}
+
 impl ClientOptions {
     /// The timeout to use: the option when it is a positive finite number, else the default.
     pub fn timeout_ms(&self) -> f64 {
-        match self.request_timeout_ms {
-            Some(t) if t.is_finite() && t > 0.0 => t,
-            _ => DEFAULT_REQUEST_TIMEOUT_MS,
+        positive(self.request_timeout_ms).unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS)
+    }
+
+    /// The session settings these options ask for (defaults where absent or invalid;
+    /// `reconnectBudgetMs: 0` turns reconnecting off).
+    pub fn config(&self) -> crate::session::Config {
+        let d = crate::session::Config::default();
+        crate::session::Config {
+            request_timeout: self.timeout_ms(),
+            heartbeat_interval: positive(self.heartbeat_interval_ms).unwrap_or(d.heartbeat_interval),
+            heartbeat_timeout: positive(self.heartbeat_timeout_ms).unwrap_or(d.heartbeat_timeout),
+            reconnect_budget: self.reconnect_budget_ms.filter(|t| t.is_finite() && *t >= 0.0).unwrap_or(d.reconnect_budget),
+            ..d
         }
     }
 }
@@ -199,12 +222,17 @@ mod tests {
 
     #[test]
     fn timeout_option() {
-        let o = ClientOptions { endpoint: "ws://x".into(), request_timeout_ms: None };
+        let o = ClientOptions { endpoint: "ws://x".into(), ..Default::default() };
         assert_eq!(o.timeout_ms(), 10_000.0);
-        let o = ClientOptions { endpoint: "ws://x".into(), request_timeout_ms: Some(250.0) };
+        let c = o.config();
+        assert_eq!((c.heartbeat_interval, c.heartbeat_timeout, c.reconnect_budget), (3000.0, 12000.0, 30000.0));
+        let o = ClientOptions { request_timeout_ms: Some(250.0), reconnect_budget_ms: Some(0.0), ..o };
         assert_eq!(o.timeout_ms(), 250.0);
-        let o = ClientOptions { endpoint: "ws://x".into(), request_timeout_ms: Some(-1.0) };
+        assert_eq!(o.config().reconnect_budget, 0.0, "0 disables reconnecting");
+        assert_eq!(o.config().request_timeout, 250.0);
+        let o = ClientOptions { request_timeout_ms: Some(-1.0), heartbeat_interval_ms: Some(f64::NAN), ..o };
         assert_eq!(o.timeout_ms(), 10_000.0);
+        assert_eq!(o.config().heartbeat_interval, 3000.0);
     }
 
     #[test]

@@ -57,6 +57,11 @@ impl<T> Pending<T> {
         Some(self.entries.remove(i))
     }
 
+    /// Whether request `id` is waiting.
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.iter().any(|e| e.id == id)
+    }
+
     /// Whether a request of `kind` is waiting.
     pub fn has_kind(&self, kind: Kind) -> bool {
         self.entries.iter().any(|e| e.kind == kind)

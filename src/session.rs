@@ -87,6 +87,38 @@ pub enum Phase {
     Joining,
     /// In the room.
     Joined,
+    /// The connection was lost while joined; trying to get back as the same peer.
+    Reconnecting,
+}
+
+/// Timing knobs (ms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    /// How long a request waits for its answer (also: one reconnect attempt's deadline).
+    pub request_timeout: f64,
+    /// `ping` every this long while joined.
+    pub heartbeat_interval: f64,
+    /// No incoming frame for this long while joined: the connection is lost.
+    pub heartbeat_timeout: f64,
+    /// Total time for reconnecting before giving up; 0 disables reconnecting.
+    pub reconnect_budget: f64,
+    /// First retry delay; doubles per attempt up to `backoff_max`, with ±30 % jitter.
+    pub backoff_base: f64,
+    /// Largest retry delay.
+    pub backoff_max: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            request_timeout: 10_000.0,
+            heartbeat_interval: 3_000.0,
+            heartbeat_timeout: 12_000.0,
+            reconnect_budget: 30_000.0,
+            backoff_base: 500.0,
+            backoff_max: 5_000.0,
+        }
+    }
 }
 
 /// An effect for the browser layer to carry out, in order.
@@ -113,23 +145,54 @@ pub enum Out<T> {
     Error(SdkError),
     /// Close the socket with 1000 and release it.
     Close,
+    /// Open a new socket to the same URL (same peer id and token): a reconnect attempt.
+    Connect,
+    /// Call the `onReconnecting` callbacks.
+    Reconnecting(SdkError),
+    /// Call the `onReconnected` callbacks.
+    Reconnected,
+}
+
+/// Reconnect bookkeeping.
+#[derive(Debug, Default)]
+struct Rejoin {
+    started: f64,
+    attempt: u32,
+    /// When the next attempt starts (`None` while one is under way).
+    next_at: Option<f64>,
+    /// When the attempt under way is given up.
+    attempt_deadline: Option<f64>,
+    /// The attempt's `join` request id, once its socket opened.
+    join_id: Option<String>,
+    /// Peer-list differences, reported when the rejoin completes.
+    events: Vec<(bool, HmsPeer)>,
 }
 
 /// The state machine. See the module doc.
 #[derive(Debug)]
 pub struct Session<T> {
     phase: Phase,
-    timeout_ms: f64,
+    cfg: Config,
+    now: f64,
     local_id: String,
     join_id: String,
     join_params: Option<JoinParams>,
+    saved_params: Option<JoinParams>,
     join_answered: bool,
+    policy_seen: bool,
     local_role: Option<String>,
     roles: Vec<Role>,
     peer_list_seen: bool,
     peers: Vec<Peer>,
     room: Option<RoomState>,
     pending: Pending<T>,
+    /// Requests made while reconnecting, sent once back (if still pending).
+    queued: Vec<(String, ClientCall)>,
+    rejoin: Option<Rejoin>,
+    last_rx: f64,
+    next_ping: f64,
+    seq: u32,
+    rng: u64,
 }
 
 fn err(code: i32, message: &str) -> SdkError {
@@ -140,23 +203,47 @@ fn not_joined() -> SdkError {
     err(codes::NOT_CONNECTED, "not joined: call join() first and wait for it")
 }
 
+fn lost() -> SdkError {
+    err(codes::CONNECTION_LOST, "the connection to the room server was lost")
+}
+
 impl<T> Session<T> {
-    /// A session whose requests time out after `timeout_ms`.
+    /// A session whose requests time out after `timeout_ms`, with default heartbeat and
+    /// reconnect settings.
     pub fn new(timeout_ms: f64) -> Self {
+        Self::with_config(Config { request_timeout: timeout_ms, ..Config::default() })
+    }
+
+    /// A session with these settings.
+    pub fn with_config(cfg: Config) -> Self {
         Self {
             phase: Phase::Idle,
-            timeout_ms,
+            cfg,
+            now: 0.0,
             local_id: String::new(),
             join_id: String::new(),
             join_params: None,
+            saved_params: None,
             join_answered: false,
+            policy_seen: false,
             local_role: None,
             roles: Vec::new(),
             peer_list_seen: false,
             peers: Vec::new(),
             room: None,
             pending: Pending::default(),
+            queued: Vec::new(),
+            rejoin: None,
+            last_rx: 0.0,
+            next_ping: 0.0,
+            seq: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+
+    /// Seeds the jitter of reconnect delays (the browser passes `Math.random()` bits).
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = seed | 1;
     }
 
     /// The current phase.
@@ -169,45 +256,108 @@ impl<T> Session<T> {
         &self.local_id
     }
 
+    /// A frame arrived at `now`: the connection is alive.
+    pub fn touch(&mut self, now: f64) {
+        self.now = now;
+        self.last_rx = now;
+    }
+
+    fn next_id(&mut self) -> String {
+        self.seq = self.seq.wrapping_add(1);
+        let mut id = String::from("sdk-");
+        let mut n = self.seq;
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for d in digits.iter().skip(i) {
+            id.push(char::from(*d));
+        }
+        id
+    }
+
+    /// A number in [0, 1) from xorshift64.
+    fn random(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Starts joining as `peer_id`; the browser layer then opens the socket and reports
     /// [`Session::on_open`]. Refused with 409 while joining or joined.
     pub fn begin_join(&mut self, peer_id: String, request_id: String, params: JoinParams, now: f64, settle: T) -> Result<(), (T, SdkError)> {
         if self.phase != Phase::Idle {
             return Err((settle, err(hms_protocol::code::CONFLICT, "already joined or joining: call leave() first")));
         }
+        self.now = now;
         self.clear_room();
         self.phase = Phase::Connecting;
         self.local_id = peer_id;
         self.join_id = request_id.clone();
+        self.saved_params = Some(params.clone());
         self.join_params = Some(params);
-        self.pending.insert(request_id, Kind::Join, now + self.timeout_ms, settle);
+        self.pending.insert(request_id, Kind::Join, now + self.cfg.request_timeout, settle);
         Ok(())
     }
 
-    /// The socket opened: send `join`.
-    pub fn on_open(&mut self) -> Vec<Out<T>> {
-        match (self.phase, self.join_params.take()) {
-            (Phase::Connecting, Some(params)) => {
-                self.phase = Phase::Joining;
-                vec![Out::Send { id: Some(self.join_id.clone()), call: ClientCall::Join(params) }]
+    /// The socket opened: send `join` (first join or a reconnect attempt).
+    pub fn on_open(&mut self, now: f64) -> Vec<Out<T>> {
+        self.touch(now);
+        match self.phase {
+            Phase::Connecting => match self.join_params.take() {
+                Some(params) => {
+                    self.phase = Phase::Joining;
+                    vec![Out::Send { id: Some(self.join_id.clone()), call: ClientCall::Join(params) }]
+                }
+                None => Vec::new(),
+            },
+            Phase::Reconnecting => {
+                let Some(params) = self.saved_params.clone() else { return Vec::new() };
+                let id = self.next_id();
+                self.join_answered = false;
+                self.policy_seen = false;
+                self.peer_list_seen = false;
+                if let Some(r) = self.rejoin.as_mut() {
+                    r.join_id = Some(id.clone());
+                }
+                vec![Out::Send { id: Some(id), call: ClientCall::Join(params) }]
             }
             _ => Vec::new(),
         }
     }
 
-    /// An answer to request `id` arrived.
+    /// An answer to request `id` arrived (call [`Session::touch`] first).
     pub fn on_answer(&mut self, id: &str, result: Result<(), RpcError>) -> Vec<Out<T>> {
-        if self.phase == Phase::Idle {
-            return Vec::new();
-        }
-        if id == self.join_id && self.phase == Phase::Joining {
-            return match result {
-                Ok(()) => {
-                    self.join_answered = true;
-                    self.check_joined()
-                }
-                Err(e) => self.teardown(e.into(), false),
-            };
+        match self.phase {
+            Phase::Idle => return Vec::new(),
+            Phase::Joining if id == self.join_id => {
+                return match result {
+                    Ok(()) => {
+                        self.join_answered = true;
+                        self.check_joined()
+                    }
+                    Err(e) => self.teardown(e.into(), false),
+                };
+            }
+            Phase::Reconnecting if self.rejoin.as_ref().and_then(|r| r.join_id.as_deref()) == Some(id) => {
+                return match result {
+                    Ok(()) => {
+                        self.join_answered = true;
+                        self.check_joined()
+                    }
+                    Err(e) => self.rejoin_refused(e.into()),
+                };
+            }
+            _ => {}
         }
         let Some(entry) = self.pending.take(id) else { return Vec::new() };
         match (entry.kind, result) {
@@ -223,7 +373,7 @@ impl<T> Session<T> {
         }
     }
 
-    /// A push arrived.
+    /// A push arrived (call [`Session::touch`] first).
     pub fn on_push(&mut self, push: impl Into<Push>) -> Vec<Out<T>> {
         if self.phase == Phase::Idle {
             return Vec::new();
@@ -232,12 +382,30 @@ impl<T> Session<T> {
             Push::Policy { role, roles } => {
                 self.local_role = Some(role);
                 self.roles = roles;
+                self.policy_seen = true;
                 self.check_joined()
             }
             Push::PeerList { peers, room } => {
-                self.peers = peers;
+                let old = std::mem::replace(&mut self.peers, peers);
                 self.room = Some(room);
                 self.peer_list_seen = true;
+                if self.phase == Phase::Reconnecting {
+                    // The server's list is the truth after a reconnect: report the difference.
+                    let mut events = Vec::new();
+                    for p in old.iter().filter(|p| p.peer_id != self.local_id) {
+                        if !self.peers.iter().any(|q| q.peer_id == p.peer_id) {
+                            events.push((false, self.to_peer(p)));
+                        }
+                    }
+                    for p in self.peers.iter().filter(|p| p.peer_id != self.local_id) {
+                        if !old.iter().any(|q| q.peer_id == p.peer_id) {
+                            events.push((true, self.to_peer(p)));
+                        }
+                    }
+                    if let Some(r) = self.rejoin.as_mut() {
+                        r.events = events;
+                    }
+                }
                 self.check_joined()
             }
             Push::PeerJoin(p) => {
@@ -264,10 +432,11 @@ impl<T> Session<T> {
                 }
             }
             Push::LeaveRequest(req) => self.on_removed(req),
-            Push::Error(e) => {
-                let was_joined = self.phase == Phase::Joined;
-                self.teardown(e.into(), was_joined)
-            }
+            Push::Error(e) => match self.phase {
+                Phase::Reconnecting => self.rejoin_refused(e.into()),
+                Phase::Joined => self.teardown(e.into(), true),
+                _ => self.teardown(e.into(), false),
+            },
         }
     }
 
@@ -286,20 +455,90 @@ impl<T> Session<T> {
         outs
     }
 
-    /// The socket closed (not by us: our own closes release it first). `code` is the
-    /// close code. Everything waiting is rejected; a joined client reports 1003 to `onError`.
-    pub fn on_close(&mut self, code: u16) -> Vec<Out<T>> {
+    /// The socket closed at `now` (not by us: our own closes release it first), with
+    /// close `code`. Joined: reconnect (or, with reconnecting disabled, report 1003 and
+    /// leave). Reconnecting: that attempt failed, try again later.
+    pub fn on_close(&mut self, code: u16, now: f64) -> Vec<Out<T>> {
         let _ = code;
+        self.now = now;
         match self.phase {
             Phase::Idle => Vec::new(),
             Phase::Connecting => self.teardown(err(codes::FAILED_TO_CONNECT, "could not open the WebSocket to the endpoint"), false),
             Phase::Joining => self.teardown(err(codes::CONNECTION_LOST, "the connection closed while joining"), false),
-            Phase::Joined => self.teardown(err(codes::CONNECTION_LOST, "the connection to the room server was lost"), true),
+            Phase::Joined => self.connection_lost(),
+            Phase::Reconnecting => self.retry_later(),
         }
     }
 
-    /// The clock reached `now`: reject what timed out. A join that times out ends the attempt.
+    /// The browser went offline: a joined client starts reconnecting right away.
+    pub fn on_offline(&mut self, now: f64) -> Vec<Out<T>> {
+        self.now = now;
+        if self.phase == Phase::Joined {
+            self.connection_lost()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The browser is back online: a waiting reconnect attempt starts now.
+    pub fn on_online(&mut self, now: f64) -> Vec<Out<T>> {
+        self.now = now;
+        if self.phase == Phase::Reconnecting {
+            if let Some(r) = self.rejoin.as_mut() {
+                if r.next_at.is_some() {
+                    r.next_at = Some(now);
+                }
+            }
+        }
+        self.on_tick(now)
+    }
+
+    fn connection_lost(&mut self) -> Vec<Out<T>> {
+        if self.cfg.reconnect_budget <= 0.0 {
+            return self.teardown(lost(), true);
+        }
+        self.phase = Phase::Reconnecting;
+        self.rejoin = Some(Rejoin { started: self.now, next_at: Some(self.now), ..Rejoin::default() });
+        let mut outs = vec![Out::Close];
+        // What was in flight may or may not have reached the server: say so, don't guess.
+        let in_flight = self.pending.drain();
+        for e in in_flight {
+            outs.push(Out::Reject(e.settle, err(codes::CONNECTION_LOST, "the connection was lost before the answer arrived")));
+        }
+        outs.push(Out::Reconnecting(lost()));
+        outs.extend(self.on_tick(self.now));
+        outs
+    }
+
+    /// The attempt under way failed: close it and schedule the next one, with backoff.
+    fn retry_later(&mut self) -> Vec<Out<T>> {
+        let now = self.now;
+        let (base, max) = (self.cfg.backoff_base, self.cfg.backoff_max);
+        let jitter = 0.7 + 0.6 * self.random();
+        let Some(r) = self.rejoin.as_mut() else { return Vec::new() };
+        r.attempt = r.attempt.saturating_add(1);
+        let exp = base * f64::from(1u32 << r.attempt.min(16).saturating_sub(1));
+        r.next_at = Some(now + exp.min(max) * jitter);
+        r.attempt_deadline = None;
+        r.join_id = None;
+        r.events.clear();
+        vec![Out::Close]
+    }
+
+    /// The server refused the rejoin. 409 (our old connection is still known to it) and
+    /// 5xx are worth retrying; anything else (401 token expired, 423 locked, ...) is final.
+    fn rejoin_refused(&mut self, e: SdkError) -> Vec<Out<T>> {
+        if e.code == hms_protocol::code::CONFLICT || e.code >= 500 {
+            self.retry_later()
+        } else {
+            self.teardown(e, true)
+        }
+    }
+
+    /// The clock reached `now`: time out requests, send heartbeats, detect a silent
+    /// connection, drive reconnect attempts and the reconnect budget.
     pub fn on_tick(&mut self, now: f64) -> Vec<Out<T>> {
+        self.now = now;
         let mut outs = Vec::new();
         let mut join_expired = false;
         for e in self.pending.take_expired(now) {
@@ -308,13 +547,61 @@ impl<T> Session<T> {
         }
         if join_expired {
             outs.extend(self.teardown(err(codes::REQUEST_TIMEOUT, "join timed out"), false));
+            return outs;
+        }
+        match self.phase {
+            Phase::Joined => {
+                if now - self.last_rx >= self.cfg.heartbeat_timeout {
+                    outs.extend(self.connection_lost());
+                } else if now >= self.next_ping {
+                    self.next_ping = now + self.cfg.heartbeat_interval;
+                    let id = self.next_id();
+                    outs.push(Out::Send { id: Some(id), call: ClientCall::Ping(hms_protocol::PingParams { timestamp: now as u64 }) });
+                }
+            }
+            Phase::Reconnecting => {
+                let timeout = self.cfg.request_timeout;
+                let budget_end = self.rejoin.as_ref().map_or(now, |r| r.started + self.cfg.reconnect_budget);
+                if now >= budget_end {
+                    outs.extend(self.teardown(err(codes::RECONNECT_FAILED, "could not reconnect to the room server within reconnectBudgetMs"), true));
+                } else if let Some(r) = self.rejoin.as_mut() {
+                    if r.next_at.is_some_and(|t| t <= now) {
+                        r.next_at = None;
+                        r.attempt_deadline = Some(now + timeout);
+                        outs.push(Out::Connect);
+                    } else if r.attempt_deadline.is_some_and(|t| t <= now) {
+                        outs.extend(self.retry_later());
+                    }
+                }
+            }
+            _ => {}
         }
         outs
     }
 
-    /// The earliest request deadline, for the timer.
+    /// The next moment [`Session::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Option<f64> {
-        self.pending.next_deadline()
+        let mut next = self.pending.next_deadline();
+        let mut consider = |t: Option<f64>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: f64| n.min(t)));
+            }
+        };
+        match self.phase {
+            Phase::Joined => {
+                consider(Some(self.next_ping));
+                consider(Some(self.last_rx + self.cfg.heartbeat_timeout));
+            }
+            Phase::Reconnecting => {
+                if let Some(r) = &self.rejoin {
+                    consider(r.next_at);
+                    consider(r.attempt_deadline);
+                    consider(Some(r.started + self.cfg.reconnect_budget));
+                }
+            }
+            _ => {}
+        }
+        next
     }
 
     /// `endRoom(lock, reason)`: checks joined and the `endRoom` permission before sending.
@@ -330,7 +617,8 @@ impl<T> Session<T> {
     }
 
     fn request(&mut self, kind: Kind, action: Action, call: ClientCall, id: String, now: f64, settle: T) -> Vec<Out<T>> {
-        if self.phase != Phase::Joined {
+        self.now = now;
+        if !matches!(self.phase, Phase::Joined | Phase::Reconnecting) {
             return vec![Out::Reject(settle, not_joined())];
         }
         // `Permissions::allows` is the check `Permissions::check` makes; the message is
@@ -340,7 +628,12 @@ impl<T> Session<T> {
             message.push_str(action.permission_name());
             return vec![Out::Reject(settle, SdkError::new(hms_protocol::code::FORBIDDEN, message))];
         }
-        self.pending.insert(id.clone(), kind, now + self.timeout_ms, settle);
+        self.pending.insert(id.clone(), kind, now + self.cfg.request_timeout, settle);
+        if self.phase == Phase::Reconnecting {
+            // Sent once reconnected; times out as usual if that takes too long.
+            self.queued.push((id, call));
+            return Vec::new();
+        }
         vec![Out::Send { id: Some(id), call }]
     }
 
@@ -358,10 +651,14 @@ impl<T> Session<T> {
     }
 
     /// Ends the session: closes the socket, rejects everything waiting with `error`
-    /// (and reports it to `onError` when `report`), forgets the room.
+    /// (and reports it to `onError` when `report`), forgets the room. Nothing reconnects
+    /// from here: only `join` starts a new session.
     fn teardown(&mut self, error: SdkError, report: bool) -> Vec<Out<T>> {
         self.phase = Phase::Idle;
         self.join_params = None;
+        self.saved_params = None;
+        self.rejoin = None;
+        self.queued.clear();
         self.clear_room();
         let mut outs = vec![Out::Close];
         outs.extend(self.pending.drain().into_iter().map(|e| Out::Reject(e.settle, error.clone())));
@@ -373,6 +670,7 @@ impl<T> Session<T> {
 
     fn clear_room(&mut self) {
         self.join_answered = false;
+        self.policy_seen = false;
         self.local_role = None;
         self.roles.clear();
         self.peer_list_seen = false;
@@ -381,13 +679,35 @@ impl<T> Session<T> {
     }
 
     fn check_joined(&mut self) -> Vec<Out<T>> {
-        if self.phase == Phase::Joining && self.join_answered && self.local_role.is_some() && self.peer_list_seen {
-            self.phase = Phase::Joined;
-            if let Some(e) = self.pending.take_kind(Kind::Join) {
-                return vec![Out::Resolve(e.settle)];
-            }
+        if !(self.join_answered && self.policy_seen && self.peer_list_seen) {
+            return Vec::new();
         }
-        Vec::new()
+        let now = self.now;
+        self.last_rx = now;
+        self.next_ping = now + self.cfg.heartbeat_interval;
+        match self.phase {
+            Phase::Joining => {
+                self.phase = Phase::Joined;
+                match self.pending.take_kind(Kind::Join) {
+                    Some(e) => vec![Out::Resolve(e.settle)],
+                    None => Vec::new(),
+                }
+            }
+            Phase::Reconnecting => {
+                self.phase = Phase::Joined;
+                let events = self.rejoin.take().map(|r| r.events).unwrap_or_default();
+                let mut outs: Vec<Out<T>> =
+                    events.into_iter().map(|(joined, p)| if joined { Out::PeerJoin(p) } else { Out::PeerLeave(p) }).collect();
+                outs.push(Out::Reconnected);
+                for (id, call) in std::mem::take(&mut self.queued) {
+                    if self.pending.contains(&id) {
+                        outs.push(Out::Send { id: Some(id), call });
+                    }
+                }
+                outs
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn role_of(&self, name: &str) -> Role {
@@ -422,9 +742,13 @@ impl<T> Session<T> {
         self.peers.iter().find(|p| p.peer_id == id).map(|p| self.to_peer(p))
     }
 
-    /// `getLocalPeer()`: defined while joined.
+    fn in_room(&self) -> bool {
+        matches!(self.phase, Phase::Joined | Phase::Reconnecting)
+    }
+
+    /// `getLocalPeer()`: defined while joined (and while reconnecting).
     pub fn local_peer(&self) -> Option<HmsPeer> {
-        if self.phase != Phase::Joined {
+        if !self.in_room() {
             return None;
         }
         self.peer(&self.local_id)
@@ -432,7 +756,7 @@ impl<T> Session<T> {
 
     /// `getPeers()`: everyone while joined, the local peer first, then by join time.
     pub fn peers(&self) -> Vec<HmsPeer> {
-        if self.phase != Phase::Joined {
+        if !self.in_room() {
             return Vec::new();
         }
         // An insertion sort by hand: rooms are small, and core's sort costs kilobytes of wasm.
@@ -445,9 +769,9 @@ impl<T> Session<T> {
         list.into_iter().map(|p| self.to_peer(p)).collect()
     }
 
-    /// `getRoom()`: defined while joined.
+    /// `getRoom()`: defined while joined (and while reconnecting).
     pub fn room(&self) -> Option<HmsRoom> {
-        if self.phase != Phase::Joined {
+        if !self.in_room() {
             return None;
         }
         self.room.as_ref().map(|r| HmsRoom { id: r.room_id.clone(), name: r.name.clone(), session_id: r.session_id.clone() })

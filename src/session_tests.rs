@@ -1,7 +1,7 @@
 //! Native tests of the state machine, fed with frames as the server writes them.
 
 use crate::error::codes;
-use crate::session::{Out, Phase, Session};
+use crate::session::{Config, Out, Phase, Session};
 use hms_protocol::{ClientCall, JoinParams, RpcError, ServerPush};
 use serde_json::json;
 
@@ -30,9 +30,13 @@ fn peer_list(peers: &[(&str, &str, &str)]) -> ServerPush {
 }
 
 fn joined(me: &str, role: &str, others: &[(&str, &str, &str)]) -> S {
-    let mut s = S::new(1000.0);
+    joined_with(Config { request_timeout: 1000.0, ..Config::default() }, me, role, others)
+}
+
+fn joined_with(cfg: Config, me: &str, role: &str, others: &[(&str, &str, &str)]) -> S {
+    let mut s = S::with_config(cfg);
     s.begin_join(me.into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
-    let outs = s.on_open();
+    let outs = s.on_open(0.0);
     assert!(matches!(&outs[..], [Out::Send { id: Some(id), call: ClientCall::Join(p) }] if id == "j" && p.name == "Me"));
     assert!(s.on_answer("j", Ok(())).is_empty(), "join must wait for policy and peer list");
     assert!(s.on_push(policy(role)).is_empty());
@@ -53,7 +57,7 @@ fn join_resolves_after_answer_policy_and_peer_list_in_any_order() {
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 7).unwrap();
     assert!(s.local_peer().is_none());
-    s.on_open();
+    s.on_open(0.0);
     assert!(s.on_push(peer_list(&[("me", "Me", "host")])).is_empty());
     assert!(s.on_push(policy("host")).is_empty());
     assert!(s.local_peer().is_none(), "not joined before the answer");
@@ -75,7 +79,7 @@ fn second_join_is_a_conflict() {
 fn join_error_answer_rejects_with_server_code() {
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
-    s.on_open();
+    s.on_open(0.0);
     let outs = s.on_answer("j", Err(RpcError::new(423, "room is locked")));
     assert_eq!(rejected(&outs), vec![(1, 423)]);
     assert!(matches!(outs[0], Out::Close));
@@ -86,18 +90,18 @@ fn join_error_answer_rejects_with_server_code() {
 fn on_error_before_join_rejects_join_without_on_error_callback() {
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
-    s.on_open();
+    s.on_open(0.0);
     let outs = s.on_push(push(json!({"method":"on-error","params":{"code":401,"message":"bad token"}})));
     assert_eq!(rejected(&outs), vec![(1, 401)]);
     assert!(!outs.iter().any(|o| matches!(o, Out::Error(_))));
-    assert!(s.on_close(1008).is_empty(), "the close after on-error is already handled");
+    assert!(s.on_close(1008, 0.0).is_empty(), "the close after on-error is already handled");
 }
 
 #[test]
 fn socket_that_never_opens_fails_to_connect() {
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
-    assert_eq!(rejected(&s.on_close(1006)), vec![(1, codes::FAILED_TO_CONNECT)]);
+    assert_eq!(rejected(&s.on_close(1006, 0.0)), vec![(1, codes::FAILED_TO_CONNECT)]);
 }
 
 #[test]
@@ -127,7 +131,7 @@ fn guest_end_room_is_refused_locally_with_403_and_sends_nothing() {
     assert_eq!(rejected(&outs), vec![(6, 403)]);
     assert_eq!(outs.len(), 1);
     assert_eq!(s.phase(), Phase::Joined, "a refused call leaves the client joined");
-    assert!(s.next_deadline().is_none());
+    assert_eq!(s.next_deadline(), Some(3000.0), "only the heartbeat is scheduled, no request");
 }
 
 #[test]
@@ -149,7 +153,7 @@ fn host_end_room_resolves_after_answer_then_client_is_left() {
     assert!(!outs.iter().any(|o| matches!(o, Out::Removed(_) | Out::Error(_))));
     assert!(s.local_peer().is_none());
     assert!(s.peers().is_empty());
-    assert!(s.on_close(1000).is_empty(), "the server's close after end-room is not an error");
+    assert!(s.on_close(1000, 0.0).is_empty(), "the server's close after end-room is not an error");
 }
 
 #[test]
@@ -175,7 +179,7 @@ fn room_end_push_fires_removed_once_with_requester_then_cleans_up() {
     assert_eq!(s.phase(), Phase::Idle);
     // Nothing more comes out: no second callback, no error for the close that follows.
     assert!(s.on_push(push(json!({"method":"on-peer-leave-request","params":{"reason":"again","room_end":true}}))).is_empty());
-    assert!(s.on_close(1000).is_empty());
+    assert!(s.on_close(1000, 0.0).is_empty());
 }
 
 #[test]
@@ -221,7 +225,7 @@ fn requests_time_out_with_6008() {
 fn join_timeout_ends_the_attempt() {
     let mut s = S::new(500.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
-    s.on_open();
+    s.on_open(0.0);
     let outs = s.on_tick(500.0);
     assert_eq!(rejected(&outs), vec![(1, codes::REQUEST_TIMEOUT)]);
     assert!(outs.iter().any(|o| matches!(o, Out::Close)));
@@ -229,11 +233,11 @@ fn join_timeout_ends_the_attempt() {
 }
 
 #[test]
-fn dropped_socket_rejects_pending_with_1003_and_reports_error() {
-    let mut s = joined("me", "host", &[("g", "G", "guest")]);
+fn dropped_socket_without_reconnect_rejects_pending_with_1003_and_reports_error() {
+    let mut s = joined_with(Config { reconnect_budget: 0.0, ..Config::default() }, "me", "host", &[("g", "G", "guest")]);
     s.remove_peer("r".into(), "g".into(), "x".into(), 0.0, 3);
     s.end_room("e".into(), false, "x".into(), 0.0, 4);
-    let outs = s.on_close(1006);
+    let outs = s.on_close(1006, 0.0);
     assert_eq!(rejected(&outs), vec![(3, 1003), (4, 1003)]);
     assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == 1003));
     assert!(s.local_peer().is_none());
@@ -248,4 +252,213 @@ fn leave_sends_leave_and_rejects_pending() {
     assert!(matches!(outs[1], Out::Close));
     assert_eq!(rejected(&outs), vec![(3, 6000)]);
     assert!(s.leave().is_empty(), "leaving twice is a no-op");
+}
+
+// ---- heartbeat and reconnect ----
+
+fn kinds(outs: &[Out<u32>]) -> Vec<&'static str> {
+    outs.iter()
+        .map(|o| match o {
+            Out::Send { call, .. } => call.method(),
+            Out::Resolve(_) => "resolve",
+            Out::Reject(..) => "reject",
+            Out::PeerJoin(_) => "peer-join",
+            Out::PeerLeave(_) => "peer-leave",
+            Out::Removed(_) => "removed",
+            Out::Error(_) => "error",
+            Out::Close => "close",
+            Out::Connect => "connect",
+            Out::Reconnecting(_) => "reconnecting",
+            Out::Reconnected => "reconnected",
+        })
+        .collect()
+}
+
+fn rejoin_id(outs: &[Out<u32>]) -> String {
+    match &outs[..] {
+        [Out::Send { id: Some(id), call: ClientCall::Join(p) }] => {
+            assert_eq!(p.name, "Me", "rejoins with the same name");
+            id.clone()
+        }
+        other => panic!("expected a join, got {other:?}"),
+    }
+}
+
+#[test]
+fn lost_connection_reconnects_as_same_peer_and_restores_peer_list() {
+    let mut s = joined("me", "host", &[("a", "Ann", "guest"), ("b", "Bob", "guest")]);
+    s.remove_peer("r".into(), "a".into(), "x".into(), 0.0, 3);
+    let outs = s.on_close(1006, 100.0);
+    assert_eq!(kinds(&outs), vec!["close", "reject", "reconnecting", "connect"]);
+    assert_eq!(rejected(&outs), vec![(3, codes::CONNECTION_LOST)], "in-flight requests fail clearly");
+    assert!(matches!(&outs[2], Out::Reconnecting(e) if e.code == codes::CONNECTION_LOST));
+    assert_eq!(s.phase(), Phase::Reconnecting);
+    assert_eq!(s.local_peer().unwrap().peer_id, "me", "the room stays visible while reconnecting");
+    // A request made while reconnecting waits for the outcome.
+    assert!(s.end_room("e".into(), false, "later".into(), 150.0, 4).is_empty());
+    let id = rejoin_id(&s.on_open(200.0));
+    s.touch(210.0);
+    assert!(s.on_answer(&id, Ok(())).is_empty());
+    assert!(s.on_push(policy("host")).is_empty());
+    let outs = s.on_push(peer_list(&[("me", "Me", "host"), ("a", "Ann", "guest"), ("c", "Cid", "guest")]));
+    assert_eq!(kinds(&outs), vec!["peer-leave", "peer-join", "reconnected", "end-room"]);
+    assert!(matches!(&outs[0], Out::PeerLeave(p) if p.name == "Bob"));
+    assert!(matches!(&outs[1], Out::PeerJoin(p) if p.name == "Cid"));
+    assert_eq!(s.phase(), Phase::Joined);
+    assert_eq!(s.local_id(), "me");
+    let names: Vec<String> = s.peers().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, vec!["Me", "Ann", "Cid"]);
+}
+
+#[test]
+fn failed_attempts_back_off_with_jitter_and_give_up_past_the_budget() {
+    let cfg = Config { request_timeout: 1000.0, reconnect_budget: 5000.0, ..Config::default() };
+    let mut s = joined_with(cfg, "me", "host", &[]);
+    s.seed(42);
+    assert!(kinds(&s.on_close(1006, 0.0)).ends_with(&["connect"]));
+    let mut now = 0.0;
+    let mut delays = Vec::new();
+    let outs = loop {
+        assert_eq!(kinds(&s.on_close(1006, now)), vec!["close"], "a failed attempt is closed and retried later");
+        let next = s.next_deadline().unwrap();
+        delays.push(next - now);
+        now = next;
+        let outs = s.on_tick(now);
+        if kinds(&outs) != vec!["connect"] {
+            break outs;
+        }
+        assert!(delays.len() < 50, "never gave up: {delays:?}");
+    };
+    // Backoff: 500 ms doubling, capped at 5 s (here: at the budget's end), each ±30 %.
+    assert!((350.0..=650.0).contains(&delays[0]), "{delays:?}");
+    assert!((700.0..=1300.0).contains(&delays[1]), "{delays:?}");
+    assert!((1400.0..=2600.0).contains(&delays[2]), "{delays:?}");
+    assert!(delays.len() >= 3);
+    assert_eq!(now, 5000.0, "gives up exactly when the budget is spent");
+    assert_eq!(kinds(&outs), vec!["close", "error"]);
+    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == codes::RECONNECT_FAILED && e.name() == "ReconnectFailed"));
+    assert_eq!(s.phase(), Phase::Idle);
+    assert!(s.local_peer().is_none());
+    assert!(s.next_deadline().is_none(), "nothing more scheduled");
+}
+
+#[test]
+fn requests_while_reconnecting_wait_time_out_or_fail_with_the_terminal_error() {
+    let cfg = Config { request_timeout: 1000.0, reconnect_budget: 5000.0, ..Config::default() };
+    let mut s = joined_with(cfg, "me", "host", &[("g", "G", "guest")]);
+    s.on_close(1006, 0.0);
+    assert!(s.remove_peer("r1".into(), "g".into(), "x".into(), 10.0, 1).is_empty(), "queued, not sent");
+    s.on_close(1006, 20.0);
+    // Its own deadline passes while still reconnecting: 6008, and never sent later.
+    let outs = s.on_tick(1010.0);
+    assert_eq!(rejected(&outs), vec![(1, codes::REQUEST_TIMEOUT)]);
+    assert!(s.end_room("e".into(), false, "x".into(), 1100.0, 2).is_empty());
+    let t = s.next_deadline().unwrap();
+    s.on_tick(t);
+    let id = rejoin_id(&s.on_open(t + 1.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    let outs = s.on_push(peer_list(&[("me", "Me", "host"), ("g", "G", "guest")]));
+    assert_eq!(kinds(&outs), vec!["reconnected", "end-room"], "only the live request is sent");
+    // A request queued when the budget runs out fails with the terminal error.
+    let mut s = joined_with(Config { request_timeout: 60_000.0, reconnect_budget: 2000.0, ..Config::default() }, "me", "host", &[]);
+    s.on_close(1006, 0.0);
+    s.end_room("e".into(), false, "x".into(), 1.0, 7);
+    let outs = s.on_tick(2000.0);
+    assert_eq!(rejected(&outs), vec![(7, codes::RECONNECT_FAILED)]);
+}
+
+#[test]
+fn an_attempt_that_hangs_is_abandoned_after_the_request_timeout() {
+    let mut s = joined_with(Config { request_timeout: 1000.0, ..Config::default() }, "me", "host", &[]);
+    s.on_close(1006, 0.0);
+    assert_eq!(s.next_deadline(), Some(1000.0));
+    let outs = s.on_tick(1000.0);
+    assert_eq!(kinds(&outs), vec!["close"]);
+    assert_eq!(s.phase(), Phase::Reconnecting);
+}
+
+#[test]
+fn heartbeat_pings_and_silence_means_lost() {
+    let mut s = joined("me", "host", &[]);
+    assert!(s.on_tick(2999.0).is_empty());
+    let outs = s.on_tick(3000.0);
+    assert!(matches!(&outs[..], [Out::Send { id: Some(_), call: ClientCall::Ping(p) }] if p.timestamp == 3000));
+    s.touch(3500.0); // any frame is a sign of life
+    assert_eq!(kinds(&s.on_tick(6000.0)), vec!["ping"]);
+    assert_eq!(kinds(&s.on_tick(9000.0)), vec!["ping"]);
+    assert_eq!(kinds(&s.on_tick(12000.0)), vec!["ping"]);
+    assert_eq!(s.phase(), Phase::Joined);
+    let outs = s.on_tick(15500.0);
+    assert_eq!(kinds(&outs), vec!["close", "reconnecting", "connect"]);
+    assert_eq!(s.phase(), Phase::Reconnecting);
+}
+
+#[test]
+fn offline_and_online_events_speed_things_up() {
+    let mut s = joined("me", "host", &[]);
+    assert_eq!(kinds(&s.on_offline(50.0)), vec!["close", "reconnecting", "connect"]);
+    s.on_close(1006, 60.0); // the attempt fails while offline
+    assert!(s.next_deadline().unwrap() > 300.0);
+    assert_eq!(kinds(&s.on_online(70.0)), vec!["connect"], "online retries at once");
+    // Offline when not joined: nothing.
+    let mut idle = S::new(1000.0);
+    assert!(idle.on_offline(0.0).is_empty());
+}
+
+#[test]
+fn rejoin_conflict_retries_but_other_refusals_are_final() {
+    let mut s = joined("me", "host", &[]);
+    s.on_close(1006, 0.0);
+    let id = rejoin_id(&s.on_open(10.0));
+    assert_eq!(kinds(&s.on_answer(&id, Err(RpcError::new(409, "peer id in use")))), vec!["close"]);
+    assert_eq!(s.phase(), Phase::Reconnecting);
+    s.on_tick(s.next_deadline().unwrap());
+    let id = rejoin_id(&s.on_open(1000.0));
+    let outs = s.on_answer(&id, Err(RpcError::new(423, "room is locked")));
+    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == 423));
+    assert_eq!(s.phase(), Phase::Idle);
+    // on-error at connect (e.g. an expired token) is final too.
+    let mut s = joined("me", "host", &[]);
+    s.on_close(1006, 0.0);
+    s.on_open(10.0);
+    let outs = s.on_push(push(json!({"method":"on-error","params":{"code":401,"message":"token expired"}})));
+    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == 401));
+}
+
+#[test]
+fn missed_removal_delivered_on_reconnect_ends_the_session() {
+    let mut s = joined("me", "guest", &[("h", "Hostess", "host")]);
+    s.on_close(1006, 0.0);
+    s.on_open(10.0);
+    let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"h","reason":"gone","room_end":true}})));
+    assert_eq!(kinds(&outs)[0], "removed");
+    assert!(matches!(&outs[0], Out::Removed(ev) if ev.peer_who_removed.as_ref().map(|p| p.name.as_str()) == Some("Hostess")));
+    assert!(!kinds(&outs).contains(&"reconnected"));
+    assert_eq!(s.phase(), Phase::Idle);
+}
+
+#[test]
+fn never_reconnects_after_removal_end_room_or_leave() {
+    // Removed, then the socket drops.
+    let mut s = joined("me", "guest", &[]);
+    s.on_push(push(json!({"method":"on-peer-leave-request","params":{"reason":"bye","room_end":false}})));
+    assert!(s.on_close(1006, 10.0).is_empty());
+    assert!(s.on_tick(100_000.0).is_empty());
+    assert!(s.on_online(100_001.0).is_empty());
+    assert!(s.next_deadline().is_none());
+    // Ended the room ourselves.
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), true, "x".into(), 0.0, 1);
+    s.on_answer("e", Ok(()));
+    assert!(s.on_close(1006, 10.0).is_empty());
+    assert!(s.next_deadline().is_none());
+    // Left while reconnecting: nothing is sent on the dead socket, nothing more happens.
+    let mut s = joined("me", "host", &[]);
+    s.on_close(1006, 0.0);
+    s.end_room("e".into(), false, "x".into(), 1.0, 2);
+    let outs = s.leave();
+    assert_eq!(kinds(&outs), vec!["close", "reject"]);
+    assert_eq!(rejected(&outs), vec![(2, codes::NOT_CONNECTED)]);
+    assert!(s.on_tick(100_000.0).is_empty());
 }

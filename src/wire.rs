@@ -228,7 +228,13 @@ pub(crate) fn removed_to_js(ev: &RemovedEvent) -> JsValue {
 
 /// `HmsClientOptions`; `None` when `endpoint` is not a string.
 pub(crate) fn client_options(v: &JsValue) -> Option<ClientOptions> {
-    Some(ClientOptions { endpoint: get_str(v, "endpoint")?, request_timeout_ms: get_f64(v, "requestTimeoutMs") })
+    Some(ClientOptions {
+        endpoint: get_str(v, "endpoint")?,
+        request_timeout_ms: get_f64(v, "requestTimeoutMs"),
+        heartbeat_interval_ms: get_f64(v, "heartbeatIntervalMs"),
+        heartbeat_timeout_ms: get_f64(v, "heartbeatTimeoutMs"),
+        reconnect_budget_ms: get_f64(v, "reconnectBudgetMs"),
+    })
 }
 
 /// `HmsJoinConfig`; `None` when `authToken` or `userName` is not a string.

@@ -23,6 +23,15 @@ fn ws() -> &'static str {
 fn mgmt() -> &'static str {
     option_env!("HMS_TEST_MGMT").expect("HMS_TEST_MGMT unset")
 }
+fn control(action: &str) -> String {
+    format!("{}/{action}", option_env!("HMS_TEST_CONTROL").expect("HMS_TEST_CONTROL unset"))
+}
+fn restart_http() -> &'static str {
+    option_env!("HMS_TEST_RESTART_HTTP").expect("HMS_TEST_RESTART_HTTP unset")
+}
+fn restart_ws() -> &'static str {
+    option_env!("HMS_TEST_RESTART_WS").expect("HMS_TEST_RESTART_WS unset")
+}
 fn mock_ws(mode: &str) -> String {
     format!("{}/{mode}", option_env!("HMS_TEST_MOCK_WS").expect("HMS_TEST_MOCK_WS unset"))
 }
@@ -71,8 +80,13 @@ fn uid(prefix: &str) -> String {
     format!("{prefix}-{}", (js_sys::Math::random() * 1e12) as u64)
 }
 
-/// A REST call with the management token; returns (status, parsed JSON body).
+/// A REST call to the main server with the management token; returns (status, JSON body).
 async fn rest(method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue) {
+    rest_at(http(), method, path, body).await
+}
+
+/// A REST call to the server at `base` with the management token.
+async fn rest_at(base: &str, method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue) {
     let headers = obj(&[
         ("Authorization", format!("Bearer {}", mgmt()).into()),
         ("Content-Type", "application/json".into()),
@@ -81,7 +95,7 @@ async fn rest(method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue)
     if let Some(b) = body {
         init.push(("body", js_sys::JSON::stringify(&b).unwrap().into()));
     }
-    let resp = JsFuture::from(fetch(&format!("{}{path}", http()), &obj(&init))).await.unwrap();
+    let resp = JsFuture::from(fetch(&format!("{base}{path}"), &obj(&init))).await.unwrap();
     let status = prop(&resp, "status").as_f64().unwrap() as u16;
     let text_fn: Function = prop(&resp, "text").unchecked_into();
     let text = JsFuture::from(text_fn.call0(&resp).unwrap().unchecked_into::<Promise>()).await.unwrap();
@@ -90,8 +104,8 @@ async fn rest(method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue)
 }
 
 /// Creates room codes for `room` over REST and returns the one for `role`.
-async fn room_code(room: &str, role: &str) -> String {
-    let (status, body) = rest("POST", &format!("/v2/room-codes/room/{room}"), None).await;
+async fn room_code(base: &str, room: &str, role: &str) -> String {
+    let (status, body) = rest_at(base, "POST", &format!("/v2/room-codes/room/{room}"), None).await;
     assert_eq!(status, 200, "room codes: {body:?}");
     let codes: Array = prop(&body, "data").unchecked_into();
     codes
@@ -109,9 +123,15 @@ fn client_for(endpoint: &str, timeout_ms: Option<f64>) -> HmsClient {
     HmsClient::new(obj(&opts)).unwrap()
 }
 
+/// An auth token the real way: a room code over REST, then `getAuthTokenByRoomCode`
+/// (whose HTTP endpoint defaults to the client's WebSocket endpoint's origin).
 async fn token(client: &HmsClient, room: &str, role: &str, user: &str) -> String {
-    let code = room_code(room, role).await;
-    let t = JsFuture::from(client.get_auth_token_by_room_code(code, Some(obj(&[("userId", user.into())])))).await;
+    token_at(http(), client, room, role, user).await
+}
+
+async fn token_at(base: &str, client: &HmsClient, room: &str, role: &str, user: &str) -> String {
+    let code = room_code(base, room, role).await;
+    let t = JsFuture::from(client.get_auth_token_by_room_code(code, Some(obj(&[("userId", user.into())]).unchecked_into()))).await;
     t.expect("token by room code").as_string().unwrap()
 }
 
@@ -370,7 +390,7 @@ async fn bad_room_code_and_bad_token_are_hms_errors() {
     let dead = client_for("ws://127.0.0.1:9/ws", None);
     let e = join(&dead, "t", "x").await.unwrap_err();
     assert_hms_error(&e, 1000, "FailedToConnect");
-    let e = JsFuture::from(dead.get_auth_token_by_room_code("abc".into(), Some(obj(&[("endpoint", "http://127.0.0.1:9".into())])))).await.unwrap_err();
+    let e = JsFuture::from(dead.get_auth_token_by_room_code("abc".into(), Some(obj(&[("endpoint", "http://127.0.0.1:9".into())]).unchecked_into()))).await.unwrap_err();
     assert_hms_error(&e, 1000, "FailedToConnect");
     // Bad options are thrown synchronously as HmsError too.
     let e = HmsClient::new(obj(&[])).err().unwrap();
@@ -424,16 +444,153 @@ async fn request_timeout_rejects_with_6008() {
 }
 
 #[wasm_bindgen_test]
-async fn dropped_socket_rejects_pending_with_1003() {
-    let c = client_for(&mock_ws("drop"), Some(5000.0));
+async fn dropped_socket_without_reconnect_rejects_pending_with_1003() {
+    let c = HmsClient::new(obj(&[("endpoint", mock_ws("drop").into()), ("reconnectBudgetMs", 0.into())])).unwrap();
     let errors = Recorder::new();
+    let reconnecting = Recorder::new();
     let _a = c.on_error(errors.f());
+    let _b = c.on_reconnecting(reconnecting.f());
     join(&c, "t", "Dora").await.expect("the mock accepts the join");
     let e = JsFuture::from(c.remove_peer("someone".into(), "x".into())).await.unwrap_err();
     assert_hms_error(&e, 1003, "ConnectionLost");
     wait_until("onError", 5000.0, || errors.len() == 1).await;
     assert_hms_error(&errors.get(0), 1003, "ConnectionLost");
+    assert_eq!(reconnecting.len(), 0, "reconnecting is off");
     assert!(c.get_local_peer().is_undefined());
     let e = JsFuture::from(c.end_room(false, "x".into())).await.unwrap_err();
     assert_hms_error(&e, 6000, "NotConnected");
+}
+
+#[wasm_bindgen_test]
+async fn dropped_socket_rejects_pending_with_1003_then_reconnects() {
+    let c = client_for(&mock_ws("drop"), Some(5000.0));
+    let errors = Recorder::new();
+    let reconnecting = Recorder::new();
+    let reconnected = Recorder::new();
+    let _a = c.on_error(errors.f());
+    let _b = c.on_reconnecting(reconnecting.f());
+    let _c = c.on_reconnected(reconnected.f());
+    join(&c, "t", "Dora").await.expect("the mock accepts the join");
+    let id = prop_str(&c.get_local_peer(), "peerId");
+    let e = JsFuture::from(c.remove_peer("someone".into(), "x".into())).await.unwrap_err();
+    assert_hms_error(&e, 1003, "ConnectionLost");
+    wait_until("onReconnecting", 5000.0, || reconnecting.len() == 1).await;
+    assert_hms_error(&reconnecting.get(0), 1003, "ConnectionLost");
+    wait_until("onReconnected", 5000.0, || reconnected.len() == 1).await;
+    assert_eq!(prop_str(&c.get_local_peer(), "peerId"), id, "same peer id after the reconnect");
+    assert_eq!(errors.len(), 0);
+    JsFuture::from(c.leave()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn silent_server_is_detected_by_the_heartbeat() {
+    let c = HmsClient::new(obj(&[
+        ("endpoint", mock_ws("mute").into()),
+        ("heartbeatIntervalMs", 100.into()),
+        ("heartbeatTimeoutMs", 600.into()),
+    ]))
+    .unwrap();
+    let reconnecting = Recorder::new();
+    let reconnected = Recorder::new();
+    let _a = c.on_reconnecting(reconnecting.f());
+    let _b = c.on_reconnected(reconnected.f());
+    join(&c, "t", "Hal").await.expect("the mock accepts the join");
+    let joined_at = js_sys::Date::now();
+    let id = prop_str(&c.get_local_peer(), "peerId");
+    wait_until("the heartbeat notices the silence", 5000.0, || reconnecting.len() == 1).await;
+    let took = js_sys::Date::now() - joined_at;
+    assert!(took >= 550.0, "not before the heartbeat timeout: {took} ms");
+    assert_hms_error(&reconnecting.get(0), 1003, "ConnectionLost");
+    wait_until("back after the reconnect", 5000.0, || reconnected.len() == 1).await;
+    assert_eq!(prop_str(&c.get_local_peer(), "peerId"), id);
+    JsFuture::from(c.leave()).await.unwrap();
+}
+
+async fn control_call(action: &str) {
+    let resp = JsFuture::from(fetch(&control(action), &obj(&[]))).await.unwrap();
+    assert_eq!(prop(&resp, "status").as_f64(), Some(200.0), "control {action}");
+}
+
+async fn join_restartable(room: &str, role: &str, name: &str, budget_ms: Option<f64>) -> HmsClient {
+    let mut opts = vec![("endpoint", JsValue::from_str(restart_ws()))];
+    if let Some(b) = budget_ms {
+        opts.push(("reconnectBudgetMs", b.into()));
+    }
+    let client = HmsClient::new(obj(&opts)).unwrap();
+    let tok = token_at(restart_http(), &client, room, role, &name.to_lowercase()).await;
+    join(&client, &tok, name).await.unwrap_or_else(|e| panic!("{name} could not join: {e:?}"));
+    client
+}
+
+/// One test for every scenario that kills the restartable server, so they never overlap.
+#[wasm_bindgen_test]
+async fn server_killed_restarted_or_gone_for_good() {
+    control_call("start").await;
+
+    // 1. Killed and restarted mid-session: reconnecting, reconnected, same ids, right list.
+    let room = uid("restart");
+    let host = join_restartable(&room, "host", "Hostess", None).await;
+    let guest = join_restartable(&room, "guest", "Guido", None).await;
+    let (host_id, guest_id) = (prop_str(&host.get_local_peer(), "peerId"), prop_str(&guest.get_local_peer(), "peerId"));
+    let recs: Vec<(Recorder, Recorder, Recorder)> = (0..2).map(|_| (Recorder::new(), Recorder::new(), Recorder::new())).collect();
+    let mut offs = Vec::new();
+    for (c, (reconnecting, reconnected, errors)) in [&host, &guest].into_iter().zip(recs.iter()) {
+        offs.push(c.on_reconnecting(reconnecting.f()));
+        offs.push(c.on_reconnected(reconnected.f()));
+        offs.push(c.on_error(errors.f()));
+    }
+    control_call("stop").await;
+    wait_until("both see the connection drop", 5000.0, || recs.iter().all(|r| r.0.len() == 1)).await;
+    assert_hms_error(&recs[0].0.get(0), 1003, "ConnectionLost");
+    // While reconnecting the room stays visible, and requests wait.
+    assert_eq!(prop_str(&host.get_local_peer(), "peerId"), host_id);
+    control_call("start").await;
+    wait_until("both reconnected", 15000.0, || recs.iter().all(|r| r.1.len() == 1)).await;
+    assert_eq!(prop_str(&host.get_local_peer(), "peerId"), host_id, "same peer id");
+    assert_eq!(prop_str(&guest.get_local_peer(), "peerId"), guest_id, "same peer id");
+    wait_until("peer lists restored", 5000.0, || peer_names(&host) == vec!["Hostess", "Guido"] && peer_names(&guest) == vec!["Guido", "Hostess"]).await;
+    assert!(recs.iter().all(|r| r.2.len() == 0), "no terminal error");
+    let (status, body) = rest_at(restart_http(), "GET", &format!("/v2/active-rooms/{room}"), None).await;
+    assert_eq!(status, 200);
+    let peers: Object = prop(&body, "peers").unchecked_into();
+    assert_eq!(Object::keys(&peers).length(), 2);
+    // The session works again: the host removes the guest.
+    let removed = Recorder::new();
+    let _r = guest.on_removed_from_room(removed.f());
+    JsFuture::from(host.remove_peer(guest_id.clone(), "after restart".into())).await.expect("removePeer after reconnect");
+    wait_until("guest removed after reconnect", 5000.0, || removed.len() == 1).await;
+
+    // 2. A removed client whose socket is then dropped does not reconnect.
+    control_call("stop").await;
+    wait_until("host reconnecting again", 5000.0, || recs[0].0.len() == 2).await;
+    sleep(300).await;
+    assert_eq!(recs[1].0.len(), 1, "the removed guest never tries to reconnect");
+    assert_eq!(recs[1].2.len(), 0);
+    assert!(guest.get_local_peer().is_undefined());
+    control_call("start").await;
+    wait_until("host back", 15000.0, || recs[0].1.len() == 2).await;
+    JsFuture::from(host.leave()).await.unwrap();
+
+    // 3. Server gone for good: a terminal error within the budget, and a clean left state.
+    let room = uid("gone");
+    let c = join_restartable(&room, "host", "Gina", Some(1500.0)).await;
+    let errors = Recorder::new();
+    let reconnecting = Recorder::new();
+    let _a = c.on_error(errors.f());
+    let _b = c.on_reconnecting(reconnecting.f());
+    control_call("stop").await;
+    let stopped = js_sys::Date::now();
+    wait_until("the terminal error", 8000.0, || errors.len() == 1).await;
+    let took = js_sys::Date::now() - stopped;
+    assert!(took < 4000.0, "gave up after {took} ms with a 1500 ms budget");
+    assert_eq!(reconnecting.len(), 1);
+    assert_hms_error(&errors.get(0), 1006, "ReconnectFailed");
+    assert!(c.get_local_peer().is_undefined());
+    assert_eq!(c.get_peers().length(), 0);
+    let e = JsFuture::from(c.end_room(false, "x".into())).await.unwrap_err();
+    assert_hms_error(&e, 6000, "NotConnected");
+    control_call("start").await;
+    sleep(300).await;
+    assert_eq!(reconnecting.len(), 1, "nothing more after giving up");
+    drop(offs);
 }

@@ -7,6 +7,14 @@
 //           never answers anything again            -> request timeouts (6008)
 //   drop    like silent, but destroys the TCP connection (no close frame) as soon as a
 //           request other than join/ping arrives    -> socket dropped mid-request (1003)
+//   mute    answers join (+ policy, peer list), then sends nothing at all, not even ping
+//           answers, and keeps the socket open      -> heartbeat timeout
+//
+// With `--server BIN --data-dir DIR` it also runs a real hms-server that tests may kill
+// and restart (same port, same data dir, same HMS_SECRET from the environment):
+//   GET /control/stop   SIGKILL the server (connections drop at once), answers when it's gone
+//   GET /control/start  start it again if it is not running, answers once it listens
+// and prints a second line `restartable server on 127.0.0.1:PORT`.
 "use strict";
 const http = require("http");
 const crypto = require("crypto");
@@ -40,7 +48,41 @@ function parse(buf, onFrame) {
 
 const host = { name: "host", priority: 100, permissions: { endRoom: true, removeOthers: true, mute: true, unmute: true, changeRole: true } };
 
-const server = http.createServer((req, res) => { res.writeHead(404); res.end(); });
+const { spawn } = require("child_process");
+const args = process.argv.slice(2);
+const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const serverBin = opt("--server"), dataDir = opt("--data-dir");
+let child = null, childAddr = "127.0.0.1:0";
+
+// Starts hms-server (if not running) and resolves with its address.
+function startServer() {
+  if (child) return Promise.resolve(childAddr);
+  return new Promise((resolve, reject) => {
+    const c = spawn(serverBin, ["serve", "--addr", childAddr, "--data-dir", dataDir], { stdio: ["ignore", "pipe", "inherit"] });
+    child = c;
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("hms-server did not start")), 15000);
+    c.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on (\S+)/);
+      if (m) { clearTimeout(timer); childAddr = m[1]; resolve(childAddr); }
+    });
+    c.on("exit", () => { if (child === c) child = null; });
+  });
+}
+
+function stopServer() {
+  if (!child) return Promise.resolve();
+  const c = child;
+  return new Promise((resolve) => { c.on("exit", () => resolve()); c.kill("SIGKILL"); });
+}
+
+const server = http.createServer((req, res) => {
+  const reply = (code, text) => { res.writeHead(code, { "Access-Control-Allow-Origin": "*", "Content-Type": "text/plain" }); res.end(text); };
+  if (serverBin && req.url === "/control/stop") stopServer().then(() => reply(200, "stopped"));
+  else if (serverBin && req.url === "/control/start") startServer().then((a) => reply(200, a), (e) => reply(500, String(e)));
+  else reply(404, "not found");
+});
 server.on("upgrade", (req, socket) => {
   const url = new URL(req.url, "http://x");
   const mode = url.pathname.replace(/^\//, "");
@@ -59,15 +101,23 @@ server.on("upgrade", (req, socket) => {
         send({ jsonrpc: "2.0", id: msg.id, result: {} });
         send({ method: "on-policy-change", params: { name: "host", known_roles: { host }, template_id: "mock" } });
         send({ method: "peer-list", params: { peers: { [peer]: { peer_id: peer, info: { name: msg.params.name, data: "", user_id: "u", type: "regular" }, role: "host", tracks: {}, groups: [] } }, room: { room_id: "mock", name: "mock", session_id: "s" } } });
-      } else if (msg.method === "ping") {
+      } else if (msg.method === "ping" && mode !== "mute") {
         send({ jsonrpc: "2.0", id: msg.id, result: { timestamp: msg.params.timestamp } });
+      } else if (mode === "mute") {
+        // say nothing
       } else if (mode === "drop" && msg.id) {
         socket.destroy();
       }
     });
   });
 });
-server.listen(0, "127.0.0.1", () => {
+server.listen(0, "127.0.0.1", async () => {
   process.stdout.write("listening on 127.0.0.1:" + server.address().port + "\n");
+  if (serverBin) {
+    const addr = await startServer();
+    process.stdout.write("restartable server on " + addr + "\n");
+  }
 });
-process.on("SIGTERM", () => process.exit(0));
+const quit = () => { if (child) child.kill("SIGKILL"); process.exit(0); };
+process.on("SIGTERM", quit);
+process.on("SIGINT", quit);
