@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  LAPTOP, PHONE, Person, Server, assertNoPageProblems, freshRoomId, launchBrowser,
+  LAPTOP, PHONE, Person, Server, assertNoPageProblems, freshRoomId, launchBrowser, withTimeout,
 } from "./harness.mjs";
 
 const TEST_TIMEOUT = 90_000;
@@ -53,7 +53,7 @@ describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
   });
 
   after(async () => {
-    await browser?.close();
+    if (browser) await withTimeout(browser.close(), 15_000, "Chromium to close").catch((err) => console.error(err));
     await server?.stop();
   });
 

@@ -288,7 +288,7 @@ export class Person {
   }
 
   async close() {
-    await this.context.close();
+    await withTimeout(this.context.close(), 10_000, `${this.label}'s browser context to close`);
   }
 }
 
