@@ -246,6 +246,9 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
             Message::Binary(b) => {
                 if b.len() > limits.max_frame_bytes {
                     Flow::Close(1009, "frame too large")
+                } else if let Rate::Close = rate.hit(Instant::now()) {
+                    // Binary frames count against the frame rate too (each gets an answer).
+                    Flow::Close(1008, "rate limit exceeded")
                 } else {
                     let e = RpcError::new(code::INVALID_REQUEST, "binary frames are not supported: send JSON-RPC as text frames");
                     ctx.conn.send(Out::Text(Arc::from(error_frame(&Value::Null, e))));

@@ -505,3 +505,18 @@ async fn serves_www_and_pkg_with_wasm_mime() {
     let (st, _, _) = s.http_raw("GET", "/nope.html", None, None, &[]).await;
     assert_eq!(st, 404);
 }
+
+#[tokio::test]
+async fn a_binary_flood_counts_against_the_frame_rate() {
+    let s = Server::start(&["--max-frames-per-sec", "5", "--rate-limit-strikes", "1"]);
+    let mut other = s.joined("r", "other", "guest").await;
+    let mut flood = s.joined("r", "flood", "guest").await;
+    other.push("on-peer-join").await;
+    for _ in 0..20 {
+        if flood.ws.send(Message::Binary(vec![0u8; 16].into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(flood.closed().await, 1008);
+    assert_eq!(other.push("on-peer-leave").await["peer_id"], "flood");
+}
