@@ -70,7 +70,9 @@ async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
 
 #[tokio::test]
 async fn a_peer_that_never_reads_cannot_stall_end_room() {
-    let s = Server::start(&["--send-queue", "8", "--write-timeout", "2"]);
+    // A long write timeout: a server that awaited each socket in turn would hang on the
+    // slow peer for 30 s, far past the thresholds below, whatever the machine's load.
+    let s = Server::start(&["--send-queue", "8", "--write-timeout", "30"]);
     // The slow peer joins and then never reads its socket again.
     let slow = s.joined("r", "slow", "guest").await;
     // Lots of big events for it: each filler joins with 60 KB of data and leaves.
@@ -89,14 +91,14 @@ async fn a_peer_that_never_reads_cannot_stall_end_room() {
     host.send(json!({"jsonrpc": "2.0", "id": "end", "method": "end-room", "params": {"lock": false, "reason": "bye"}})).await;
     let n = reader.push("on-peer-leave-request").await;
     assert_eq!(n["reason"], "bye");
-    assert!(t0.elapsed() < Duration::from_secs(1), "the reader's notice took {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(3), "the reader's notice took {:?}", t0.elapsed());
     let ans = host.answer("end").await;
     assert_eq!(ans["result"], json!({}));
-    assert!(t0.elapsed() < Duration::from_secs(4), "the requester's answer took {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_millis(4500), "the requester's answer took {:?}", t0.elapsed());
     host.expect_close(1000).await;
     reader.expect_close(1000).await;
     let log = s.log();
-    assert!(log.contains("send queue full") || log.contains("write timed out"), "the slow peer was cut off:\n{log}");
+    assert!(log.contains("send queue full"), "the slow peer was cut off:\n{log}");
     drop(slow);
 }
 
