@@ -115,6 +115,9 @@ extern "C" {
     pub(crate) fn set_timeout(cb: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     pub(crate) fn clear_timeout(handle: &JsValue);
+    /// `crypto.getRandomValues` (window and workers alike).
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn console_error(what: &str, err: &JsValue);
     #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
@@ -158,15 +161,12 @@ impl Callbacks {
     /// Adds `cb` and returns the function that removes it.
     pub(crate) fn subscribe(&self, cb: &Function) -> Function {
         self.set.add(cb);
-        // `set.delete.bind(set, cb)`
-        let bound = Reflect::get(&self.set, &JsValue::from_str("delete"))
-            .and_then(|del| Reflect::get(&del, &JsValue::from_str("bind")).and_then(|bind| Function::from(bind).call2(&del, &self.set, cb)));
-        match bound {
-            Ok(f) => f.unchecked_into(),
-            // Unreachable in a conforming engine (Set.prototype.delete exists); a no-op
-            // unsubscribe is still a function the app may call.
-            Err(_) => Function::new_no_args(""),
-        }
+        // `set.delete.bind(set, cb)`. Neither lookup can fail on a real `Set`; were it to,
+        // the app would get `undefined` rather than a panic.
+        Reflect::get(&self.set, &JsValue::from_str("delete"))
+            .and_then(|del| Reflect::get(&del, &JsValue::from_str("bind")).and_then(|bind| Function::from(bind).call2(&del, &self.set, cb)))
+            .unwrap_or(JsValue::UNDEFINED)
+            .unchecked_into()
     }
 
     /// Calls every callback with `arg`. Works on a copy, so callbacks may (un)subscribe;
@@ -190,9 +190,6 @@ impl Callbacks {
 /// Sixteen random bytes from `crypto.getRandomValues`, as a UUID v4.
 pub(crate) fn random_uuid() -> String {
     let mut bytes = [0u8; 16];
-    if let Ok(crypto) = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")) {
-        let crypto: web_sys::Crypto = crypto.unchecked_into();
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
-    }
+    get_random_values(&mut bytes);
     crate::model::uuid_v4(bytes)
 }

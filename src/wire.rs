@@ -43,15 +43,15 @@ fn set_str(obj: &Object, key: &str, value: &str) {
 
 /// The own enumerable `[key, value]` pairs of an object.
 fn entries(obj: &JsValue) -> Vec<(String, JsValue)> {
-    match obj.dyn_ref::<Object>() {
-        Some(o) => Object::entries(o)
+    match obj.is_object() {
+        true => Object::entries(obj.unchecked_ref())
             .iter()
             .filter_map(|pair| {
                 let pair: Array = pair.unchecked_into();
                 pair.get(0).as_string().map(|k| (k, pair.get(1)))
             })
             .collect(),
-        None => Vec::new(),
+        false => Vec::new(),
     }
 }
 
