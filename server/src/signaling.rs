@@ -255,9 +255,9 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
                     Flow::Continue
                 }
             }
-            // A clean close without `leave` counts as leaving; any other close code
-            // (1001 going away, errors) may be a reload or a network change: hold.
-            Message::Close(frame) => return frame.map(|f| f.code != 1000).unwrap_or(true),
+            // Only `leave` leaves. A close without it, even a clean 1000, is what an SDK
+            // does to a socket it gave up on before reconnecting: hold the place.
+            Message::Close(_) => return true,
             Message::Ping(_) | Message::Pong(_) => Flow::Continue,
         };
         if let Flow::Close(code, reason) = flow {

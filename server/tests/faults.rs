@@ -155,6 +155,13 @@ async fn a_dropped_peer_gets_its_place_back_within_the_window() {
     // Someone else cannot take a live place.
     let mut thief = common::Client::connect(&s.ws_url("b", &Server::token("r", "u-b", "guest"))).await;
     assert_eq!(thief.push("on-error").await["code"], 409);
+    // A clean close (1000) without leave is a drop too: an SDK closes a socket it gave
+    // up on before reconnecting. Held again, and reclaimed again without noise.
+    b.ws.close(None).await.unwrap();
+    a.silent(Duration::from_millis(300)).await;
+    let mut b = common::Client::connect(&s.ws_url("b", &token_b)).await;
+    assert_eq!(b.join("b").await["peers"].as_object().unwrap().len(), 2);
+    a.silent(Duration::from_millis(200)).await;
     // The reconnected peer works normally.
     b.send(json!({"jsonrpc": "2.0", "method": "leave", "params": {}})).await;
     assert_eq!(a.push("on-peer-leave").await["peer_id"], "b");
