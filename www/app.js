@@ -28,6 +28,7 @@ const ui = {
   roomName: $("room-name"),
   localRole: $("local-role"),
   roomError: $("room-error"),
+  reconnecting: $("reconnecting"),
   peerCount: $("peer-count"),
   peerList: $("peer-list"),
   leaveButton: $("leave-button"),
@@ -213,6 +214,19 @@ function subscribe(current) {
   current.offs.push(client.onPeerLeave(rerender));
   current.offs.push(client.onRemovedFromRoom((ev) => onRemoved(current, ev)));
   current.offs.push(client.onError((err) => onClientError(current, err)));
+  // Reconnecting is the SDK's own business; the app only says so while it lasts.
+  if (typeof client.onReconnecting === "function") {
+    current.offs.push(client.onReconnecting(() => {
+      if (session === current && !current.finished) ui.reconnecting.hidden = false;
+    }));
+  }
+  if (typeof client.onReconnected === "function") {
+    current.offs.push(client.onReconnected(() => {
+      if (session !== current || current.finished) return;
+      ui.reconnecting.hidden = true;
+      renderPeers(current);
+    }));
+  }
 }
 
 /** Unsubscribes and frees the previous client; the SDK has closed its socket by then. */
@@ -245,6 +259,7 @@ function showRoom(current) {
   ui.roomName.textContent = room?.name || room?.id || "Room";
   ui.localRole.textContent = local ? `${local.name} · ${local.role.name}` : "";
   ui.endButton.hidden = !local?.role.permissions.endRoom;
+  ui.reconnecting.hidden = true;
   ui.leaveButton.disabled = false;
   showError(ui.roomError, "");
   renderPeers(current);
@@ -432,20 +447,17 @@ function onRemoved(current, ev) {
   finish(current, { title, message, detail: "" });
 }
 
+/** `onError` means the session is over on its own (server error, connection gone for good). */
 function onClientError(current, err) {
   if (session !== current || current.finished) return;
   const info = errorInfo(err);
-  // The socket is gone (and, past the SDK's reconnect budget, for good): the room is over
-  // for this tab. Anything else is shown in the room and the session goes on.
-  if ([1003, 1006].includes(info.code) || info.name === "ConnectionLost" || info.name === "ReconnectFailed") {
-    finish(current, {
-      title: "Disconnected",
-      message: "The connection to the room server was lost",
-      detail: info.message,
-    });
-    return;
-  }
-  showError(ui.roomError, info.message);
+  let message = "The connection to the room server was lost";
+  if (isLocked(info)) message = "The room was locked while you were away";
+  else if (info.code === 401 || info.name === "InvalidToken") message = "The server no longer accepts your access to this room";
+  const detail = info.code === 1006 || info.name === "ReconnectFailed"
+    ? "Reconnecting did not succeed. Check that the room server is running, then join again."
+    : `${info.message} (${info.name} ${info.code ?? ""})`.trim();
+  finish(current, { title: "Disconnected", message, detail });
 }
 
 /** Tears the room UI down and shows the ended screen; the first ending wins. */

@@ -86,8 +86,15 @@ export class Server {
     this.dataDir = await mkdtemp(join(tmpdir(), "hms-e2e-"));
     // A secret of the test's own, so nothing on the machine (config, old data dirs) matters.
     this.env = { ...process.env, HMS_SECRET: randomBytes(32).toString("hex"), RUST_LOG: process.env.RUST_LOG ?? "info" };
+    await this.#spawn("127.0.0.1:0");
+    this.managementToken = (await run(this.bin, ["token", "--management", "--data-dir", this.dataDir], this.env, 15_000)).trim();
+    if (!this.managementToken) throw new Error("hms-server token --management printed nothing");
+  }
+
+  /** Starts the binary on `addr` with this server's data dir and secret; resolves when it listens. */
+  async #spawn(addr) {
     const args = [
-      "serve", "--addr", "127.0.0.1:0", "--data-dir", this.dataDir,
+      "serve", "--addr", addr, "--data-dir", this.dataDir,
       "--www", join(REPO, "www"), "--pkg", process.env.HMS_PKG_DIR ?? join(REPO, "pkg"),
     ];
     const proc = spawn(this.bin, args, { env: this.env, stdio: ["ignore", "pipe", "pipe"] });
@@ -106,10 +113,20 @@ export class Server {
       this.#exited.then(({ code, signal }) =>
         reject(new Error(`hms-server exited (code ${code}, signal ${signal}) before listening:\n${this.logText()}`)));
     });
-    const addr = await withTimeout(listening, 20_000, "the server's `listening on` line");
-    this.origin = `http://${addr}`;
-    this.managementToken = (await run(this.bin, ["token", "--management", "--data-dir", this.dataDir], this.env, 15_000)).trim();
-    if (!this.managementToken) throw new Error("hms-server token --management printed nothing");
+    const bound = await withTimeout(listening, 20_000, "the server's `listening on` line");
+    this.addr = bound;
+    this.origin = `http://${bound}`;
+  }
+
+  /** Kills the server at once (SIGKILL: no goodbye frames), as a crash would. */
+  async crash() {
+    this.#proc.kill("SIGKILL");
+    await withTimeout(this.#exited, 5_000, "hms-server to die on SIGKILL");
+  }
+
+  /** Starts the server again on the same address, data dir and secret (after `crash`). */
+  async restart() {
+    await this.#spawn(this.addr);
   }
 
   #log(text) {
