@@ -18,9 +18,12 @@ use tokio::sync::oneshot;
 /// Called with whether the batch committed; answers the job's caller.
 type Completion = Box<dyn FnOnce(bool) + Send>;
 
+/// A job that runs inside a batch's transaction; returns whether it succeeded.
+type BatchedJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
 enum Job {
-    /// Runs inside the current batch's transaction; `true` when it succeeded.
-    Batched(Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>),
+    /// Runs inside the current batch's transaction.
+    Batched(BatchedJob),
     /// Runs alone, outside any transaction (checkpoints).
     Alone(Box<dyn FnOnce(&mut Connection) + Send>),
 }
