@@ -275,7 +275,7 @@ fn kinds(outs: &[Out<u32>]) -> Vec<&'static str> {
 }
 
 fn rejoin_id(outs: &[Out<u32>]) -> String {
-    match &outs[..] {
+    match outs {
         [Out::Send { id: Some(id), call: ClientCall::Join(p) }] => {
             assert_eq!(p.name, "Me", "rejoins with the same name");
             id.clone()

@@ -14,26 +14,31 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+/// A compile-time setting from scripts/browser-tests.sh.
+fn need(value: Option<&'static str>, name: &str) -> &'static str {
+    value.unwrap_or_else(|| panic!("{name} is unset: run the browser tests with scripts/browser-tests.sh"))
+}
+
 fn http() -> &'static str {
-    option_env!("HMS_TEST_HTTP").expect("run via scripts/browser-tests.sh: HMS_TEST_HTTP unset")
+    need(option_env!("HMS_TEST_HTTP"), "HMS_TEST_HTTP")
 }
 fn ws() -> &'static str {
-    option_env!("HMS_TEST_WS").expect("HMS_TEST_WS unset")
+    need(option_env!("HMS_TEST_WS"), "HMS_TEST_WS")
 }
 fn mgmt() -> &'static str {
-    option_env!("HMS_TEST_MGMT").expect("HMS_TEST_MGMT unset")
+    need(option_env!("HMS_TEST_MGMT"), "HMS_TEST_MGMT")
 }
 fn control(action: &str) -> String {
-    format!("{}/{action}", option_env!("HMS_TEST_CONTROL").expect("HMS_TEST_CONTROL unset"))
+    format!("{}/{action}", need(option_env!("HMS_TEST_CONTROL"), "HMS_TEST_CONTROL"))
 }
 fn restart_http() -> &'static str {
-    option_env!("HMS_TEST_RESTART_HTTP").expect("HMS_TEST_RESTART_HTTP unset")
+    need(option_env!("HMS_TEST_RESTART_HTTP"), "HMS_TEST_RESTART_HTTP")
 }
 fn restart_ws() -> &'static str {
-    option_env!("HMS_TEST_RESTART_WS").expect("HMS_TEST_RESTART_WS unset")
+    need(option_env!("HMS_TEST_RESTART_WS"), "HMS_TEST_RESTART_WS")
 }
 fn mock_ws(mode: &str) -> String {
-    format!("{}/{mode}", option_env!("HMS_TEST_MOCK_WS").expect("HMS_TEST_MOCK_WS unset"))
+    format!("{}/{mode}", need(option_env!("HMS_TEST_MOCK_WS"), "HMS_TEST_MOCK_WS"))
 }
 
 #[wasm_bindgen]
