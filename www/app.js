@@ -492,6 +492,11 @@ function wire() {
   ui.removeForm.addEventListener("submit", onRemoveSubmit);
   ui.removeCancel.addEventListener("click", () => ui.removeDialog.close());
   ui.removeDialog.addEventListener("cancel", (e) => { if (ui.removeConfirm.disabled) e.preventDefault(); });
+  // Closing or reloading the tab: say goodbye, so the others' lists drop this peer now
+  // rather than after the server's reconnect window.
+  window.addEventListener("pagehide", () => {
+    if (session && !session.finished) session.client.leave().catch(() => {});
+  });
   ui.backButton.addEventListener("click", () => {
     document.title = "hms-client demo";
     showJoin();

@@ -105,6 +105,11 @@ describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
     await evil.byTestId("join-screen").waitFor({ state: "visible" });
     await host.waitForPeers(["Hope (you)", "Gus"]);
     await guest.waitForPeers(["Gus (you)", "Hope"]);
+
+    // Closing the tab says goodbye: the host's list drops the guest well within the
+    // server's 15 s reconnect window, which is what an unannounced drop would wait for.
+    await guest.page.close({ runBeforeUnload: true });
+    await host.waitForPeers(["Hope (you)"], 5_000);
   });
 
   scenario("host ends the room with a reason and a lock; the guest sees who and why and cannot rejoin", async (open) => {
@@ -218,6 +223,11 @@ describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
     await guest.joinAndWait("Gus");
     await host.waitForPeers(["Hope (you)", "Gus"]);
     await guest.waitForPeers(["Gus (you)", "Hope"]);
+
+    // Closing the tab says goodbye: the host's list drops the guest well within the
+    // server's 15 s reconnect window, which is what an unannounced drop would wait for.
+    await guest.page.close({ runBeforeUnload: true });
+    await host.waitForPeers(["Hope (you)"], 5_000);
   });
 
   scenario("a back end ends the room through the REST API; everyone sees the reason", async (open) => {
