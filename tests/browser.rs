@@ -599,3 +599,48 @@ async fn server_killed_restarted_or_gone_for_good() {
     assert_eq!(reconnecting.len(), 1, "nothing more after giving up");
     drop(offs);
 }
+
+/// Fires a synthetic `offline`/`online` event on the global object (what the browser
+/// does when the network goes away or comes back).
+fn dispatch_global(event: &str) {
+    let global = js_sys::global();
+    let ctor: Function = prop(&global, "Event").unchecked_into();
+    let ev = Reflect::construct(&ctor, &Array::of1(&event.into())).unwrap();
+    let dispatch: Function = prop(&global, "dispatchEvent").unchecked_into();
+    dispatch.call1(&global, &ev).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn offline_event_reconnects_at_once_into_the_held_place() {
+    let room = uid("offline");
+    let host = join_as(&room, "host", "Hostess").await;
+    let guest = join_as(&room, "guest", "Guido").await;
+    let (host_id, guest_id) = (prop_str(&host.get_local_peer(), "peerId"), prop_str(&guest.get_local_peer(), "peerId"));
+    let recs: Vec<[Recorder; 5]> = (0..2).map(|_| [Recorder::new(), Recorder::new(), Recorder::new(), Recorder::new(), Recorder::new()]).collect();
+    let mut offs = Vec::new();
+    for (c, [reconnecting, reconnected, joins, leaves, errors]) in [&host, &guest].into_iter().zip(recs.iter()) {
+        offs.push(c.on_reconnecting(reconnecting.f()));
+        offs.push(c.on_reconnected(reconnected.f()));
+        offs.push(c.on_peer_join(joins.f()));
+        offs.push(c.on_peer_leave(leaves.f()));
+        offs.push(c.on_error(errors.f()));
+    }
+    dispatch_global("offline");
+    // Detected at once, not after the 12 s heartbeat timeout.
+    assert!(recs.iter().all(|r| r[0].len() == 1), "offline starts reconnecting synchronously");
+    dispatch_global("online");
+    wait_until("both back", 10000.0, || recs.iter().all(|r| r[1].len() == 1)).await;
+    assert_eq!(prop_str(&host.get_local_peer(), "peerId"), host_id);
+    assert_eq!(prop_str(&guest.get_local_peer(), "peerId"), guest_id);
+    assert_eq!(peer_names(&host), vec!["Hostess", "Guido"]);
+    assert_eq!(peer_names(&guest), vec!["Guido", "Hostess"]);
+    // The server held both places for the reconnect window: nobody saw anyone leave.
+    sleep(200).await;
+    for r in &recs {
+        assert_eq!((r[2].len(), r[3].len(), r[4].len()), (0, 0, 0), "no join/leave noise, no error");
+    }
+    assert_eq!(server_peer_count(&room).await, 2);
+    // And the session is fully usable.
+    JsFuture::from(host.end_room(false, "done".into())).await.expect("endRoom after reconnect");
+    drop(offs);
+}
