@@ -171,20 +171,46 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, ip: IpAddr, query: HashM
 }
 
 /// Drains the queue onto the socket; a write that takes longer than `write_timeout`
-/// means the peer is stuck, and the connection ends.
+/// means the peer is stuck, and the connection ends. Frames already queued are written
+/// together with one flush (a join's answer, policy and peer list go out as one packet).
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Out>,
     done: CancellationToken,
     write_timeout: Duration,
 ) {
-    while let Some(out) = rx.recv().await {
-        let (msg, ack, last) = match out {
-            Out::Text(t) => (text(t.to_string()), None, false),
-            Out::TextAck(t, ack) => (text(t.to_string()), Some(ack), false),
-            Out::Close(code, reason) => (Message::Close(Some(CloseFrame { code, reason: reason.into() })), None, true),
-        };
-        match tokio::time::timeout(write_timeout, sink.send(msg)).await {
+    const BURST: usize = 64;
+    let mut acks = Vec::new();
+    'outer: while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut fed = 0;
+        let mut last = false;
+        while let Some(out) = next.take() {
+            let msg = match out {
+                Out::Text(t) => text(t.to_string()),
+                Out::TextAck(t, ack) => {
+                    acks.push(ack);
+                    text(t.to_string())
+                }
+                Out::Close(code, reason) => {
+                    last = true;
+                    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                }
+            };
+            match tokio::time::timeout(write_timeout, sink.feed(msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break 'outer,
+                Err(_) => {
+                    tracing::warn!("socket write timed out: dropping a stuck peer");
+                    break 'outer;
+                }
+            }
+            fed += 1;
+            if !last && fed < BURST {
+                next = rx.try_recv().ok();
+            }
+        }
+        match tokio::time::timeout(write_timeout, sink.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_) => {
@@ -192,7 +218,7 @@ async fn write_loop(
                 break;
             }
         }
-        if let Some(ack) = ack {
+        for ack in acks.drain(..) {
             let _ = ack.send(());
         }
         if last {
