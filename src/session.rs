@@ -411,11 +411,18 @@ impl<T> Session<T> {
             Push::PeerJoin(p) => {
                 let is_local = p.peer_id == self.local_id;
                 let peer = self.to_peer(&p);
-                match self.peers.iter_mut().find(|q| q.peer_id == p.peer_id) {
-                    Some(q) => *q = p,
-                    None => self.peers.push(p),
-                }
-                if self.phase == Phase::Joined && !is_local {
+                // A peer already in the list is updated silently: one join per peer.
+                let known = match self.peers.iter_mut().find(|q| q.peer_id == p.peer_id) {
+                    Some(q) => {
+                        *q = p;
+                        true
+                    }
+                    None => {
+                        self.peers.push(p);
+                        false
+                    }
+                };
+                if self.phase == Phase::Joined && !is_local && !known {
                     vec![Out::PeerJoin(peer)]
                 } else {
                     Vec::new()

@@ -114,6 +114,9 @@ fn peer_join_and_leave_events_and_peer_order() {
     }
     let names: Vec<String> = s.peers().into_iter().map(|p| p.name).collect();
     assert_eq!(names, vec!["Me", "Ann", "Bob"]);
+    // The same peer announced again is an update, not a second join.
+    assert!(s.on_push(push(json!({"method":"on-peer-join","params":peer_json("b","Bobby","guest",9)}))).is_empty());
+    assert_eq!(s.peers()[2].name, "Bobby");
     let outs = s.on_push(push(json!({"method":"on-peer-leave","params":peer_json("a","Ann","guest",0)})));
     assert!(matches!(&outs[..], [Out::PeerLeave(p)] if p.peer_id == "a"));
     // An unknown peer leaving is not news.

@@ -616,6 +616,9 @@ async fn offline_event_reconnects_at_once_into_the_held_place() {
     let host = join_as(&room, "host", "Hostess").await;
     let guest = join_as(&room, "guest", "Guido").await;
     let (host_id, guest_id) = (prop_str(&host.get_local_peer(), "peerId"), prop_str(&guest.get_local_peer(), "peerId"));
+    // The host's on-peer-join for the guest travels on another socket than the guest's
+    // join answer: let it arrive before recording.
+    wait_until("host sees the guest", 5000.0, || peer_names(&host) == vec!["Hostess", "Guido"]).await;
     let recs: Vec<[Recorder; 5]> = (0..2).map(|_| [Recorder::new(), Recorder::new(), Recorder::new(), Recorder::new(), Recorder::new()]).collect();
     let mut offs = Vec::new();
     for (c, [reconnecting, reconnected, joins, leaves, errors]) in [&host, &guest].into_iter().zip(recs.iter()) {
@@ -636,8 +639,9 @@ async fn offline_event_reconnects_at_once_into_the_held_place() {
     assert_eq!(peer_names(&guest), vec!["Guido", "Hostess"]);
     // The server held both places for the reconnect window: nobody saw anyone leave.
     sleep(200).await;
-    for r in &recs {
-        assert_eq!((r[2].len(), r[3].len(), r[4].len()), (0, 0, 0), "no join/leave noise, no error");
+    for (who, r) in ["host", "guest"].iter().zip(&recs) {
+        let names = |rec: &Recorder| -> Vec<String> { (0..rec.len()).map(|i| format!("{:?}", js_sys::JSON::stringify(&rec.get(i)).unwrap())).collect() };
+        assert_eq!((r[2].len(), r[3].len(), r[4].len()), (0, 0, 0), "{who}: no join/leave noise, no error: joins {:?} leaves {:?}", names(&r[2]), names(&r[3]));
     }
     assert_eq!(server_peer_count(&room).await, 2);
     // And the session is fully usable.
