@@ -9,7 +9,8 @@
 // Prints median and p10/p90 of each, writes --json FILE for scripts/bench.sh.
 //
 // Usage: node bench/latency.mjs --server-bin target/server-release/hms-server --pkg pkg
-//        [--trials 15] [--loads 10] [--guests 10,100] [--json FILE]
+//        [--trials 15] [--loads 10] [--guests 0,10,100] [--json FILE]
+// N = 0 (the host alone) times endRoom without N guests' pushes queued in the same page.
 import { chromium } from "playwright-core";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -27,7 +28,7 @@ const serverBin = resolve(args["server-bin"] ?? join(here, "..", "target", "serv
 const pkgDir = resolve(args.pkg ?? join(here, "..", "pkg"));
 const trials = Number(args.trials ?? 15);
 const loads = Number(args.loads ?? 10);
-const guestCounts = (args.guests ?? "10,100").split(",").map(Number);
+const guestCounts = (args.guests ?? "0,10,100").split(",").map(Number);
 const chromiumPath = args.chromium ?? "/usr/bin/chromium";
 const overallTimeoutMs = Number(args["timeout-s"] ?? 600) * 1000;
 
@@ -136,7 +137,7 @@ async function main() {
         samples.endRoomMs.push(r.endRoomMs);
         // The floor of this trial: the median of its bare round trips.
         samples.rawRoundTripMs.push(stats(r.rawRoundTripsMs).median);
-        samples.lastRemovedMs.push(r.lastRemovedMs);
+        if (r.lastRemovedMs != null) samples.lastRemovedMs.push(r.lastRemovedMs);
       }
       results.trials[n] = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v)]));
     }
@@ -155,7 +156,7 @@ async function main() {
         console.log(`| ${name} (N=${n}) | ${f(m.median)} | ${f(m.p10)} | ${f(m.p90)} | ${f(floor.median)} | ${(m.median / floor.median).toFixed(2)} |`);
       row("join", r.joinMs, r.rawConnectRoundTripMs);
       row("endRoom resolve", r.endRoomMs, r.rawRoundTripMs);
-      row("last onRemovedFromRoom", r.lastRemovedMs, r.rawRoundTripMs);
+      if (r.lastRemovedMs.n) row("last onRemovedFromRoom", r.lastRemovedMs, r.rawRoundTripMs);
     }
     for (const p of problems.slice(0, 20)) console.log(`problem: ${p}`);
     if (args.json) writeFileSync(args.json, JSON.stringify(results, null, 2));

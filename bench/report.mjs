@@ -12,7 +12,7 @@ if (!dir) {
 const read = (f) => (existsSync(join(dir, f)) ? JSON.parse(readFileSync(join(dir, f), "utf8")) : null);
 const rows = [];
 const ms = (x) => `${x.toFixed(2)} ms`;
-const kb = (b) => `${(b / 1024).toFixed(1)} KB`;
+const kb = (b) => `${(b / 1024).toFixed(1)} KiB`;
 
 const size = read("size.json");
 if (size) {
@@ -32,9 +32,11 @@ if (lat) {
   rows.push(["wasm fetch+compile+instantiate", ms(s.median), `p10 ${ms(s.p10)} / p90 ${ms(s.p90)} (n=${s.n})`, "-", "-"]);
   for (const [n, r] of Object.entries(lat.trials)) {
     const spread = (m) => `p10 ${ms(m.p10)} / p90 ${ms(m.p90)} (n=${m.n})`;
-    rows.push([`join (host; browser)`, ms(r.joinMs.median), spread(r.joinMs), `bare WS open + 1 round trip ${ms(r.rawConnectRoundTripMs.median)}`, (r.joinMs.median / r.rawConnectRoundTripMs.median).toFixed(2)]);
-    rows.push([`endRoom resolve, ${n} guests in room`, ms(r.endRoomMs.median), spread(r.endRoomMs), `bare WS round trip ${ms(r.rawRoundTripMs.median)}`, (r.endRoomMs.median / r.rawRoundTripMs.median).toFixed(2)]);
-    rows.push([`last of ${n} guests' onRemovedFromRoom`, ms(r.lastRemovedMs.median), spread(r.lastRemovedMs), `bare WS round trip ${ms(r.rawRoundTripMs.median)}`, (r.lastRemovedMs.median / r.rawRoundTripMs.median).toFixed(2)]);
+    rows.push([`join (host into an empty room; trials with ${n} guests)`, ms(r.joinMs.median), spread(r.joinMs), `bare WS open + 1 round trip ${ms(r.rawConnectRoundTripMs.median)}`, (r.joinMs.median / r.rawConnectRoundTripMs.median).toFixed(2)]);
+    rows.push([`endRoom resolve, ${n} guests in the room (and page)`, ms(r.endRoomMs.median), spread(r.endRoomMs), `bare WS round trip ${ms(r.rawRoundTripMs.median)}`, (r.endRoomMs.median / r.rawRoundTripMs.median).toFixed(2)]);
+    if (r.lastRemovedMs.n) {
+      rows.push([`last of ${n} guests' onRemovedFromRoom (from endRoom call)`, ms(r.lastRemovedMs.median), spread(r.lastRemovedMs), `bare WS round trip ${ms(r.rawRoundTripMs.median)}`, (r.lastRemovedMs.median / r.rawRoundTripMs.median).toFixed(2)]);
+    }
   }
 }
 
@@ -48,6 +50,7 @@ for (const f of readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort()
   rows.push([`load ${label}: join latency (connect+join)`, ms(l.join_ms.p50), q(l.join_ms), "-", "-"]);
   rows.push([`load ${label}: joins/s`, `${Math.round(l.joins_per_s)}`, `all in ${l.join_span_s.toFixed(2)} s`, "-", "-"]);
   rows.push([`load ${label}: end-room -> each peer's push`, ms(l.fan_out_ms.p50), q(l.fan_out_ms), "-", "-"]);
+  rows.push([`load ${label}: end-room sent -> {} answer (host)`, ms(l.end_room_answer_ms.p50), q(l.end_room_answer_ms), "-", "-"]);
   rows.push([`load ${label}: end-room -> last peer of a room`, ms(l.fan_out_last_ms.p50), q(l.fan_out_last_ms) + ` (n=${l.fan_out_last_ms.n} rooms)`, "-", "-"]);
   if (l.rss_per_peer_bytes != null) {
     rows.push([`load ${label}: server RSS per connected peer`, kb(l.rss_per_peer_bytes), `idle ${(l.rss_idle_bytes / 1048576).toFixed(1)} MiB -> ${(l.rss_loaded_bytes / 1048576).toFixed(1)} MiB`, "-", "-"]);

@@ -62,7 +62,7 @@ function parseArgs(argv) {
 }
 
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
-const kb = (n) => (n / 1024).toFixed(1);
+const kb = (n) => (n / 1024).toFixed(1); // KiB
 
 async function bundlePeer(peer) {
   const dir = mkdtempSync(join(tmpdir(), "hms-size-"));
@@ -102,7 +102,7 @@ function ours() {
     raw += buf.length;
     const g = gz(buf);
     gzip += g;
-    parts.push(`${f} ${kb(g)} KB`);
+    parts.push(`${f} ${kb(g)} KiB`);
   }
   return { raw, gzip, parts };
 }
@@ -130,7 +130,7 @@ for (const peer of PEERS) {
 const peerRows = rows.filter((r) => r.name !== "hms-client pkg/" && r.gzip != null);
 const smaller = peerRows.length ? peerRows.reduce((a, b) => (a.gzip <= b.gzip ? a : b)) : null;
 
-console.log("| payload | min bytes | gzip bytes | gzip KB | ours / this |");
+console.log("| payload | bytes (peers: minified) | gzip bytes | gzip KiB | ours / this |");
 console.log("|---|---:|---:|---:|---:|");
 for (const r of rows) {
   const ratio = our && r.gzip ? (our.gzip / r.gzip).toFixed(3) : "-";
@@ -146,7 +146,7 @@ if (our && smaller) {
 }
 if (our) {
   const over = our.gzip > budgetKb * 1024;
-  console.log(`size budget (ours <= ${budgetKb} KB gzip): ${kb(our.gzip)} KB -> ${over ? "OVER" : "ok"}`);
+  console.log(`size budget (ours <= ${budgetKb} KiB gzip, each file gzipped as served): ${kb(our.gzip)} KiB -> ${over ? "OVER" : "ok"}`);
   if (over) failed = true;
 }
 if (args.json) {

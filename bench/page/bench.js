@@ -117,7 +117,8 @@ async function trial({ endpoint, hostToken, guestToken, n, reason, pings = 5, ti
     await host.endRoom(false, reason);
     out.endRoomMs = performance.now() - t0;
     await waitFor(() => removed.length >= n, timeoutMs, `${n} onRemovedFromRoom callbacks (got ${removed.length})`);
-    out.lastRemovedMs = Math.max(...removed.map((r) => r.at)) - t0;
+    // With no guests there is no last removal to time.
+    out.lastRemovedMs = n > 0 ? Math.max(...removed.map((r) => r.at)) - t0 : null;
     out.removedCallbacks = removed.length;
     // Each guest exactly once, with the reason, the room-ended flag and the host as remover.
     const seen = new Set(removed.map((r) => r.i));
