@@ -115,7 +115,7 @@ fn run_tool(fault: Fault) -> (i32, String) {
     let addr = listener.local_addr().unwrap();
     rt.spawn(serve(listener, fault));
     let out = Command::new(env!("CARGO_BIN_EXE_hms-loadtest"))
-        .args(["--url", &format!("ws://{addr}"), "--secret", "test-secret", "--peers", "30", "--rooms", "3", "--timeout-s", "5"])
+        .args(["--url", &format!("ws://{addr}"), "--secret", "test-secret", "--peers", "30", "--rooms", "3", "--timeout-s", "30"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
