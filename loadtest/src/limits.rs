@@ -8,6 +8,8 @@ pub fn raise_nofile() -> Result<(u64, u64), String> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
     }
+    // rlim_t is u64 on Linux; the conversion keeps other targets compiling.
+    #[allow(clippy::unnecessary_cast)]
     let old = lim.rlim_cur as u64;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
@@ -16,5 +18,7 @@ pub fn raise_nofile() -> Result<(u64, u64), String> {
             return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
         }
     }
-    Ok((old, lim.rlim_cur as u64))
+    #[allow(clippy::unnecessary_cast)]
+    let new = lim.rlim_cur as u64;
+    Ok((old, new))
 }

@@ -93,8 +93,7 @@ async fn cli_token(bin: &Path, data_dir: &Path, secret: &str, room: &str, user: 
     // The token is the last non-empty line (in case the command says anything before it).
     text.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .map(str::to_owned)
         .ok_or_else(|| format!("{} token printed nothing", bin.display()))
 }

@@ -4,6 +4,9 @@
 //! (exit 1, `load: 0 passed, 1 failed`). The real server is exercised by
 //! scripts/load-smoke.sh; this proves the tool's verdict can fail at all.
 
+// The handshake callback's error type is tungstenite's, not ours.
+#![allow(clippy::result_large_err)]
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
