@@ -118,16 +118,6 @@ pub struct TokenOptions {
     pub endpoint: Option<String>,
 }
 
-/// `POST /v2/token` body.
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenRequest<'a> {
-    /// The room code.
-    pub code: &'a str,
-    /// Optional user id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<&'a str>,
-}
-
 /// `POST /v2/token` answer: `{token}` on success, `{code, message}` on failure.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TokenAnswer {
