@@ -10,13 +10,13 @@
 import { build } from "esbuild";
 import { gzipSync } from "node:zlib";
 import { readFileSync, readdirSync, writeFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import { join, dirname } from "node:path";
+import { join, dirname, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2));
-const pkgDir = args.pkg ?? join(here, "..", "pkg");
+const pkgDir = resolve(args.pkg ?? join(here, "..", "pkg"));
 const budgetKb = Number(args["budget-kb"] ?? 40);
 
 // What a web app needs to call endRoom with each SDK. The entries call the API so that
@@ -63,6 +63,18 @@ function parseArgs(argv) {
 
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
 const kb = (n) => (n / 1024).toFixed(1); // KiB
+
+// Ours as an app ships it through the same bundler: an entry that imports the package
+// (the JS glue, minified like the peers) plus the .wasm file (fetched beside it).
+const OURS_BUNDLED_ENTRY = `
+  import init, { HmsClient } from "PKG/hms_client.js";
+  export async function run(endpoint, authToken) {
+    await init();
+    const client = new HmsClient({ endpoint });
+    await client.join({ authToken, userName: "bench", metadata: "" });
+    await client.endRoom(false, "bench");
+  }
+`;
 
 async function bundlePeer(peer) {
   const dir = mkdtempSync(join(tmpdir(), "hms-size-"));
@@ -127,22 +139,43 @@ for (const peer of PEERS) {
   }
 }
 
-const peerRows = rows.filter((r) => r.name !== "hms-client pkg/" && r.gzip != null);
+if (our) {
+  try {
+    const js = await bundlePeer({ entry: OURS_BUNDLED_ENTRY.replace("PKG", pkgDir.replaceAll("\\", "/")) });
+    const wasm = readFileSync(join(pkgDir, readdirSync(pkgDir).find((f) => f.endsWith(".wasm"))));
+    rows.splice(1, 0, {
+      name: "hms-client pkg/ bundled",
+      note: `glue bundled+minified by esbuild like the peers ${kb(js.gzip)} KiB + .wasm ${kb(gz(wasm))} KiB`,
+      raw: js.raw + wasm.length,
+      gzip: js.gzip + gz(wasm),
+    });
+  } catch (e) {
+    console.error(`size: ours bundled: ${e.message}`);
+    failed = true;
+  }
+}
+const ourBundled = rows.find((r) => r.name === "hms-client pkg/ bundled");
+const peerRows = rows.filter((r) => !r.name.startsWith("hms-client pkg/") && r.gzip != null);
 const smaller = peerRows.length ? peerRows.reduce((a, b) => (a.gzip <= b.gzip ? a : b)) : null;
 
-console.log("| payload | bytes (peers: minified) | gzip bytes | gzip KiB | ours / this |");
+console.log("| payload | bytes (minified where bundled) | gzip bytes | gzip KiB | pkg/ as shipped / this |");
 console.log("|---|---:|---:|---:|---:|");
 for (const r of rows) {
-  const ratio = our && r.gzip ? (our.gzip / r.gzip).toFixed(3) : "-";
+  const ratio = our && r.gzip && !r.name.startsWith("hms-client pkg/") ? (our.gzip / r.gzip).toFixed(3) : "-";
   console.log(`| ${r.name} (${r.note}) | ${r.raw ?? "-"} | ${r.gzip ?? "-"} | ${r.gzip ? kb(r.gzip) : "-"} | ${ratio} |`);
 }
 let goalMet = null;
 if (our && smaller) {
+  // The goal is judged on pkg/ as it ships (glue not minified): the stricter figure.
   const ratio = our.gzip / smaller.gzip;
   goalMet = ratio <= 0.25;
   console.log(
-    `size goal (ours <= 1/4 of the smaller peer, ${smaller.name}): ${ratio.toFixed(3)} -> ${goalMet ? "met" : "NOT met"}`,
+    `size goal (pkg/ as shipped <= 1/4 of the smaller peer, ${smaller.name}): ${ratio.toFixed(3)} -> ${goalMet ? "met" : "NOT met"}`,
   );
+  if (ourBundled) {
+    const r2 = ourBundled.gzip / smaller.gzip;
+    console.log(`size goal, bundled like the peers: ${r2.toFixed(3)} -> ${r2 <= 0.25 ? "met" : "NOT met"}`);
+  }
 }
 if (our) {
   const over = our.gzip > budgetKb * 1024;
