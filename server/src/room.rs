@@ -234,14 +234,26 @@ impl Hub {
         }
         let room = st.rooms.entry(room_id.to_owned()).or_default();
         if let Some(slot) = room.peers.get_mut(peer_id) {
-            return match slot.state {
-                SlotState::Held(_) if slot.user_id == user_id && slot.role == role => {
+            if slot.user_id != user_id || slot.role != role {
+                return Err(RpcError::new(code::CONFLICT, format!("peer id {peer_id:?} is already in use in this room")));
+            }
+            // The same user and role: a reconnect. The old socket may still look alive
+            // here (a half-open TCP connection after a network change is only noticed at
+            // the idle timeout), so the new connection takes over at once rather than
+            // being refused until then. The old one is told why, terminally, and closed.
+            if let Some(old) = slot.conn.take() {
+                let notice = ServerPush::Error(RpcError::new(code::CONFLICT, "replaced by a newer connection of the same peer"));
+                old.send(Out::Text(frame(&notice)));
+                old.send(Out::Close(1008, "replaced"));
+            }
+            slot.conn = Some(conn);
+            return Ok(match slot.state {
+                SlotState::Connected => Connected::Fresh,
+                _ => {
                     slot.state = SlotState::Rejoining;
-                    slot.conn = Some(conn);
-                    Ok(Connected::Reclaimed)
+                    Connected::Reclaimed
                 }
-                _ => Err(RpcError::new(code::CONFLICT, format!("peer id {peer_id:?} is already in use in this room"))),
-            };
+            });
         }
         room.peers.insert(
             peer_id.to_owned(),
@@ -694,8 +706,27 @@ mod tests {
     fn peer_id_in_use_is_409_and_unknown_role_401() {
         let h = hub(0);
         let _a = join(&h, "r", "a", "host", 1);
-        assert_eq!(h.connect("r", "a", "u-a", "host", conn(2, 4).conn).unwrap_err().code, 409);
+        assert_eq!(h.connect("r", "a", "u-other", "host", conn(2, 4).conn).unwrap_err().code, 409);
+        assert_eq!(h.connect("r", "a", "u-a", "guest", conn(2, 4).conn).unwrap_err().code, 409);
         assert_eq!(h.connect("r", "z", "u", "nope", conn(3, 4).conn).unwrap_err().code, 401);
+    }
+
+    #[test]
+    fn same_user_takes_over_a_live_place_and_the_old_connection_is_told() {
+        let h = hub(0);
+        let mut a = join(&h, "r", "a", "host", 1);
+        let mut b = join(&h, "r", "b", "guest", 2);
+        a.drain();
+        let mut a2 = conn(3, 8);
+        assert!(matches!(h.connect("r", "a", "u-a", "host", a2.conn.clone()).unwrap(), Connected::Reclaimed));
+        let old = a.drain();
+        assert_eq!(old[0]["method"], "on-error");
+        assert_eq!(old[0]["params"]["code"], 409);
+        // The stale connection's end no longer touches the place.
+        assert!(h.disconnected("r", "a", 1, false).hold.is_none());
+        h.join("r", "a", 3, "a", "", ok_frame(&json!(9))).unwrap();
+        assert_eq!(methods(&a2.drain()[1..]), ["on-policy-change", "peer-list"]);
+        assert!(b.drain().is_empty(), "others see no leave/join for a takeover");
     }
 
     #[test]

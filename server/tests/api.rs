@@ -236,10 +236,37 @@ async fn peer_id_in_use_gets_409() {
     let mut a = s.joined("r", "same", "host").await;
     let (e, close) = refused(&s.ws_url("same", &Server::token("r", "u-other", "guest"))).await;
     assert_eq!((e["code"].clone(), close), (json!(409), 1008));
-    // Even the same user cannot open a second live connection for one peer id.
-    let (e, _) = refused(&s.ws_url("same", &Server::token("r", "u-same", "host"))).await;
+    // The same user with another role is someone else too.
+    let (e, _) = refused(&s.ws_url("same", &Server::token("r", "u", "guest"))).await;
     assert_eq!(e["code"], 409);
     a.silent(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn same_peer_and_user_takes_over_a_connection_the_server_still_thinks_alive() {
+    // After a network change the old socket is half-open: the server only notices at
+    // the idle timeout. A reconnect must not be refused until then.
+    let s = Server::start(&[]);
+    let mut other = s.joined("r", "other", "guest").await;
+    let token = Server::token("r", "u", "host");
+    let mut old = common::Client::connect(&s.ws_url("p", &token)).await;
+    old.join("p").await;
+    assert_eq!(other.push("on-peer-join").await["peer_id"], "p");
+    let mut new = common::Client::connect(&s.ws_url("p", &token)).await;
+    // The old connection is told, terminally, and closed.
+    assert_eq!(old.push("on-error").await["code"], 409);
+    assert_eq!(old.closed().await, 1008);
+    // The new one gets the full state; the others see no leave/join noise.
+    let list = new.join("p").await;
+    assert_eq!(list["peers"].as_object().unwrap().len(), 2);
+    other.silent(Duration::from_millis(300)).await;
+    // And it is the live one: a removal reaches it.
+    let (st, _) = s
+        .http("POST", "/v2/active-rooms/r/remove-peers", Some(&Server::mgmt()), Some(&json!({"peer_id": "p", "reason": "bye"})))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(new.push("on-peer-leave-request").await["reason"], "bye");
+    assert_eq!(other.push("on-peer-leave").await["peer_id"], "p");
 }
 
 #[tokio::test]

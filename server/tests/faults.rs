@@ -153,7 +153,7 @@ async fn a_dropped_peer_gets_its_place_back_within_the_window() {
     assert_eq!(ids, ["a", "b"]);
     a.silent(Duration::from_millis(300)).await;
     // Someone else cannot take a live place.
-    let mut thief = common::Client::connect(&s.ws_url("b", &Server::token("r", "u-b", "guest"))).await;
+    let mut thief = common::Client::connect(&s.ws_url("b", &Server::token("r", "u-x", "guest"))).await;
     assert_eq!(thief.push("on-error").await["code"], 409);
     // A clean close (1000) without leave is a drop too: an SDK closes a socket it gave
     // up on before reconnecting. Held again, and reclaimed again without noise.
