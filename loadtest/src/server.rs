@@ -41,7 +41,18 @@ pub async fn spawn(bin: &Path, secret: &str, extra: &[String], wait: Duration) -
     let data_dir = temp_dir("hms-loadtest")?;
     let log_path = data_dir.join("server.log");
     let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // If this tool dies without running destructors (SIGKILL, `timeout`), the server must
+    // not live on: the kernel sends it SIGTERM when its parent goes. (The signal follows
+    // the spawning thread: `run` awaits this on the main thread, which lives to the end.)
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(&data_dir)
         .args(extra)
