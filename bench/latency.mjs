@@ -59,6 +59,9 @@ export function stats(samples) {
   return { n: s.length, p10: quantile(s, 0.1), median: quantile(s, 0.5), p90: quantile(s, 0.9), min: s[0], max: s[s.length - 1] };
 }
 
+// The server child, so that every way out (including the overall timeout) stops it.
+let serverChild = null;
+
 async function startServer(dataDir, secret) {
   let help = "";
   try {
@@ -73,6 +76,7 @@ async function startServer(dataDir, secret) {
     ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--www", join(here, "page"), "--pkg", pkgDir, ...extra],
     { env: { ...process.env, HMS_SECRET: secret, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] },
   );
+  serverChild = child;
   const rl = createInterface({ input: child.stdout });
   const line = await new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error("server printed no line within 30 s")), 30000);
@@ -170,6 +174,7 @@ async function main() {
 
 const timer = setTimeout(() => {
   console.error(`latency: gave up after ${overallTimeoutMs / 1000} s`);
+  serverChild?.kill("SIGKILL");
   process.exit(2);
 }, overallTimeoutMs);
 main().then(
