@@ -5,6 +5,9 @@
 # then checks the size budget: the .wasm plus the JS glue of pkg/, gzipped together
 # (-9), must stay under 40 KB (40*1024 bytes). Exits non-zero on any failure.
 #
+# The web target's JS glue is minified with esbuild (npm), like the bundles of the peers
+# that the benchmarks compare with.
+#
 # wasm-opt: Debian's binaryen 108 corrupts wasm-bindgen's externref table, so wasm-pack's
 # own wasm-opt step is off (Cargo.toml) and a wasm-opt >= 116 is used here: the one on
 # PATH if recent enough, else npm's `binaryen` package installed into target/npm-tools.
@@ -14,19 +17,27 @@ export PATH="$HOME/.cargo/bin:$PATH"
 BUDGET=$((40 * 1024))
 BINARYEN_NPM=binaryen@132.0.0
 
+# Build tools from npm, pinned, installed once into target/npm-tools.
+ESBUILD_NPM=esbuild@0.28.2
+npm_tool() { # npm_tool PACKAGE@VERSION BIN -> path of BIN, installing PACKAGE if missing
+  # One prefix per tool: `npm install --no-save` prunes whatever else a prefix holds.
+  local dir=target/npm-tools/${1%@*}
+  local bin=$dir/node_modules/.bin/$2
+  if [ ! -x "$bin" ] || ! grep -q "\"version\": \"${1##*@}\"" "$dir/node_modules/${1%@*}/package.json" 2>/dev/null; then
+    echo "installing $1 into $dir" >&2
+    mkdir -p "$dir"
+    npm install --no-audit --no-fund --no-save --loglevel=error --prefix "$dir" "$1" >&2
+  fi
+  echo "$bin"
+}
+
 wasm_opt=""
 if command -v wasm-opt >/dev/null; then
   v=$(wasm-opt --version | grep -oE '[0-9]+' | head -1)
   if [ "${v:-0}" -ge 116 ]; then wasm_opt=$(command -v wasm-opt); fi
 fi
-if [ -z "$wasm_opt" ]; then
-  wasm_opt=target/npm-tools/node_modules/.bin/wasm-opt
-  if [ ! -x "$wasm_opt" ]; then
-    echo "installing $BINARYEN_NPM (wasm-opt) into target/npm-tools"
-    mkdir -p target/npm-tools
-    npm install --no-audit --no-fund --no-save --loglevel=error --prefix target/npm-tools "$BINARYEN_NPM"
-  fi
-fi
+[ -n "$wasm_opt" ] || wasm_opt=$(npm_tool "$BINARYEN_NPM" wasm-opt)
+esbuild=$(npm_tool "$ESBUILD_NPM" esbuild)
 echo "wasm-opt: $wasm_opt ($("$wasm_opt" --version))"
 
 for target in web bundler; do
@@ -35,6 +46,12 @@ for target in web bundler; do
   "$wasm_opt" -Oz "$out/hms_client_bg.wasm" -o "$out/hms_client_bg.wasm.opt"
   mv "$out/hms_client_bg.wasm.opt" "$out/hms_client_bg.wasm"
 done
+
+# The web target's glue ships minified, as the peers' bundles are measured; exports keep
+# their names and the first-line types pointer for Deno/JSR is kept.
+"$esbuild" pkg/hms_client.js --minify --format=esm --target=es2020 --log-level=warning \
+  --banner:js='/* @ts-self-types="./hms_client.d.ts" */' --outfile=pkg/hms_client.min.js
+mv pkg/hms_client.min.js pkg/hms_client.js
 
 # Smoke test of the optimized package in V8 (node): it must load and behave.
 node --input-type=module -e '
