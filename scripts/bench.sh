@@ -30,6 +30,7 @@ failed=()
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
+bash scripts/setup.sh || { echo "bench: setup failed"; exit 1; }
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "cargo build --profile server-release -p hms-server -p hms-loadtest"
   cargo build --quiet --profile server-release -p hms-server -p hms-loadtest || { echo "bench: server build failed"; exit 1; }

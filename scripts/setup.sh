@@ -11,12 +11,13 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# Debian packages: headless browsers and their drivers, and wasm-opt (binaryen).
+# Debian packages: headless browsers and their drivers. (Debian's binaryen 108 is not
+# used: its wasm-opt corrupts wasm-bindgen's externref table; scripts/build-pkg.sh takes
+# a newer wasm-opt, and esbuild, from npm.)
 missing_debs=()
 command -v chromium >/dev/null || missing_debs+=(chromium)
 command -v chromedriver >/dev/null || missing_debs+=(chromium-driver)
 command -v firefox-esr >/dev/null || missing_debs+=(firefox-esr)
-command -v wasm-opt >/dev/null || missing_debs+=(binaryen)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   log "apt-get install ${missing_debs[*]}"
   $SUDO apt-get update -qq
@@ -42,9 +43,9 @@ if [ "$have" != "$want" ]; then
   cargo_install wasm-bindgen-cli --version "$want" --force
 fi
 
-# npm packages of the browser end-to-end tests and benchmarks (playwright-core only: it
-# drives Debian's chromium and never downloads a browser).
-for dir in tests/e2e bench; do
+# npm packages of the browser end-to-end tests (playwright-core only: it drives Debian's
+# chromium and never downloads a browser). scripts/bench.sh installs bench/'s own.
+for dir in tests/e2e; do
   if [ -f "$dir/package.json" ] && { [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; }; then
     log "npm ci in $dir"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
