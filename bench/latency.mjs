@@ -126,24 +126,30 @@ async function main() {
     const results = { startup: Object.fromEntries(Object.entries(startup).map(([k, v]) => [k, stats(v)])), trials: {} };
     const problems = [];
     for (const n of guestCounts) {
-      const samples = { joinMs: [], rawConnectRoundTripMs: [], endRoomMs: [], rawRoundTripMs: [], lastRemovedMs: [] };
+      const samples = { joinMs: [], rawConnectRoundTripMs: [], bareJoinMs: [], endRoomMs: [], rawRoundTripMs: [], lastRemovedMs: [] };
+      // Each step of the host's join, from the join call (ms): see bench/page/bench.js.
+      const joinMarks = {};
       // One warm-up trial (JIT, connection setup paths) that is not counted.
       for (let t = -1; t < trials; t++) {
         const room = `bench-${n}-${randomUUID().slice(0, 8)}`;
         const hostToken = token(dataDir, secret, room, "host", "host");
         const guestToken = token(dataDir, secret, room, "guest", "guest");
+        const bareToken = token(dataDir, secret, `${room}-bare`, "bare", "host");
         const reason = `bench ${room} ended`;
-        const r = await page.evaluate((p) => window.bench.trial(p), { endpoint, hostToken, guestToken, n, reason });
+        const r = await page.evaluate((p) => window.bench.trial(p), { endpoint, hostToken, guestToken, bareToken, n, reason });
         problems.push(...r.problems.map((p) => `N=${n} trial ${t}: ${p}`));
         if (t < 0) continue;
         samples.joinMs.push(r.joinMs);
         samples.rawConnectRoundTripMs.push(r.rawConnectRoundTripMs);
+        if (r.bareJoinMs != null) samples.bareJoinMs.push(r.bareJoinMs);
+        for (const [k, v] of Object.entries(r.joinMarks ?? {})) (joinMarks[k] ??= []).push(v);
         samples.endRoomMs.push(r.endRoomMs);
         // The floor of this trial: the median of its bare round trips.
         samples.rawRoundTripMs.push(stats(r.rawRoundTripsMs).median);
         if (r.lastRemovedMs != null) samples.lastRemovedMs.push(r.lastRemovedMs);
       }
       results.trials[n] = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v)]));
+      results.trials[n].joinMarks = Object.fromEntries(Object.entries(joinMarks).map(([k, v]) => [k, stats(v)]));
     }
     results.problems = problems;
     results.chromium = browser.version();
@@ -159,8 +165,15 @@ async function main() {
       const row = (name, m, floor) =>
         console.log(`| ${name} (N=${n}) | ${f(m.median)} | ${f(m.p10)} | ${f(m.p90)} | ${f(floor.median)} | ${(m.median / floor.median).toFixed(2)} |`);
       row("join", r.joinMs, r.rawConnectRoundTripMs);
+      if (r.bareJoinMs.n) row("join vs a bare join (open + join + answer, policy, peer list)", r.joinMs, r.bareJoinMs);
       row("endRoom resolve", r.endRoomMs, r.rawRoundTripMs);
       if (r.lastRemovedMs.n) row("last onRemovedFromRoom", r.lastRemovedMs, r.rawRoundTripMs);
+    }
+    for (const n of guestCounts) {
+      const m = results.trials[n].joinMarks;
+      const order = ["created", "open", "joinSent", "answer", "on-policy-change", "peer-list", "resolved"];
+      const parts = order.filter((k) => m[k]).map((k) => `${k} ${f(m[k].median)}`);
+      console.log(`join steps (N=${n}), median ms from the join call: ${parts.join(", ")}`);
     }
     for (const p of problems.slice(0, 20)) console.log(`problem: ${p}`);
     if (args.json) writeFileSync(args.json, JSON.stringify(results, null, 2));

@@ -61,6 +61,76 @@ class RawSocket {
   }
 }
 
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// Chromium lets a new WebSocket to an endpoint (host:port) start its handshake only
+// about 10 ms after the previous WebSocket to that endpoint connected (its endpoint
+// lock's unlock delay). Measured here: three bare sockets opened back to back take
+// 2.5, 11 and 11 ms. Each timed connect waits this long after the last one, so no
+// figure includes another socket's throttle.
+const ENDPOINT_SETTLE_MS = 40;
+
+// Join phase marks: the SDK's own socket, seen through a WebSocket subclass that
+// timestamps the constructor, open, the join frame and the three frames join waits for.
+// Only the socket created while `marks.armed` is set is watched.
+const marks = { armed: false, t0: 0, at: null };
+{
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      if (!marks.armed) return;
+      marks.armed = false;
+      const at = (marks.at = { created: performance.now() - marks.t0 });
+      this.marks = at;
+      this.addEventListener("open", () => (at.open = performance.now() - marks.t0));
+      this.addEventListener("message", (ev) => {
+        const t = performance.now() - marks.t0;
+        const m = /"method":"([a-z-]+)"/.exec(typeof ev.data === "string" ? ev.data.slice(0, 64) : "");
+        const k = m ? m[1] : "answer";
+        if (at[k] === undefined) at[k] = t;
+      });
+    }
+    send(data) {
+      if (this.marks && this.marks.joinSent === undefined) this.marks.joinSent = performance.now() - marks.t0;
+      return super.send(data);
+    }
+  };
+}
+
+// A bare join: a socket that opens and sends join, done when the answer, the policy and
+// the peer list are in (what HmsClient.join waits for). The floor for join.
+function bareJoin(url, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const timer = setTimeout(() => {
+      ws.close();
+      reject(new Error("bare join timed out"));
+    }, timeoutMs);
+    const seen = new Set();
+    ws.onopen = () => ws.send(JSON.stringify({ jsonrpc: "2.0", id: uuid(), method: "join", params: { name: "bare", data: "" } }));
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.error) {
+        clearTimeout(timer);
+        ws.close();
+        return reject(new Error(`bare join: ${JSON.stringify(msg.error)}`));
+      }
+      seen.add(msg.method ?? "answer");
+      if (seen.has("answer") && seen.has("on-policy-change") && seen.has("peer-list")) {
+        clearTimeout(timer);
+        resolve(ws);
+      }
+    };
+    ws.onerror = () => {
+      clearTimeout(timer);
+      reject(new Error("bare join: socket error"));
+    };
+  });
+}
+
 // Waits until cond() holds, polling each animation-free tick, up to timeoutMs.
 function waitFor(cond, timeoutMs, what) {
   return new Promise((resolve, reject) => {
@@ -76,7 +146,7 @@ function waitFor(cond, timeoutMs, what) {
 
 // One trial: a host and n guests (each a real HmsClient with its own socket) in a fresh
 // room; the host ends it. Returns the timings in ms.
-async function trial({ endpoint, hostToken, guestToken, n, reason, pings = 5, timeoutMs = 20000 }) {
+async function trial({ endpoint, hostToken, guestToken, bareToken, n, reason, pings = 5, timeoutMs = 20000 }) {
   const out = { n };
   const clients = [];
   const raw = new RawSocket(`${endpoint}?peer=${uuid()}&token=${encodeURIComponent(guestToken)}`);
@@ -87,11 +157,27 @@ async function trial({ endpoint, hostToken, guestToken, n, reason, pings = 5, ti
     await raw.request("ping", { timestamp: Date.now() }, timeoutMs);
     out.rawConnectRoundTripMs = performance.now() - t;
 
+    // Second floor for join: a bare socket doing the same join into its own fresh room.
+    if (bareToken) {
+      await sleep(ENDPOINT_SETTLE_MS);
+      t = performance.now();
+      const ws = await bareJoin(`${endpoint}?peer=${uuid()}&token=${encodeURIComponent(bareToken)}`, timeoutMs);
+      out.bareJoinMs = performance.now() - t;
+      ws.close(1000);
+    }
+
     const host = new HmsClient({ endpoint, requestTimeoutMs: timeoutMs });
     clients.push(host);
+    await sleep(ENDPOINT_SETTLE_MS);
     t = performance.now();
+    marks.t0 = t;
+    marks.at = null;
+    marks.armed = true;
     await host.join({ authToken: hostToken, userName: "host", metadata: "" });
     out.joinMs = performance.now() - t;
+    marks.armed = false;
+    // When each step of the join happened, from the join call (ms).
+    out.joinMarks = marks.at ? { ...marks.at, resolved: out.joinMs } : null;
 
     const removed = [];
     const guests = [];
