@@ -126,7 +126,7 @@ async function main() {
     const results = { startup: Object.fromEntries(Object.entries(startup).map(([k, v]) => [k, stats(v)])), trials: {} };
     const problems = [];
     for (const n of guestCounts) {
-      const samples = { joinMs: [], rawConnectRoundTripMs: [], bareJoinMs: [], endRoomMs: [], rawRoundTripMs: [], lastRemovedMs: [] };
+      const samples = { joinMs: [], rawConnectRoundTripMs: [], bareJoinMs: [], bareEndRoomMs: [], endRoomMs: [], rawRoundTripMs: [], lastRemovedMs: [] };
       // Each step of the host's join, from the join call (ms): see bench/page/bench.js.
       const joinMarks = {};
       // One warm-up trial (JIT, connection setup paths) that is not counted.
@@ -142,6 +142,7 @@ async function main() {
         samples.joinMs.push(r.joinMs);
         samples.rawConnectRoundTripMs.push(r.rawConnectRoundTripMs);
         if (r.bareJoinMs != null) samples.bareJoinMs.push(r.bareJoinMs);
+        if (r.bareEndRoomMs != null) samples.bareEndRoomMs.push(r.bareEndRoomMs);
         for (const [k, v] of Object.entries(r.joinMarks ?? {})) (joinMarks[k] ??= []).push(v);
         samples.endRoomMs.push(r.endRoomMs);
         // The floor of this trial: the median of its bare round trips.
@@ -167,6 +168,7 @@ async function main() {
       row("join", r.joinMs, r.rawConnectRoundTripMs);
       if (r.bareJoinMs.n) row("join vs a bare join (open + join + answer, policy, peer list)", r.joinMs, r.bareJoinMs);
       row("endRoom resolve", r.endRoomMs, r.rawRoundTripMs);
+      if (r.bareEndRoomMs.n) row("endRoom vs a bare end-room (own room, no guests)", r.endRoomMs, r.bareEndRoomMs);
       if (r.lastRemovedMs.n) row("last onRemovedFromRoom", r.lastRemovedMs, r.rawRoundTripMs);
     }
     for (const n of guestCounts) {

@@ -149,6 +149,7 @@ function waitFor(cond, timeoutMs, what) {
 async function trial({ endpoint, hostToken, guestToken, bareToken, n, reason, pings = 5, timeoutMs = 20000 }) {
   const out = { n };
   const clients = [];
+  let bare = null;
   const raw = new RawSocket(`${endpoint}?peer=${uuid()}&token=${encodeURIComponent(guestToken)}`);
   try {
     // Floor for join: bare socket open + one request round trip (join is the same: open + join).
@@ -163,7 +164,7 @@ async function trial({ endpoint, hostToken, guestToken, bareToken, n, reason, pi
       t = performance.now();
       const ws = await bareJoin(`${endpoint}?peer=${uuid()}&token=${encodeURIComponent(bareToken)}`, timeoutMs);
       out.bareJoinMs = performance.now() - t;
-      ws.close(1000);
+      bare = ws;
     }
 
     const host = new HmsClient({ endpoint, requestTimeoutMs: timeoutMs });
@@ -199,6 +200,24 @@ async function trial({ endpoint, hostToken, guestToken, bareToken, n, reason, pi
       out.rawRoundTripsMs.push(performance.now() - t);
     }
 
+    // Floor for endRoom: the same end-room from the bare socket, in its own room (no
+    // guests), with the same durable store write on the server.
+    if (bare) {
+      t = performance.now();
+      await new Promise((resolve, reject) => {
+        const id = uuid();
+        const timer = setTimeout(() => reject(new Error("bare end-room timed out")), timeoutMs);
+        bare.onmessage = (ev) => {
+          const msg = JSON.parse(ev.data);
+          if (msg.id !== id) return;
+          clearTimeout(timer);
+          msg.error ? reject(new Error(`bare end-room: ${JSON.stringify(msg.error)}`)) : resolve();
+        };
+        bare.send(JSON.stringify({ jsonrpc: "2.0", id, method: "end-room", params: { lock: false, reason } }));
+      });
+      out.bareEndRoomMs = performance.now() - t;
+    }
+
     const t0 = performance.now();
     await host.endRoom(false, reason);
     out.endRoomMs = performance.now() - t0;
@@ -218,6 +237,7 @@ async function trial({ endpoint, hostToken, guestToken, bareToken, n, reason, pi
     return out;
   } finally {
     raw.close();
+    bare?.close(1000);
     for (const c of clients) {
       try {
         c.free();
