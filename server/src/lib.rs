@@ -14,7 +14,7 @@ pub mod room;
 pub mod signaling;
 pub mod store;
 
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -133,19 +133,66 @@ async fn ws_upgrade(
     State(app): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
-    ws: WebSocketUpgrade,
-) -> impl IntoResponse {
+    mut req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderMap, StatusCode};
+    fn has(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+    // The handshake is done here rather than by axum's WebSocketUpgrade, because
+    // axum's socket hides tungstenite's frame-level API, which the writer needs to
+    // send big messages (a big room's peer-list) as fragments: a whole-message write
+    // grows tungstenite's output buffer to the message's size and it never shrinks,
+    // which made memory per peer O(room size) (see docs/BENCHMARKS.md).
+    let h = req.headers();
+    if req.method() != axum::http::Method::GET || !has(h, header::CONNECTION, "upgrade") || !has(h, header::UPGRADE, "websocket") {
+        return (StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'").into_response();
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return (StatusCode::BAD_REQUEST, "WebSocket version 13 required").into_response();
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header missing").into_response();
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::UPGRADE_REQUIRED, "connection cannot be upgraded").into_response();
+    };
     // The library limit sits well above ours, so that a frame a bit over
     // max_frame_bytes reaches our check and gets a clean 1009 close; frames past the
     // library limit just drop the connection.
     let hard = (app.config.limits.max_frame_bytes * 4).max(1 << 20);
     // Small socket buffers: the library defaults (128 KiB each way) would cost a lot of
     // memory per idle peer; control frames are small.
-    ws.read_buffer_size(8 * 1024)
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .max_message_size(hard)
-        .max_frame_size(hard)
-        .on_upgrade(move |socket| signaling::run(app, socket, addr.ip(), query))
+        .max_message_size(Some(hard))
+        .max_frame_size(Some(hard));
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(io, tokio_tungstenite::tungstenite::protocol::Role::Server, Some(cfg)).await;
+        signaling::run(app, socket, addr.ip(), query).await;
+    });
+    let mut res = axum::response::Response::new(axum::body::Body::empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let rh = res.headers_mut();
+    rh.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+    rh.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+    if let Ok(v) = header::HeaderValue::from_str(&accept) {
+        rh.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
 }
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully.

@@ -5,7 +5,12 @@
 use crate::auth::TokenType;
 use crate::room::{ok_frame, ConnHandle, Connected, Effects, Out};
 use crate::AppState;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::WebSocketStream;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hms_protocol::{code, ClientCall, EndRoomParams, PingParams, Response, RpcError, ServerPush};
@@ -16,6 +21,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// An upgraded connection.
+pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Text messages longer than this go out as fragments of this size. Tungstenite
+/// serializes a whole message into the connection's output buffer, whose capacity is
+/// kept for the connection's life; one `peer-list` of a 10,000-peer room would pin
+/// ~1.5 MB per connection. Fragments keep the buffer near this size. The message is
+/// unchanged for the receiver (RFC 6455 section 5.4: fragments are reassembled).
+const FRAGMENT_BYTES: usize = 16 * 1024;
+
+/// The frames for one outgoing text message: one `Message::Text` when small,
+/// continuation fragments when big.
+fn text_frames(t: &str) -> Vec<Message> {
+    let b = t.as_bytes();
+    if b.len() <= FRAGMENT_BYTES {
+        return vec![Message::Text(t.to_owned().into())];
+    }
+    let chunks: Vec<&[u8]> = b.chunks(FRAGMENT_BYTES).collect();
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+            Message::Frame(Frame::message(Bytes::copy_from_slice(c), op, i == last))
+        })
+        .collect()
+}
+
+fn close_msg(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
+}
 
 /// Who a connection is, once its token checked out.
 pub struct Ctx {
@@ -81,9 +119,9 @@ fn error_frame(id: &Value, e: RpcError) -> String {
 async fn reject(mut socket: WebSocket, push: ServerPush, close_code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = socket.send(text(push_frame(&push))).await;
-        let _ = socket.send(Message::Close(Some(CloseFrame { code: close_code, reason: reason.into() }))).await;
+        let _ = socket.send(close_msg(close_code, reason)).await;
         // Give the client a moment to answer the close, so it sees a clean close.
-        while let Some(Ok(m)) = socket.recv().await {
+        while let Some(Ok(m)) = socket.next().await {
             if matches!(m, Message::Close(_)) {
                 break;
             }
@@ -186,23 +224,25 @@ async fn write_loop(
         let mut fed = 0;
         let mut last = false;
         while let Some(out) = next.take() {
-            let msg = match out {
-                Out::Text(t) => text(t.to_string()),
+            let msgs = match out {
+                Out::Text(t) => text_frames(&t),
                 Out::TextAck(t, ack) => {
                     acks.push(ack);
-                    text(t.to_string())
+                    text_frames(&t)
                 }
                 Out::Close(code, reason) => {
                     last = true;
-                    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                    vec![close_msg(code, reason)]
                 }
             };
-            match tokio::time::timeout(write_timeout, sink.feed(msg)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break 'outer,
-                Err(_) => {
-                    tracing::warn!("socket write timed out: dropping a stuck peer");
-                    break 'outer;
+            for msg in msgs {
+                match tokio::time::timeout(write_timeout, sink.feed(msg)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break 'outer,
+                    Err(_) => {
+                        tracing::warn!("socket write timed out: dropping a stuck peer");
+                        break 'outer;
+                    }
                 }
             }
             fed += 1;
@@ -284,7 +324,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
             // Only `leave` leaves. A close without it, even a clean 1000, is what an SDK
             // does to a socket it gave up on before reconnecting: hold the place.
             Message::Close(_) => return true,
-            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
         };
         if let Flow::Close(code, reason) = flow {
             tracing::info!(peer = %ctx.peer, room = %ctx.room, code, reason, "closing a connection that broke a limit");
@@ -298,7 +338,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
 async fn next_frame(
     stream: &mut SplitStream<WebSocket>,
     idle: Option<Duration>,
-) -> Result<Option<Result<Message, axum::Error>>, ()> {
+) -> Result<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>, ()> {
     match idle {
         Some(d) => tokio::time::timeout(d, stream.next()).await.map_err(|_| ()),
         None => Ok(stream.next().await),
