@@ -533,4 +533,50 @@ mod tests {
         assert_eq!(request_id(r#"{"id":"a","method":1}"#), Value::from("a"));
         assert_eq!(request_id("garbage"), Value::Null);
     }
+
+    #[test]
+    fn big_text_is_split_into_fragments_small_text_is_not() {
+        let small = "x".repeat(FRAGMENT_BYTES);
+        assert!(matches!(&text_frames(&small)[..], [Message::Text(t)] if t.as_str() == small));
+        let big = "é".repeat(FRAGMENT_BYTES); // 2 bytes a char: fragments split chars
+        let frames = text_frames(&big);
+        assert_eq!(frames.len(), 2);
+        let mut joined = Vec::new();
+        for (i, m) in frames.iter().enumerate() {
+            let Message::Frame(f) = m else { panic!("not a frame") };
+            let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+            assert_eq!(f.header().opcode, op);
+            assert_eq!(f.header().is_final, i == frames.len() - 1);
+            assert!(f.payload().len() <= FRAGMENT_BYTES);
+            joined.extend_from_slice(f.payload());
+        }
+        assert_eq!(joined, big.as_bytes());
+    }
+
+    /// A fragmented message reaches a standard client as the one text message it was.
+    #[tokio::test]
+    async fn fragmented_text_arrives_as_one_message() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let big: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let sent = big.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for m in text_frames(&sent).into_iter().chain(text_frames("after")) {
+                ws.feed(m).await.unwrap();
+            }
+            ws.flush().await.unwrap();
+            // Keep the socket open until the client has read.
+            let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        });
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
+        let deadline = Duration::from_secs(5);
+        let first = tokio::time::timeout(deadline, client.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(first, Message::Text(big.into()));
+        let second = tokio::time::timeout(deadline, client.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(second, Message::Text("after".into()));
+        drop(client);
+        tokio::time::timeout(deadline, server).await.unwrap().unwrap();
+    }
 }
