@@ -419,7 +419,10 @@ impl Hub {
             return Effects::default();
         }
         let joined = matches!(slot.state, SlotState::Joined | SlotState::Rejoining);
-        if joined && hold && !window.is_zero() && !room.ending {
+        // Held even while the room is ending: the end's second half then leaves the peer
+        // a tombstone, so a reconnect still learns the room ended. Dropping it here
+        // instead would tell the others a stray on-peer-leave and lose the notice.
+        if joined && hold && !window.is_zero() {
             slot.state = SlotState::Held(gen);
             slot.conn = None;
             st.next_gen = gen;
@@ -709,6 +712,27 @@ mod tests {
         assert_eq!(h.connect("r", "a", "u-other", "host", conn(2, 4).conn).unwrap_err().code, 409);
         assert_eq!(h.connect("r", "a", "u-a", "guest", conn(2, 4).conn).unwrap_err().code, 409);
         assert_eq!(h.connect("r", "z", "u", "nope", conn(3, 4).conn).unwrap_err().code, 401);
+    }
+
+    #[test]
+    fn a_drop_while_the_room_is_ending_still_gets_the_room_end_on_reconnect() {
+        let h = hub(30_000);
+        let mut host = join(&h, "r", "h", "host", 1);
+        let g = join(&h, "r", "g", "guest", 2);
+        host.drain();
+        // end-room's first half, then the guest's socket drop is processed while the
+        // durable write is under way, then the second half.
+        let _ticket = h.begin_end_room("r", Some(("h", 1)), false).unwrap();
+        drop(g);
+        let fx = h.disconnected("r", "g", 2, true);
+        assert!(fx.hold.is_some(), "the dropped guest is held, not announced");
+        h.finish_end_room("r", Some("h"), "all done");
+        assert!(host.drain().iter().all(|m| m["method"] != "on-peer-leave"), "no stray on-peer-leave");
+        let g2 = conn(3, 8);
+        match h.connect("r", "g", "u-g", "guest", g2.conn.clone()).unwrap() {
+            Connected::Missed(n) => assert!(n.room_end && n.reason == "all done"),
+            other => panic!("expected the missed room end, got {other:?}"),
+        }
     }
 
     #[test]
