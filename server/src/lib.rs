@@ -74,6 +74,35 @@ impl AppState {
         }))
     }
 
+    /// Ends the room for everyone, for a peer's `end-room` (`requester` = its peer id and
+    /// connection) and the REST API (`None`) alike, in the order the protocol promises:
+    /// the end (and lock) is stored durably first (on failure the in-memory lock is undone
+    /// and nobody is told), then every other peer is sent `on-peer-leave-request`, and the
+    /// call waits, at most `end_room_flush_ms`, for those notices to be written. Returns
+    /// the requester's connection, to answer and close; the caller answers only after this.
+    pub async fn end_room(
+        &self,
+        room_id: &str,
+        requester: Option<(&str, u64)>,
+        reason: &str,
+        lock: bool,
+    ) -> Result<Option<room::ConnHandle>, hms_protocol::RpcError> {
+        let ticket = self.hub.begin_end_room(room_id, requester, lock)?;
+        let by = requester.map(|(peer, _)| peer);
+        if let Err(e) = self.store.end_session(room_id, &ticket.session_id, by, reason, lock).await {
+            tracing::error!(room = %room_id, error = %e, "could not store the end of a session");
+            self.hub.abort_end_room(room_id, &ticket);
+            return Err(hms_protocol::RpcError::new(hms_protocol::code::INTERNAL, "could not store the room's state; try again"));
+        }
+        let (requester_conn, acks) = self.hub.finish_end_room(room_id, by, reason);
+        tracing::info!(room = %room_id, by = by.unwrap_or("REST API"), lock, peers = acks.len(), "room ended");
+        // A slow peer cannot hold this up for longer than the flush bound: it is cut off
+        // when its queue fills anyway.
+        let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
+        let _ = tokio::time::timeout(flush, futures_util::future::join_all(acks)).await;
+        Ok(requester_conn)
+    }
+
     /// Graceful shutdown: closes every connection with 1001, records running sessions
     /// as ended, waits (up to the grace period) for the close frames to go out, and
     /// checkpoints the database.

@@ -16,7 +16,6 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// An error answer: HTTP status = `code`, body `{"code", "message"}`.
 pub struct ApiError(RpcError);
@@ -136,15 +135,7 @@ async fn end_room(State(app): State<Arc<AppState>>, Path(room_id): Path<String>,
     management(&app, &headers)?;
     let req: EndRoomBody = body(&bytes)?;
     let reason = req.reason.unwrap_or_else(|| "the room was ended by the server".to_owned());
-    let ticket = app.hub.begin_end_room(&room_id, None, req.lock)?;
-    if let Err(e) = app.store.end_session(&room_id, &ticket.session_id, None, &reason, req.lock).await {
-        app.hub.abort_end_room(&room_id, &ticket);
-        return Err(store_err(e));
-    }
-    let (_, acks) = app.hub.finish_end_room(&room_id, None, &reason);
-    tracing::info!(room = %room_id, lock = req.lock, peers = acks.len(), "room ended through the REST API");
-    let flush = Duration::from_millis(app.config.limits.end_room_flush_ms);
-    let _ = tokio::time::timeout(flush, futures_util::future::join_all(acks)).await;
+    app.end_room(&room_id, None, &reason, req.lock).await?;
     Ok(Json(json!({ "message": "session is ending" })).into_response())
 }
 

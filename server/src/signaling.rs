@@ -456,22 +456,10 @@ pub async fn handle_text(ctx: &Ctx, text: &str) -> Flow {
     Flow::Continue
 }
 
-/// `end-room` from a peer: check, store (durably), tell the others, then answer the
-/// requester and close everyone with 1000.
+/// `end-room` from a peer: [`AppState::end_room`] (stored, the others told), then the
+/// requester's answer and its close with 1000.
 async fn end_room(ctx: &Ctx, id: &Value, p: EndRoomParams) -> Result<(), RpcError> {
-    let app = &ctx.app;
-    let ticket = app.hub.begin_end_room(&ctx.room, Some((&ctx.peer, ctx.conn.id)), p.lock)?;
-    if let Err(e) = app.store.end_session(&ctx.room, &ticket.session_id, Some(&ctx.peer), &p.reason, p.lock).await {
-        tracing::error!(room = %ctx.room, error = %e, "could not store the end of a session");
-        app.hub.abort_end_room(&ctx.room, &ticket);
-        return Err(RpcError::new(code::INTERNAL, "could not store the room's state; try again"));
-    }
-    let (requester, acks) = app.hub.finish_end_room(&ctx.room, Some(&ctx.peer), &p.reason);
-    tracing::info!(room = %ctx.room, by = %ctx.peer, lock = p.lock, peers = acks.len(), "room ended");
-    // The others' notices go out before our answer. A slow peer cannot hold this up
-    // for longer than the flush bound: it is cut off when its queue fills anyway.
-    let flush = Duration::from_millis(app.config.limits.end_room_flush_ms);
-    let _ = tokio::time::timeout(flush, futures_util::future::join_all(acks)).await;
+    let requester = ctx.app.end_room(&ctx.room, Some((&ctx.peer, ctx.conn.id)), &p.reason, p.lock).await?;
     let me = requester.unwrap_or_else(|| ctx.conn.clone());
     me.send(Out::Text(ok_frame(id)));
     me.send(Out::Close(1000, "room ended"));
