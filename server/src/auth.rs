@@ -1,10 +1,11 @@
 //! Auth and management tokens: HS256 JWTs with the claims 100ms uses, and the secret
 //! they are signed with.
 
+use crate::clock::now_secs;
+use crate::error::Error;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The two kinds of token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,25 +47,6 @@ pub struct Claims {
     pub jti: String,
 }
 
-/// Why a token was refused (all are 401 on the wire).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenError(pub String);
-
-impl std::fmt::Display for TokenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Unix time in seconds.
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Unix time in milliseconds.
-pub fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// Signs and checks tokens with one secret.
 #[derive(Clone)]
@@ -104,36 +86,37 @@ impl TokenKeys {
     }
 
     /// Signs arbitrary claims (tests use this for expired and odd tokens).
-    pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
-        encode(&Header::new(Algorithm::HS256), claims, &self.enc).map_err(|e| TokenError(format!("signing: {e}")))
+    pub fn sign(&self, claims: &Claims) -> Result<String, Error> {
+        encode(&Header::new(Algorithm::HS256), claims, &self.enc).map_err(|e| Error::Internal(format!("signing: {e}")))
     }
 
     /// An app token for `user` as `role` in `room`.
-    pub fn app_token(&self, room: &str, user: &str, role: &str) -> Result<String, TokenError> {
+    pub fn app_token(&self, room: &str, user: &str, role: &str) -> Result<String, Error> {
         self.sign(&self.claims(TokenType::App, room, user, role))
     }
 
     /// A management token for the REST API.
-    pub fn management_token(&self) -> Result<String, TokenError> {
+    pub fn management_token(&self) -> Result<String, Error> {
         self.sign(&self.claims(TokenType::Management, "", "", ""))
     }
 
     /// Verifies signature, algorithm, `exp` and `nbf`, and that the token has `want` type.
-    pub fn verify(&self, token: &str, want: TokenType) -> Result<Claims, TokenError> {
+    /// Every refusal is [`Error::Unauthorized`] (401 on the wire).
+    pub fn verify(&self, token: &str, want: TokenType) -> Result<Claims, Error> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 5;
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "nbf"]);
-        let data = decode::<Claims>(token, &self.dec, &v).map_err(|e| TokenError(format!("invalid token: {e}")))?;
+        let data = decode::<Claims>(token, &self.dec, &v).map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
         let c = data.claims;
         if c.token_type != want {
-            return Err(TokenError(match want {
+            return Err(Error::Unauthorized(match want {
                 TokenType::App => "a management token cannot join a room; use an app token".into(),
                 TokenType::Management => "an app token cannot call the REST API; use a management token".into(),
             }));
         }
         if want == TokenType::App && (c.room_id.is_empty() || c.user_id.is_empty() || c.role.is_empty()) {
-            return Err(TokenError("app token lacks room_id, user_id or role".into()));
+            return Err(Error::Unauthorized("app token lacks room_id, user_id or role".into()));
         }
         Ok(c)
     }
@@ -141,7 +124,7 @@ impl TokenKeys {
 
 /// Finds the secret: env `HMS_SECRET`, else the config's `secret`, else
 /// `<data_dir>/secret`, generated (32 random bytes, hex, mode 0600) when missing.
-pub fn resolve_secret(config_secret: Option<&str>, data_dir: &Path) -> Result<String, String> {
+pub fn resolve_secret(config_secret: Option<&str>, data_dir: &Path) -> Result<String, Error> {
     if let Ok(s) = std::env::var("HMS_SECRET") {
         if !s.is_empty() {
             return Ok(s);
@@ -155,12 +138,12 @@ pub fn resolve_secret(config_secret: Option<&str>, data_dir: &Path) -> Result<St
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        Err(e) => return Err(Error::Config(format!("reading {}: {e}", path.display()))),
     }
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::Config(format!("creating {}: {e}", data_dir.display())))?;
     let bytes: [u8; 32] = rand::random();
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &secret).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    write_private(&path, &secret).map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))?;
     Ok(secret)
 }
 

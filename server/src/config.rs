@@ -1,6 +1,7 @@
 //! Server configuration: a TOML file (all keys optional), the built-in default role
 //! template, and the limits that keep one bad client from hurting the others.
 
+use crate::error::Error;
 use hms_protocol::{Permissions, Role};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -170,28 +171,29 @@ impl Default for Limits {
 
 impl Config {
     /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
     /// Parses and validates config text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what serde cannot: at least one role, sane limits.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
         if self.template.roles.is_empty() {
-            return Err("the template has no roles".into());
+            return bad("the template has no roles");
         }
         if self.limits.send_queue == 0 {
-            return Err("limits.send_queue must be at least 1".into());
+            return bad("limits.send_queue must be at least 1");
         }
         if self.limits.max_frame_bytes < 1024 {
-            return Err("limits.max_frame_bytes must be at least 1024".into());
+            return bad("limits.max_frame_bytes must be at least 1024");
         }
         let l = &self.limits;
         // Upper bounds keep every timer computable (no Instant overflow) and sane.
@@ -205,7 +207,7 @@ impl Config {
             ("max_frame_bytes", l.max_frame_bytes as u64, 16 << 20),
         ] {
             if v > max {
-                return Err(format!("limits.{name} = {v} is above the maximum {max}"));
+                return Err(Error::Config(format!("limits.{name} = {v} is above the maximum {max}")));
             }
         }
         Ok(())

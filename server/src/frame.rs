@@ -1,9 +1,12 @@
-//! The frame decoder: one client text frame -> the request id and a typed call, or the
-//! JSON-RPC error to answer with. Pure (no state, no I/O), so it can be fuzzed directly
-//! (`tests/fuzz.rs`).
+//! JSON-RPC frames: the decoder (one client text frame -> the request id and a typed
+//! call, or the error to answer with) and the encoders of everything the server sends.
+//! Pure (no state, no I/O), so it can be fuzzed directly (`tests/fuzz.rs`). The only
+//! place where the server turns protocol values into JSON text.
 
-use hms_protocol::{code, method as m, ClientCall, RpcError};
+use hms_protocol::{code, method as m, ClientCall, Empty, Response, RpcError, ServerPush};
+use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A decoded request: its `id` (`Null` for a notification) and the call.
 pub type Decoded = (Value, ClientCall);
@@ -41,6 +44,45 @@ pub fn decode(text: &str) -> Result<Decoded, (Value, RpcError)> {
     }
 }
 
+/// A serialized frame, shared by every connection it goes to.
+pub type Text = Arc<str>;
+
+fn json(v: &impl Serialize) -> Text {
+    // Serializing the protocol's own plain structs cannot fail; an empty frame would be
+    // harmless anyway (the client ignores what it can't read).
+    Arc::from(serde_json::to_string(v).unwrap_or_default())
+}
+
+/// A server push (`{"method", "params"}`).
+pub fn push(p: &ServerPush) -> Text {
+    json(p)
+}
+
+/// The success answer to request `id` with `result`.
+pub fn result(id: &Value, result: impl Serialize) -> Text {
+    json(&Response::ok(id, result))
+}
+
+/// The `{}` success answer to request `id`.
+pub fn ok(id: &Value) -> Text {
+    result(id, Empty {})
+}
+
+/// The error answer to request `id`.
+pub fn error(id: &Value, e: RpcError) -> Text {
+    json(&Response::<&Value, ()>::err(id, e))
+}
+
+/// The `id` of a frame, read loosely (for answering a frame refused unread).
+pub fn request_id(text: &str) -> Value {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        #[serde(default)]
+        id: Value,
+    }
+    serde_json::from_str::<IdOnly>(text).map(|i| i.id).unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +115,20 @@ mod tests {
         assert_eq!(code_of(r#"{"id":1,"method":"end-room","params":{"lock":1,"reason":"x"}}"#), -32602);
         let deep = "[".repeat(100_000);
         assert_eq!(code_of(&deep), -32700, "deep nesting is refused, not a stack overflow");
+    }
+
+    #[test]
+    fn request_id_is_read_loosely() {
+        assert_eq!(request_id(r#"{"id":"a","method":1}"#), Value::from("a"));
+        assert_eq!(request_id("garbage"), Value::Null);
+    }
+
+    #[test]
+    fn encoders_write_the_protocol_frames() {
+        assert_eq!(&*ok(&Value::from("a")), r#"{"jsonrpc":"2.0","id":"a","result":{}}"#);
+        let e = error(&Value::Null, RpcError::new(429, "slow down"));
+        assert_eq!(&*e, r#"{"jsonrpc":"2.0","id":null,"error":{"code":429,"message":"slow down"}}"#);
+        let p = push(&ServerPush::Error(RpcError::new(409, "x")));
+        assert_eq!(&*p, r#"{"method":"on-error","params":{"code":409,"message":"x"}}"#);
     }
 }

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use hms_server::auth::{resolve_secret, TokenKeys};
 use hms_server::config::Config;
-use hms_server::{AppState, StaticDirs};
+use hms_server::{App, Error, StaticDirs};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,7 +101,7 @@ struct TokenArgs {
     common: Common,
 }
 
-fn load_config(common: &Common) -> Result<Config, String> {
+fn load_config(common: &Common) -> Result<Config, Error> {
     match &common.config {
         Some(path) => Config::load(path),
         None => Ok(Config::default()),
@@ -165,20 +165,21 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+async fn serve(args: ServeArgs) -> Result<(), Error> {
     let mut config = load_config(&args.common)?;
     apply_flags(&mut config, &args);
     config.validate()?;
     raise_nofile();
     let secret = resolve_secret(config.secret.as_deref(), &args.common.data_dir)?;
-    let app = AppState::new(config, &secret, &args.common.data_dir).await?;
-    let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| format!("binding {}: {e}", args.addr))?;
-    let local = listener.local_addr().map_err(|e| format!("reading the bound address: {e}"))?;
+    let app = App::new(config, &secret, &args.common.data_dir).await?;
+    let fail = |what: String| Error::Config(what);
+    let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| fail(format!("binding {}: {e}", args.addr)))?;
+    let local = listener.local_addr().map_err(|e| fail(format!("reading the bound address: {e}")))?;
     {
         // Scripts read the port from this first line: print and flush it before anything else.
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {local}").map_err(|e| format!("stdout: {e}"))?;
-        out.flush().map_err(|e| format!("stdout: {e}"))?;
+        writeln!(out, "listening on {local}").map_err(|e| fail(format!("stdout: {e}")))?;
+        out.flush().map_err(|e| fail(format!("stdout: {e}")))?;
     }
     tracing::info!(addr = %local, data_dir = %args.common.data_dir.display(), "hms-server listening");
     let dirs = StaticDirs { www: args.www, pkg: args.pkg };
@@ -205,21 +206,21 @@ async fn shutdown_signal() {
     }
 }
 
-fn token(args: TokenArgs) -> Result<String, String> {
+fn token(args: TokenArgs) -> Result<String, Error> {
     let config = load_config(&args.common)?;
     let secret = resolve_secret(config.secret.as_deref(), &args.common.data_dir)?;
     let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
     if args.management {
-        return keys.management_token().map_err(|e| e.0);
+        return keys.management_token();
     }
     let (Some(room), Some(user), Some(role)) = (args.room, args.user, args.role) else {
-        return Err("--room, --user and --role are required (or --management)".into());
+        return Err(Error::Config("--room, --user and --role are required (or --management)".into()));
     };
     if !config.template.roles.contains_key(&role) {
         let known: Vec<&String> = config.template.roles.keys().collect();
-        return Err(format!("role {role:?} is not in the template (known: {known:?})"));
+        return Err(Error::Config(format!("role {role:?} is not in the template (known: {known:?})")));
     }
-    keys.app_token(&room, &user, &role).map_err(|e| e.0)
+    keys.app_token(&room, &user, &role)
 }
 
 fn main() -> ExitCode {
@@ -229,7 +230,7 @@ fn main() -> ExitCode {
             init_logs();
             match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(serve(args)),
-                Err(e) => Err(format!("starting the runtime: {e}")),
+                Err(e) => Err(Error::Config(format!("starting the runtime: {e}"))),
             }
         }
         Cmd::Token(args) => token(args).map(|t| println!("{t}")),

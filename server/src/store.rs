@@ -11,6 +11,7 @@
 //! all of them are answered after that one fsync. A hundred rooms ended at once cost a
 //! few fsyncs, not a hundred.
 
+use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use tokio::sync::oneshot;
@@ -144,53 +145,52 @@ CREATE TABLE IF NOT EXISTS room_codes (
 ";
 
 fn now_ms() -> i64 {
-    crate::auth::now_millis() as i64
+    crate::clock::now_millis() as i64
+}
+
+fn stopped() -> Error {
+    Error::Store("the store thread has stopped".into())
 }
 
 impl Store {
     /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread. Sessions
     /// a crash left open are closed with reason `"server stopped"`.
-    pub fn open(data_dir: &Path) -> Result<Store, String> {
-        std::fs::create_dir_all(data_dir).map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    pub fn open(data_dir: &Path) -> Result<Store, Error> {
+        let fail = |what: String| Error::Config(what);
+        std::fs::create_dir_all(data_dir).map_err(|e| fail(format!("creating {}: {e}", data_dir.display())))?;
         let path = data_dir.join("hms.sqlite3");
-        let conn = Connection::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let conn = Connection::open(&path).map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
-            .map_err(|e| format!("configuring {}: {e}", path.display()))?;
-        conn.execute_batch(SCHEMA).map_err(|e| format!("creating tables: {e}"))?;
-        conn.execute(
-            "UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL",
-            params![now_ms()],
-        )
-        .map_err(|e| format!("closing dangling sessions: {e}"))?;
+            .map_err(|e| fail(format!("configuring {}: {e}", path.display())))?;
+        conn.execute_batch(SCHEMA).map_err(|e| fail(format!("creating tables: {e}")))?;
+        conn.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now_ms()])
+            .map_err(|e| fail(format!("closing dangling sessions: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hms-store".into())
             .spawn(move || run_jobs(conn, rx))
-            .map_err(|e| format!("starting the store thread: {e}"))?;
+            .map_err(|e| fail(format!("starting the store thread: {e}")))?;
         Ok(Store { tx })
     }
 
     /// Runs `f` on the database thread (in a transaction, possibly shared with other
     /// jobs) and waits until it is committed.
-    pub async fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
-    ) -> Result<R, String> {
+    async fn call<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static) -> Result<R, Error> {
         let (done, wait) = oneshot::channel();
         let job = Job::Batched(Box::new(move |c| {
-            let r = f(c).map_err(|e| e.to_string());
+            let r = f(c).map_err(|e| Error::Store(e.to_string()));
             let ok = r.is_ok();
             let completion: Completion = Box::new(move |committed| {
-                let _ = done.send(if committed { r } else { Err("the database commit failed".to_owned()) });
+                let _ = done.send(if committed { r } else { Err(Error::Store("the database commit failed".into())) });
             });
             (ok, completion)
         }));
-        self.tx.send(job).map_err(|_| "the store thread has stopped".to_owned())?;
-        wait.await.map_err(|_| "the store thread has stopped".to_owned())?
+        self.tx.send(job).map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 
     /// Runs `f` on the database thread without waiting; failures are logged.
-    pub fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
+    fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
         let job = Job::Batched(Box::new(move |c| {
             let r = f(c);
             if let Err(e) = &r {
@@ -209,7 +209,7 @@ impl Store {
     }
 
     /// Rooms that are disabled (locked), for the in-memory cache at startup.
-    pub async fn disabled_rooms(&self) -> Result<Vec<String>, String> {
+    pub async fn disabled_rooms(&self) -> Result<Vec<String>, Error> {
         self.call(|c| {
             let mut st = c.prepare("SELECT room_id FROM rooms WHERE enabled = 0")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
@@ -219,7 +219,7 @@ impl Store {
     }
 
     /// Enables or disables (locks) a room; durable when this returns.
-    pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), String> {
+    pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
         let room = room_id.to_owned();
         self.call(move |c| {
             c.execute(
@@ -253,7 +253,7 @@ impl Store {
         ended_by: Option<&str>,
         reason: &str,
         locked: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let (room, sid, by, reason) = (room_id.to_owned(), session_id.to_owned(), ended_by.map(str::to_owned), reason.to_owned());
         self.call(move |c| {
             // Atomic: the batch runs each job in its own savepoint.
@@ -287,7 +287,7 @@ impl Store {
     }
 
     /// The session history of a room, oldest first.
-    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, String> {
+    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
         let room = room_id.to_owned();
         self.call(move |c| {
             let mut st = c.prepare(
@@ -311,7 +311,7 @@ impl Store {
     }
 
     /// The room's codes, one per role in `roles`, created where missing.
-    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, String> {
+    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, Error> {
         let room = room_id.to_owned();
         self.call(move |c| {
             let tx = c;
@@ -351,7 +351,7 @@ impl Store {
     }
 
     /// Looks a room code up.
-    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, String> {
+    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, Error> {
         let code = code.to_owned();
         self.call(move |c| {
             c.query_row(
@@ -365,22 +365,36 @@ impl Store {
     }
 
     /// Enables or disables one code (tests and operators).
-    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, String> {
+    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, Error> {
         let code = code.to_owned();
         self.call(move |c| Ok(c.execute("UPDATE room_codes SET enabled = ?2 WHERE code = ?1", params![code, enabled])? > 0))
             .await
     }
 
+    /// Records the sessions `ids` as ended with `reason` where still running (graceful
+    /// shutdown), in one transaction.
+    pub async fn end_sessions(&self, ids: Vec<String>, reason: &'static str) -> Result<(), Error> {
+        self.call(move |c| {
+            let mut st = c.prepare("UPDATE sessions SET ended_at = ?2, reason = ?3 WHERE session_id = ?1 AND ended_at IS NULL")?;
+            for id in ids {
+                st.execute(params![id, now_ms(), reason])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Checkpoints the WAL into the main file (on graceful shutdown).
-    pub async fn checkpoint(&self) -> Result<(), String> {
+    pub async fn checkpoint(&self) -> Result<(), Error> {
         let (done, wait) = oneshot::channel();
         let job = Job::Alone(Box::new(move |c| {
-            let _ = done.send(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| e.to_string()));
+            let _ = done.send(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| Error::Store(e.to_string())));
         }));
-        self.tx.send(job).map_err(|_| "the store thread has stopped".to_owned())?;
-        wait.await.map_err(|_| "the store thread has stopped".to_owned())?
+        self.tx.send(job).map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 }
+
 
 /// A random code like 100ms's: `abc-defg-hij`, lowercase letters.
 fn new_code() -> String {

@@ -118,7 +118,7 @@ impl Server {
     }
     /// Claims to tweak for odd tokens.
     pub fn claims(room: &str, user: &str, role: &str, ty: TokenType) -> Claims {
-        let now = hms_server::auth::now_secs();
+        let now = hms_server::clock::now_secs();
         Claims {
             access_key: "test".into(),
             room_id: room.into(),

@@ -1,0 +1,392 @@
+//! The use cases of the room server: connect, join, leave, end a room, remove peers,
+//! enable or disable a room, room codes and tokens. Each is one method taking typed input
+//! and returning a typed result or an [`Error`]. The WebSocket dispatcher
+//! ([`crate::signaling`]) and the REST handlers ([`crate::rest`]) call only these, so each
+//! rule — above all the end-room ordering — is written once, here.
+//!
+//! The app owns the server's state (config, token keys, store, room registry) and its
+//! background tasks, which it tracks so that [`App::shutdown`] can wait for them.
+
+use crate::auth::{Claims, TokenKeys, TokenType};
+use crate::config::Config;
+use crate::conn::{Close, ConnHandle, Out, Outbox};
+use crate::error::Error;
+use crate::frame::Text;
+use crate::registry::Rooms;
+use crate::room::{ActiveRoom, Connected, Effects, Hub};
+use crate::store::{RoomCode, SessionRecord, Store};
+use hms_protocol::{JoinParams, PeerLeaveRequest};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The server's state and its use cases.
+pub struct App {
+    config: Config,
+    keys: TokenKeys,
+    store: Store,
+    /// Shared with the hold timers.
+    rooms: Arc<Rooms>,
+    /// Connection tasks and hold timers, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Fired when shutdown starts.
+    stopping: CancellationToken,
+    next_conn: AtomicU64,
+}
+
+/// A peer's connection once authenticated and placed in its room.
+#[derive(Debug, Clone)]
+pub struct PeerConn {
+    /// The token's room.
+    pub room: String,
+    /// The `?peer=` id.
+    pub peer: String,
+    /// Where the peer's frames go.
+    pub conn: ConnHandle,
+}
+
+/// What a new connection gets.
+#[derive(Debug)]
+pub enum Opened {
+    /// A place in the room (fresh, or reclaimed within the reconnect window): `join`
+    /// next. The outbox is what the connection's writer drains.
+    Placed {
+        /// The placed peer.
+        peer: PeerConn,
+        /// Its outgoing queue.
+        outbox: Outbox,
+    },
+    /// The peer was removed, or its room ended, while it was away: deliver this notice
+    /// and close.
+    Missed(PeerLeaveRequest),
+}
+
+/// Who asks for an end or a removal.
+pub enum Requester<'a> {
+    /// A joined peer; `answer` (its serialized `{}` answer) is queued to it at the moment
+    /// the protocol promises.
+    Peer(&'a PeerConn, Text),
+    /// A back end through the REST API.
+    Api,
+}
+
+impl Requester<'_> {
+    fn peer(&self) -> Option<(&str, u64)> {
+        match self {
+            Requester::Peer(p, _) => Some((p.peer.as_str(), p.conn.id)),
+            Requester::Api => None,
+        }
+    }
+}
+
+/// Whom a REST removal targets.
+pub enum Target {
+    /// One peer by id.
+    Peer(String),
+    /// Every peer with this role.
+    Role(String),
+}
+
+/// The message a caller sees when the database fails (the detail is logged).
+fn db_failed(e: Error) -> Error {
+    tracing::error!(error = %e, "store failure");
+    Error::Internal("the server could not access its database".into())
+}
+
+fn check_room_id(room_id: &str) -> Result<(), Error> {
+    if room_id.is_empty() || room_id.len() > 128 {
+        return Err(Error::BadRequest("room_id must be 1 to 128 characters".into()));
+    }
+    Ok(())
+}
+
+impl App {
+    /// Builds the state: validates the config, opens the store and loads the room locks.
+    pub async fn new(config: Config, secret: &str, data_dir: &Path) -> Result<Arc<Self>, Error> {
+        config.validate()?;
+        let store = Store::open(data_dir)?;
+        let hub = Hub::new(
+            config.template.known_roles(),
+            config.template.id.clone(),
+            Duration::from_secs(config.limits.reconnect_window_secs),
+        );
+        let rooms = Arc::new(Rooms::Local(hub));
+        for room in store.disabled_rooms().await? {
+            rooms.set_locked(&room, true).await;
+        }
+        let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
+        Ok(Arc::new(Self {
+            config,
+            keys,
+            store,
+            rooms,
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The room registry (tests drive the rooms through it directly).
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
+    /// Whether shutdown has started (new connections are refused).
+    pub fn is_shutting_down(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// Runs `task` as one of the server's tasks: shutdown waits for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Checks a management token (REST API).
+    pub fn verify_management(&self, token: &str) -> Result<(), Error> {
+        self.keys.verify(token, TokenType::Management).map(|_| ())
+    }
+
+    /// A new connection of `peer_id` with the app `token` (and the optional `?room=`,
+    /// which must match the token's): checked in that order, then placed in its room.
+    pub async fn connect(&self, peer_id: &str, token: Option<&str>, room: Option<&str>) -> Result<Opened, Error> {
+        if peer_id.is_empty() || peer_id.len() > 256 {
+            return Err(Error::BadRequest("the peer query parameter (1 to 256 characters) is required".into()));
+        }
+        let claims = self.authenticate(token, room).inspect_err(|e| {
+            tracing::info!(peer = %peer_id, error = %e, "connection refused: bad token");
+        })?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (conn, outbox) = ConnHandle::queue(id, self.config.limits.send_queue);
+        let room = &claims.room_id;
+        let found = self.rooms.connect(room, peer_id, &claims.user_id, &claims.role, conn.clone()).await.inspect_err(|e| {
+            tracing::info!(peer = %peer_id, room = %room, code = e.code(), "connection refused");
+        })?;
+        match found {
+            Connected::Missed(notice) => {
+                tracing::info!(peer = %peer_id, room = %room, "reconnect after removal: delivering the missed notice");
+                Ok(Opened::Missed(notice))
+            }
+            found => {
+                if matches!(found, Connected::Reclaimed) {
+                    tracing::info!(peer = %peer_id, room = %room, "reconnected within the window");
+                } else {
+                    tracing::debug!(peer = %peer_id, room = %room, "connected");
+                }
+                Ok(Opened::Placed { peer: PeerConn { room: room.clone(), peer: peer_id.to_owned(), conn }, outbox })
+            }
+        }
+    }
+
+    fn authenticate(&self, token: Option<&str>, room: Option<&str>) -> Result<Claims, Error> {
+        let token = token.ok_or_else(|| Error::Unauthorized("the token query parameter is required".into()))?;
+        let claims = self.keys.verify(token, TokenType::App)?;
+        if room.is_some_and(|r| !r.is_empty() && r != claims.room_id) {
+            return Err(Error::Unauthorized("the token is for another room".into()));
+        }
+        Ok(claims)
+    }
+
+    /// `join`: `answer` goes out first, then the policy and the peer list; the others
+    /// are told.
+    pub async fn join(&self, p: &PeerConn, params: &JoinParams, answer: Text) -> Result<(), Error> {
+        let fx = self.rooms.join(&p.room, &p.peer, p.conn.id, &params.name, &params.data, answer).await?;
+        tracing::debug!(peer = %p.peer, room = %p.room, "joined");
+        self.apply(&p.room, &p.peer, fx);
+        Ok(())
+    }
+
+    /// `leave`: `answer` (if the request had an id) goes out, then the peer leaves for
+    /// good and its socket is closed; the others are told.
+    pub async fn leave(&self, p: &PeerConn, answer: Option<Text>) -> Result<(), Error> {
+        if !self.rooms.is_joined(&p.room, &p.peer, p.conn.id).await {
+            return Err(Error::NotJoined);
+        }
+        if let Some(answer) = answer {
+            p.conn.send(Out::Text(answer));
+        }
+        let fx = self.rooms.leave(&p.room, &p.peer, p.conn.id).await?;
+        self.apply(&p.room, &p.peer, fx);
+        Ok(())
+    }
+
+    /// The connection of `p` ended; `hold` keeps a joined peer's place for the reconnect
+    /// window (a drop), otherwise it leaves now (it broke a rule).
+    pub async fn disconnected(&self, p: &PeerConn, hold: bool) {
+        let fx = self.rooms.disconnected(&p.room, &p.peer, p.conn.id, hold).await;
+        self.apply(&p.room, &p.peer, fx);
+    }
+
+    /// Ends the room for everyone, in the order the protocol promises:
+    /// 1. the requester's permission is checked and the room marked ending (and locked in
+    ///    memory, so joins get 423 at once);
+    /// 2. the end (and lock) is stored durably; on failure the lock is undone, nobody is
+    ///    told and the caller gets 500;
+    /// 3. every other peer is sent `on-peer-leave-request` and closed;
+    /// 4. the call waits, at most `end_room_flush_ms`, for those notices to be written;
+    /// 5. only then a requesting peer gets its answer, and its socket is closed.
+    pub async fn end_room(&self, room_id: &str, by: Requester<'_>, reason: &str, lock: bool) -> Result<(), Error> {
+        let requester = by.peer();
+        let ticket = self.rooms.begin_end_room(room_id, requester, lock).await?;
+        let by_id = requester.map(|(peer, _)| peer);
+        if let Err(e) = self.store.end_session(room_id, &ticket.session_id, by_id, reason, lock).await {
+            tracing::error!(room = %room_id, error = %e, "could not store the end of a session");
+            self.rooms.abort_end_room(room_id, &ticket).await;
+            return Err(Error::Internal("could not store the room's state; try again".into()));
+        }
+        let (requester_conn, acks) = self.rooms.finish_end_room(room_id, by_id, reason).await;
+        tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers = acks.len(), "room ended");
+        // A slow peer cannot hold this up for longer than the flush bound: it is cut off
+        // when its queue fills anyway.
+        let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
+        let _ = tokio::time::timeout(flush, futures_util::future::join_all(acks)).await;
+        if let Requester::Peer(p, answer) = by {
+            // The requester's place may have moved to a newer connection meanwhile.
+            let me = requester_conn.unwrap_or_else(|| p.conn.clone());
+            me.send(Out::Text(answer));
+            me.send(Out::Close(Close::RoomEnded));
+        }
+        Ok(())
+    }
+
+    /// Removes one peer: it gets `on-peer-leave-request {room_end: false}` and is
+    /// closed, the others `on-peer-leave`; then a requesting peer gets its answer.
+    pub async fn remove_peer(&self, room_id: &str, by: Requester<'_>, target: &str, reason: &str) -> Result<(), Error> {
+        let fx = self.rooms.remove_peer(room_id, by.peer(), target, reason).await?;
+        if let Requester::Peer(p, answer) = by {
+            tracing::info!(peer = %p.peer, room = %room_id, target = %target, "peer removed");
+            p.conn.send(Out::Text(answer));
+        }
+        self.apply(room_id, target, fx);
+        Ok(())
+    }
+
+    /// REST: removes a peer, or every peer of a role; how many were removed (404 if none).
+    pub async fn remove_peers(&self, room_id: &str, target: Target, reason: &str) -> Result<usize, Error> {
+        let targets = match target {
+            Target::Peer(p) => vec![p],
+            Target::Role(role) => self.rooms.peers_with_role(room_id, &role).await,
+        };
+        let mut removed = 0;
+        for target in &targets {
+            if self.remove_peer(room_id, Requester::Api, target, reason).await.is_ok() {
+                removed += 1;
+            }
+        }
+        if removed == 0 {
+            return Err(Error::NotFound("no matching peer in this room".into()));
+        }
+        tracing::info!(room = %room_id, removed, "peers removed through the REST API");
+        Ok(removed)
+    }
+
+    /// Enables or disables (locks) a room: on disk first (a lock the database does not
+    /// have would vanish on a restart), then in memory.
+    pub async fn set_room_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
+        check_room_id(room_id)?;
+        self.store.set_enabled(room_id, enabled).await.map_err(db_failed)?;
+        self.rooms.set_locked(room_id, !enabled).await;
+        tracing::info!(room = %room_id, enabled, "room enabled flag changed");
+        Ok(())
+    }
+
+    /// Whether the room accepts joins.
+    pub async fn room_enabled(&self, room_id: &str) -> bool {
+        !self.rooms.is_locked(room_id).await
+    }
+
+    /// The room's session history, oldest first.
+    pub async fn room_history(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
+        self.store.sessions(room_id).await.map_err(db_failed)
+    }
+
+    /// The room's running session and its peers (404 when none runs).
+    pub async fn active_room(&self, room_id: &str) -> Result<ActiveRoom, Error> {
+        self.rooms.active_room(room_id).await.ok_or_else(|| Error::NotFound("no active session in this room".into()))
+    }
+
+    /// The room's codes, one per role of the template, created where missing.
+    pub async fn room_codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+        check_room_id(room_id)?;
+        let roles: Vec<String> = self.rooms.known_roles().keys().cloned().collect();
+        self.store.room_codes(room_id, roles).await.map_err(db_failed)
+    }
+
+    /// Exchanges a room code for an app token (for `user_id`, or a generated one).
+    pub async fn token_by_code(&self, code: &str, user_id: Option<String>) -> Result<String, Error> {
+        if code.is_empty() {
+            return Err(Error::BadRequest("code is required".into()));
+        }
+        let found = self.store.find_code(code).await.map_err(db_failed)?;
+        let Some(code) = found.filter(|c| c.enabled) else {
+            return Err(Error::NotFound("unknown or disabled room code".into()));
+        };
+        let user = user_id.filter(|u| !u.is_empty()).unwrap_or_else(|| format!("user-{}", uuid::Uuid::new_v4()));
+        self.keys.app_token(&code.room_id, &user, &code.role)
+    }
+
+    /// Forgets expired tombstones (called now and then).
+    pub async fn sweep(&self) {
+        self.rooms.sweep().await;
+    }
+
+    /// Carries out a room change's effects: history records and hold timers.
+    fn apply(&self, room: &str, peer: &str, fx: Effects) {
+        if let Some((sid, started)) = fx.session_started {
+            self.store.start_session(room, &sid, started);
+        }
+        if let Some(sid) = fx.session_emptied {
+            self.store.session_emptied(&sid);
+        }
+        if let Some(gen) = fx.hold {
+            tracing::info!(peer = %peer, room = %room, "peer dropped: holding its place for the reconnect window");
+            self.hold(room.to_owned(), peer.to_owned(), gen);
+        }
+    }
+
+    /// After the reconnect window, a held place that was not reclaimed is given up.
+    fn hold(&self, room: String, peer: String, gen: u64) {
+        let window = Duration::from_secs(self.config.limits.reconnect_window_secs);
+        let stopping = self.stopping.clone();
+        let (rooms, store) = (self.rooms.clone(), self.store.clone());
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(window) => {}
+                _ = stopping.cancelled() => return,
+            }
+            let fx = rooms.hold_expired(&room, &peer, gen).await;
+            if let Some(sid) = fx.session_emptied {
+                store.session_emptied(&sid);
+            }
+        });
+    }
+
+    /// Graceful shutdown: new connections are refused, every connection is closed, the
+    /// running sessions are recorded as ended, the server's tasks get up to
+    /// `shutdown_grace_ms` to finish (close frames written), and the database is
+    /// checkpointed.
+    pub async fn shutdown(&self) {
+        self.stopping.cancel();
+        self.tasks.close();
+        let (sessions, conns) = self.rooms.shutdown().await;
+        tracing::info!(connections = conns, sessions = sessions.len(), "shutting down");
+        if let Err(e) = self.store.end_sessions(sessions, "server shutdown").await {
+            tracing::warn!(error = %e, "could not record the sessions' end at shutdown");
+        }
+        let grace = Duration::from_millis(self.config.limits.shutdown_grace_ms);
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        if let Err(e) = self.store.checkpoint().await {
+            tracing::warn!(error = %e, "WAL checkpoint at shutdown failed (the data is safe in the WAL)");
+        }
+    }
+}

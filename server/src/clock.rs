@@ -1,0 +1,13 @@
+//! Wall-clock time as the protocol and the database record it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix time in seconds.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,149 @@
+//! The room registry: where the rooms live. This is the seam between the use cases
+//! ([`crate::app`]) and the room model. Today every room lives in this process
+//! ([`Rooms::Local`], the [`Hub`]); a registry that shares rooms between server nodes
+//! becomes another variant here, and `app` does not change. The methods are async
+//! because a shared registry waits on the network; the local one never waits.
+
+use crate::conn::ConnHandle;
+use crate::error::Error;
+use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub};
+use hms_protocol::Role;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Where the rooms live. See the module doc.
+pub enum Rooms {
+    /// In this process.
+    Local(Hub),
+}
+
+impl Rooms {
+    /// The template's roles.
+    pub fn known_roles(&self) -> &BTreeMap<String, Role> {
+        match self {
+            Rooms::Local(h) => h.known_roles(),
+        }
+    }
+
+    /// Marks a room as locked or not (the durable flag is the store's).
+    pub async fn set_locked(&self, room_id: &str, locked: bool) {
+        match self {
+            Rooms::Local(h) => h.set_locked(room_id, locked),
+        }
+    }
+
+    /// Whether joins to the room are refused.
+    pub async fn is_locked(&self, room_id: &str) -> bool {
+        match self {
+            Rooms::Local(h) => h.is_locked(room_id),
+        }
+    }
+
+    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
+    pub async fn connect(&self, room_id: &str, peer_id: &str, user_id: &str, role: &str, conn: ConnHandle) -> Result<Connected, Error> {
+        match self {
+            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, conn),
+        }
+    }
+
+    /// `join`: `ok` (the serialized answer) goes out first, then the policy and the peer
+    /// list; the others are told.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Arc<str>) -> Result<Effects, Error> {
+        match self {
+            Rooms::Local(h) => h.join(room_id, peer_id, conn_id, name, data, ok),
+        }
+    }
+
+    /// Whether `conn_id` is the joined connection of `peer_id`.
+    pub async fn is_joined(&self, room_id: &str, peer_id: &str, conn_id: u64) -> bool {
+        match self {
+            Rooms::Local(h) => h.is_joined(room_id, peer_id, conn_id),
+        }
+    }
+
+    /// `leave`: the peer goes for good; the others are told.
+    pub async fn leave(&self, room_id: &str, peer_id: &str, conn_id: u64) -> Result<Effects, Error> {
+        match self {
+            Rooms::Local(h) => h.leave(room_id, peer_id, conn_id),
+        }
+    }
+
+    /// The connection ended without `leave`; `hold` keeps a joined peer's place.
+    pub async fn disconnected(&self, room_id: &str, peer_id: &str, conn_id: u64, hold: bool) -> Effects {
+        match self {
+            Rooms::Local(h) => h.disconnected(room_id, peer_id, conn_id, hold),
+        }
+    }
+
+    /// A held place's reconnect window ran out.
+    pub async fn hold_expired(&self, room_id: &str, peer_id: &str, gen: u64) -> Effects {
+        match self {
+            Rooms::Local(h) => h.hold_expired(room_id, peer_id, gen),
+        }
+    }
+
+    /// First half of an end: checks the requester, marks the room ending (and locked).
+    pub async fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
+        match self {
+            Rooms::Local(h) => h.begin_end_room(room_id, requester, lock),
+        }
+    }
+
+    /// Undoes [`Rooms::begin_end_room`] when the end could not be stored.
+    pub async fn abort_end_room(&self, room_id: &str, ticket: &EndTicket) {
+        match self {
+            Rooms::Local(h) => h.abort_end_room(room_id, ticket),
+        }
+    }
+
+    /// Second half of an end: everyone else is told; returns the requester's connection
+    /// and one receiver per notice, fired once written.
+    pub async fn finish_end_room(
+        &self,
+        room_id: &str,
+        requested_by: Option<&str>,
+        reason: &str,
+    ) -> (Option<ConnHandle>, Vec<oneshot::Receiver<()>>) {
+        match self {
+            Rooms::Local(h) => h.finish_end_room(room_id, requested_by, reason),
+        }
+    }
+
+    /// Removes `target`; `requester` is `None` for the REST API.
+    pub async fn remove_peer(&self, room_id: &str, requester: Option<(&str, u64)>, target: &str, reason: &str) -> Result<Effects, Error> {
+        match self {
+            Rooms::Local(h) => h.remove_peer(room_id, requester, target, reason),
+        }
+    }
+
+    /// Peer ids of the room's visible peers with `role`.
+    pub async fn peers_with_role(&self, room_id: &str, role: &str) -> Vec<String> {
+        match self {
+            Rooms::Local(h) => h.peers_with_role(room_id, role),
+        }
+    }
+
+    /// The room's running session and peers.
+    pub async fn active_room(&self, room_id: &str) -> Option<ActiveRoom> {
+        match self {
+            Rooms::Local(h) => h.active_room(room_id),
+        }
+    }
+
+    /// Forgets expired tombstones.
+    pub async fn sweep(&self) {
+        match self {
+            Rooms::Local(h) => h.sweep(),
+        }
+    }
+
+    /// Closes every connection and forgets every room; returns the running sessions and
+    /// how many connections were told.
+    pub async fn shutdown(&self) -> (Vec<String>, usize) {
+        match self {
+            Rooms::Local(h) => h.shutdown(),
+        }
+    }
+}
