@@ -13,13 +13,13 @@ use crate::conn::{Close, ConnHandle, Out, Outbox};
 use crate::error::Error;
 use crate::frame::Text;
 use crate::registry::Rooms;
-use crate::room::{ActiveRoom, Connected, Effects, Hub};
-use crate::store::{RoomCode, SessionRecord, Store};
+use crate::room::{ActiveRoom, Connected, Effects, Hub, END_NOTICE_TTL};
+use crate::store::{Ender, RoomCode, SessionRecord, Store};
 use hms_protocol::{JoinParams, PeerLeaveRequest};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -116,6 +116,15 @@ impl App {
         let rooms = Arc::new(Rooms::Local(hub));
         for room in store.disabled_rooms().await? {
             rooms.set_locked(&room, true).await;
+        }
+        // A peer whose end-room was stored just before a crash learns so when it
+        // reconnects to the restarted server.
+        let ttl = END_NOTICE_TTL.max(Duration::from_secs(config.limits.reconnect_window_secs));
+        let now_ms = crate::clock::now_millis();
+        for end in store.ends_since(now_ms.saturating_sub(ttl.as_millis() as u64)).await? {
+            let notice = PeerLeaveRequest { requested_by: Some(end.peer_id.clone()), reason: end.reason, room_end: true };
+            let until = Instant::now() + ttl.saturating_sub(Duration::from_millis(now_ms.saturating_sub(end.ended_at)));
+            rooms.remember_end(&end.room_id, &end.peer_id, &end.user_id, notice, until).await;
         }
         let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
         Ok(Arc::new(Self {
@@ -239,7 +248,8 @@ impl App {
         let requester = by.peer();
         let ticket = self.rooms.begin_end_room(room_id, requester, lock).await?;
         let by_id = requester.map(|(peer, _)| peer);
-        if let Err(e) = self.store.end_session(room_id, &ticket.session_id, by_id, reason, lock).await {
+        let ender = by_id.zip(ticket.requester_user.as_deref()).map(|(peer_id, user_id)| Ender { peer_id, user_id });
+        if let Err(e) = self.store.end_session(room_id, &ticket.session_id, ender, reason, lock).await {
             tracing::error!(room = %room_id, error = %e, "could not store the end of a session");
             self.rooms.abort_end_room(room_id, &ticket).await;
             return Err(Error::Internal("could not store the room's state; try again".into()));

@@ -7,9 +7,10 @@
 use crate::conn::ConnHandle;
 use crate::error::Error;
 use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub};
-use hms_protocol::Role;
+use hms_protocol::{PeerLeaveRequest, Role};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Where the rooms live. See the module doc.
@@ -129,6 +130,13 @@ impl Rooms {
     pub async fn active_room(&self, room_id: &str) -> Option<ActiveRoom> {
         match self {
             Rooms::Local(h) => h.active_room(room_id),
+        }
+    }
+
+    /// Remembers, from an end record, that `peer_id` ended the room (see [`Hub::remember_end`]).
+    pub async fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
+        match self {
+            Rooms::Local(h) => h.remember_end(room_id, peer_id, user_id, notice, until),
         }
     }
 

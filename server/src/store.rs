@@ -105,6 +105,30 @@ pub struct SessionRecord {
     pub locked: bool,
 }
 
+/// The peer that ended a session, for its end record.
+#[derive(Debug, Clone, Copy)]
+pub struct Ender<'a> {
+    /// Its peer id.
+    pub peer_id: &'a str,
+    /// Its token's user id.
+    pub user_id: &'a str,
+}
+
+/// A session that a peer ended, as the store recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndRecord {
+    /// The room.
+    pub room_id: String,
+    /// The peer that ended it.
+    pub peer_id: String,
+    /// That peer's user id.
+    pub user_id: String,
+    /// The reason it gave.
+    pub reason: String,
+    /// When, ms since the Unix epoch.
+    pub ended_at: u64,
+}
+
 /// A room code: one per (room, role).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoomCode {
@@ -163,6 +187,7 @@ impl Store {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .map_err(|e| fail(format!("configuring {}: {e}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(|e| fail(format!("creating tables: {e}")))?;
+        migrate(&conn).map_err(|e| fail(format!("upgrading the tables: {e}")))?;
         conn.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now_ms()])
             .map_err(|e| fail(format!("closing dangling sessions: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -246,21 +271,15 @@ impl Store {
 
     /// Records a session end and, with `locked`, disables the room, in one transaction;
     /// durable when this returns.
-    pub async fn end_session(
-        &self,
-        room_id: &str,
-        session_id: &str,
-        ended_by: Option<&str>,
-        reason: &str,
-        locked: bool,
-    ) -> Result<(), Error> {
-        let (room, sid, by, reason) = (room_id.to_owned(), session_id.to_owned(), ended_by.map(str::to_owned), reason.to_owned());
+    pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool) -> Result<(), Error> {
+        let (room, sid, reason) = (room_id.to_owned(), session_id.to_owned(), reason.to_owned());
+        let (by, by_user) = (ended_by.map(|e| e.peer_id.to_owned()), ended_by.map(|e| e.user_id.to_owned()));
         self.call(move |c| {
             // Atomic: the batch runs each job in its own savepoint.
             let now = now_ms();
             c.execute(
-                "UPDATE sessions SET ended_at = ?2, ended_by = ?3, reason = ?4, locked = ?5 WHERE session_id = ?1",
-                params![sid, now, by, reason, locked],
+                "UPDATE sessions SET ended_at = ?2, ended_by = ?3, ended_by_user = ?4, reason = ?5, locked = ?6 WHERE session_id = ?1",
+                params![sid, now, by, by_user, reason, locked],
             )?;
             if locked {
                 c.execute(
@@ -371,6 +390,27 @@ impl Store {
             .await
     }
 
+    /// Sessions a peer ended since `since_ms` (ms since the Unix epoch), oldest first.
+    pub async fn ends_since(&self, since_ms: u64) -> Result<Vec<EndRecord>, Error> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT room_id, ended_by, ended_by_user, reason, ended_at FROM sessions
+                 WHERE ended_at >= ?1 AND ended_by IS NOT NULL AND ended_by_user IS NOT NULL ORDER BY ended_at",
+            )?;
+            let rows = st.query_map(params![since_ms as i64], |r| {
+                Ok(EndRecord {
+                    room_id: r.get(0)?,
+                    peer_id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    reason: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    ended_at: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Records the sessions `ids` as ended with `reason` where still running (graceful
     /// shutdown), in one transaction.
     pub async fn end_sessions(&self, ids: Vec<String>, reason: &'static str) -> Result<(), Error> {
@@ -395,6 +435,14 @@ impl Store {
     }
 }
 
+/// Brings a database made by an older server up to the current schema.
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let has: bool = c.query_row("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'ended_by_user'", [], |r| r.get(0))?;
+    if !has {
+        c.execute_batch("ALTER TABLE sessions ADD COLUMN ended_by_user TEXT")?;
+    }
+    Ok(())
+}
 
 /// A random code like 100ms's: `abc-defg-hij`, lowercase letters.
 fn new_code() -> String {
@@ -413,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.start_session("r1", "s1", 10);
-        s.end_session("r1", "s1", Some("p1"), "bye", true).await.unwrap();
+        s.end_session("r1", "s1", Some(Ender { peer_id: "p1", user_id: "u1" }), "bye", true).await.unwrap();
         s.start_session("r1", "s2", 20);
         s.checkpoint().await.unwrap();
         drop(s);
@@ -422,6 +470,9 @@ mod tests {
         let h = s.sessions("r1").await.unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!((h[0].ended_by.as_deref(), h[0].reason.as_deref(), h[0].locked), (Some("p1"), Some("bye"), true));
+        let ends = s.ends_since(0).await.unwrap();
+        assert_eq!((ends.len(), ends[0].peer_id.as_str(), ends[0].user_id.as_str(), ends[0].reason.as_str()), (1, "p1", "u1", "bye"));
+        assert!(s.ends_since(crate::clock::now_millis() + 1000).await.unwrap().is_empty());
         // s2 was left open: reopening closes it as "server stopped".
         assert_eq!(h[1].reason.as_deref(), Some("server stopped"));
         s.set_enabled("r1", true).await.unwrap();

@@ -216,3 +216,36 @@ async fn a_room_end_missed_while_disconnected_is_delivered_on_reconnect() {
     // A new peer id can start a fresh session (the room was not locked).
     s.joined("r", "fresh", "guest").await;
 }
+
+/// The requester of an end-room whose socket drops before its answer arrives learns the
+/// outcome when it reconnects with the same peer id: the room ended, by itself.
+#[tokio::test]
+async fn an_end_room_requester_that_dropped_learns_the_outcome_on_reconnect() {
+    let s = Server::start(&["--reconnect-window", "30"]);
+    let mut host = s.joined("r", "h", "host").await;
+    let mut guest = s.joined("r", "g", "guest").await;
+    host.push("on-peer-join").await;
+    // Send end-room and drop the socket at once, without reading the answer. The server
+    // reads the frame before it sees the drop, so the end is stored.
+    host.send(json!({"jsonrpc": "2.0", "id": "e1", "method": "end-room", "params": {"lock": true, "reason": "over"}})).await;
+    drop(host);
+    assert_eq!(guest.push("on-peer-leave-request").await["requested_by"], "h");
+    let mut back = s.connect("r", "h", "host").await;
+    assert_eq!(back.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "over", "room_end": true}));
+    back.expect_close(1000).await;
+}
+
+/// The same after a crash: the end record in the store tells the restarted server.
+#[tokio::test]
+async fn an_end_room_requester_learns_the_outcome_after_a_server_crash() {
+    let mut s = Server::start(&["--reconnect-window", "30"]);
+    let mut host = s.joined("r", "h", "host").await;
+    let _guest = s.joined("r", "g", "guest").await;
+    host.push("on-peer-join").await;
+    assert_eq!(host.request("end-room", json!({"lock": false, "reason": "crash test"})).await["result"], json!({}));
+    s.kill9();
+    let s = s.restart();
+    let mut back = s.connect("r", "h", "host").await;
+    assert_eq!(back.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "crash test", "room_end": true}));
+    back.expect_close(1000).await;
+}

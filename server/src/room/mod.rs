@@ -66,6 +66,12 @@ struct Room {
     ending: bool,
 }
 
+/// How long the peer that ended a room is told so if it reconnects: its `end-room` may
+/// have been stored while its connection dropped, and a reconnect is how it learns the
+/// outcome. Longer than the reconnect window, because the SDK keeps trying for longer
+/// (and a server restart in between is covered by [`Hub::remember_end`]).
+pub const END_NOTICE_TTL: Duration = Duration::from_secs(300);
+
 /// A removal a disconnected peer missed: delivered if it reconnects within the window.
 #[derive(Debug, Clone)]
 struct Tombstone {
@@ -112,6 +118,8 @@ pub struct EndTicket {
     pub session_id: String,
     /// Whether the room was locked before (to undo a failed lock).
     pub was_locked: bool,
+    /// The requesting peer's user id (for the end record).
+    pub requester_user: Option<String>,
 }
 
 /// A room's running session and who is in it.
@@ -415,8 +423,11 @@ impl Hub {
         let mut guard = self.lock();
         let st = &mut *guard;
         let room = st.rooms.get(room_id);
+        let mut requester_user = None;
         if let Some((peer_id, conn_id)) = requester {
-            Self::permit(Self::joined(room, peer_id, conn_id)?, Action::EndRoom)?;
+            let slot = Self::joined(room, peer_id, conn_id)?;
+            Self::permit(slot, Action::EndRoom)?;
+            requester_user = Some(slot.user_id.clone());
         }
         let room = st
             .rooms
@@ -435,7 +446,7 @@ impl Hub {
         if lock {
             st.locked.insert(room_id.to_owned());
         }
-        Ok(EndTicket { session_id, was_locked })
+        Ok(EndTicket { session_id, was_locked, requester_user })
     }
 
     /// Undoes [`Hub::begin_end_room`] when the lock could not be stored.
@@ -472,6 +483,10 @@ impl Hub {
         let mut waiting = Room::default();
         for (peer_id, slot) in room.peers.drain() {
             if Some(peer_id.as_str()) == requested_by {
+                // The requester's answer may never arrive (its socket can drop after the
+                // end was stored): a reconnect of it learns the outcome from this.
+                let t = Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
+                st.tombstones.insert((room_id.to_owned(), peer_id), t);
                 requester = slot.conn;
                 continue;
             }
@@ -554,6 +569,13 @@ impl Hub {
             started_at: s.started_at,
             peers: room.peers.iter().filter(|(_, s)| s.visible()).map(|(id, s)| (id.clone(), s.peer.clone())).collect(),
         })
+    }
+
+    /// Remembers (after a restart, from the store's end records) that `peer_id` of
+    /// `user_id` ended the room: a reconnect of it before `until` gets `notice`.
+    pub fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
+        let t = Tombstone { user_id: user_id.to_owned(), notice, until };
+        self.lock().tombstones.insert((room_id.to_owned(), peer_id.to_owned()), t);
     }
 
     /// Forgets expired tombstones.
