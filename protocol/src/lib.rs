@@ -3,8 +3,8 @@
 //! JSON-RPC 2.0 text frames over one WebSocket per peer, with the method and field
 //! names of the 100ms control plane. This crate has no I/O and keeps `serde_json` out
 //! of its public API, so the WebAssembly SDK can use it without paying for a JSON
-//! library: the server decodes with `serde_json`, the SDK with `JSON.parse` +
-//! `serde-wasm-bindgen`. The full spec with example frames is `docs/PROTOCOL.md`.
+//! library: the server decodes with `serde_json`, the SDK reads frames with the
+//! browser's `JSON.parse`. The full spec with example frames is `docs/PROTOCOL.md`.
 
 pub mod error;
 pub mod jsonrpc;
