@@ -63,6 +63,16 @@ fn join(h: &Hub, room: &str, peer: &str, role: &str, id: u64) -> Peer {
     p
 }
 
+/// Host `a` and guests `b`, `c` joined in room `r`; what `a` and `b` got so far is read.
+fn host_and_two_guests(h: &Hub) -> (Peer, Peer, Peer) {
+    let mut a = join(h, "r", "a", "host", 1);
+    let mut b = join(h, "r", "b", "guest", 2);
+    let c = join(h, "r", "c", "guest", 3);
+    a.drain();
+    b.drain();
+    (a, b, c)
+}
+
 #[test]
 fn join_announces_and_lists() {
     let h = hub(0);
@@ -135,11 +145,7 @@ fn same_user_takes_over_a_live_place_and_the_old_connection_is_told() {
 #[test]
 fn end_room_notifies_others_and_locks() {
     let h = hub(0);
-    let mut a = join(&h, "r", "a", "host", 1);
-    let mut b = join(&h, "r", "b", "guest", 2);
-    let mut c = join(&h, "r", "c", "guest", 3);
-    a.drain();
-    b.drain();
+    let (mut a, mut b, mut c) = host_and_two_guests(&h);
     assert_eq!(h.begin_end_room("r", Some(("b", 2)), true).unwrap_err().code(), 403);
     assert!(!h.is_locked("r"));
     let t = h.begin_end_room("r", Some(("a", 1)), true).unwrap();
@@ -183,11 +189,7 @@ fn end_room_leaves_unjoined_connections_alone() {
 #[test]
 fn remove_peer_rules() {
     let h = hub(0);
-    let mut a = join(&h, "r", "a", "host", 1);
-    let mut b = join(&h, "r", "b", "guest", 2);
-    let mut c = join(&h, "r", "c", "guest", 3);
-    a.drain();
-    b.drain();
+    let (mut a, mut b, mut c) = host_and_two_guests(&h);
     assert_eq!(h.remove_peer("r", Some(("b", 2)), "c", "x").unwrap_err().code(), 403);
     assert_eq!(h.remove_peer("r", Some(("a", 1)), "a", "x").unwrap_err().code(), 400);
     assert_eq!(h.remove_peer("r", Some(("a", 1)), "zz", "x").unwrap_err().code(), 404);
