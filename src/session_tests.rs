@@ -491,3 +491,151 @@ fn never_reconnects_after_removal_end_room_or_leave() {
     assert_eq!(rejected(&outs), vec![(2, ErrorName::NotConnected.code())]);
     assert!(s.on_tick(100_000.0).is_empty());
 }
+
+// ---- endRoom whose outcome is unknown, one request per call, connection states ----
+
+/// Drops the joined session's socket, reconnects, and completes the rejoin; returns the
+/// effects of the completing peer list.
+fn drop_and_rejoin(s: &mut S, at: f64) -> Vec<Out<u32>> {
+    s.on_close(1006, at);
+    let id = rejoin_id(&s.on_open(at + 1.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    s.on_push(peer_list(&[("me", "Me", "host")]))
+}
+
+fn sent_end_room(outs: &[Out<u32>]) -> Option<String> {
+    outs.iter().find_map(|o| match o {
+        Out::Send { id: Some(id), call: ClientCall::EndRoom(_) } => Some(id.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn end_room_in_flight_survives_a_drop_and_the_end_notice_naming_us_resolves_it() {
+    let mut s = joined("me", "host", &[("g", "G", "guest")]);
+    s.end_room("e".into(), true, "bye".into(), 0.0, 5);
+    let outs = s.on_close(1006, 10.0);
+    assert!(rejected(&outs).is_empty(), "the room may have ended: no failure is reported");
+    assert_eq!(kinds(&outs), vec!["close", "reconnecting", "connect"], "a reconnect starts at once");
+    s.on_open(20.0);
+    // The server stored the end before the drop: our reconnect gets the missed notice.
+    let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"me","reason":"bye","room_end":true}})));
+    assert_eq!(kinds(&outs), vec!["resolve", "detach"], "resolved as success, no removed callback");
+    assert!(matches!(outs[0], Out::Resolve(5)));
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
+}
+
+#[test]
+fn end_room_answer_arriving_on_the_new_socket_resolves_it() {
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    s.on_close(1006, 10.0);
+    s.on_open(20.0);
+    // The end was still being stored: the reconnect reclaimed the place and the original
+    // answer comes on the new socket.
+    let outs = s.on_answer("e", Ok(()));
+    assert!(matches!(fx(&outs)[0], Out::Resolve(5)), "{outs:?}");
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
+}
+
+#[test]
+fn end_room_is_re_sent_after_a_rejoin_that_tells_nothing_and_a_409_waits_for_the_original() {
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    let outs = drop_and_rejoin(&mut s, 10.0);
+    assert_eq!(kinds(&outs), vec!["reconnected", "end-room"]);
+    let resent = sent_end_room(&outs).unwrap();
+    assert_ne!(resent, "e", "a re-send has its own id");
+    // The room is already ending (our first send is being stored): wait, don't fail.
+    assert!(s.on_answer(&resent, Err(RpcError::new(409, "the room is already ending"))).is_empty());
+    let outs = s.on_answer("e", Ok(()));
+    assert!(matches!(fx(&outs)[0], Out::Resolve(5)));
+    // A re-send that ends the room itself resolves it just the same.
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 6);
+    let resent = sent_end_room(&drop_and_rejoin(&mut s, 10.0)).unwrap();
+    assert!(matches!(fx(&s.on_answer(&resent, Ok(())))[0], Out::Resolve(6)));
+    // A definite refusal of the re-send (not 409) is what really happened.
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 7);
+    let resent = sent_end_room(&drop_and_rejoin(&mut s, 10.0)).unwrap();
+    assert_eq!(rejected(&s.on_answer(&resent, Err(RpcError::new(500, "could not store")))), vec![(7, 500)]);
+}
+
+#[test]
+fn end_room_timeout_reconnects_to_learn_the_outcome_instead_of_failing() {
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    // No answer in time (requestTimeoutMs 1000): reconnect, don't reject.
+    let outs = s.on_tick(1000.0);
+    assert_eq!(kinds(&outs), vec!["close", "reconnecting", "connect"]);
+    assert!(rejected(&outs).is_empty());
+    // After END_ROOM_SENDS sends that all went unanswered, it fails with 9001.
+    let mut t = 1000.0;
+    for _ in 1..crate::session::END_ROOM_SENDS {
+        let id = match &s.on_open(t + 1.0)[..] {
+            [Out::Send { id: Some(id), .. }] => id.clone(),
+            other => panic!("{other:?}"),
+        };
+        s.on_answer(&id, Ok(()));
+        s.on_push(policy("host"));
+        assert!(sent_end_room(&s.on_push(peer_list(&[("me", "Me", "host")]))).is_some(), "re-sent");
+        t += 2000.0;
+        assert_eq!(kinds(&s.on_tick(t)), vec!["close", "reconnecting", "connect"]);
+    }
+    let id = rejoin_id(&s.on_open(t + 1.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    let outs = s.on_push(peer_list(&[("me", "Me", "host")]));
+    assert_eq!(rejected(&outs), vec![(5, ErrorName::RequestTimeout.code())]);
+    assert_eq!(s.connection_state(), ConnectionState::Connected, "the session itself goes on");
+}
+
+#[test]
+fn end_room_in_flight_when_reconnecting_gives_up_fails_with_the_terminal_error() {
+    let cfg = Config { request_timeout: 1000.0, reconnect_budget: 3000.0, ..Config::default() };
+    let mut s = joined_with(cfg, "me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    s.on_close(1006, 0.0);
+    let outs = s.on_tick(3000.0);
+    let rej: Vec<_> = outs.iter().filter_map(|o| if let Out::Reject(t, e) = o { Some((*t, e.code, e.terminal, e.action)) } else { None }).collect();
+    assert_eq!(rej, vec![(5, 1003, true, crate::error::ErrorAction::EndRoom)]);
+    let Some(Out::Reject(_, e)) = outs.iter().find(|o| matches!(o, Out::Reject(..))) else { unreachable!() };
+    assert!(e.message.contains("unknown"), "says the outcome is unknown: {}", e.message);
+}
+
+#[test]
+fn waiting_finds_the_pending_end_room_and_the_removal_per_peer() {
+    let mut s = joined("me", "host", &[("a", "A", "guest"), ("b", "B", "guest")]);
+    assert!(s.waiting(crate::pending::Kind::EndRoom, None).is_none());
+    s.remove_peer("r1".into(), "a".into(), "x".into(), 0.0, 1);
+    assert_eq!(s.waiting(crate::pending::Kind::RemovePeer, Some("a")), Some(&1));
+    assert_eq!(s.waiting(crate::pending::Kind::RemovePeer, Some("b")), None, "another peer is another request");
+    s.end_room("e".into(), false, "x".into(), 0.0, 2);
+    assert_eq!(s.waiting(crate::pending::Kind::EndRoom, None), Some(&2));
+    s.on_answer("r1", Ok(()));
+    assert_eq!(s.waiting(crate::pending::Kind::RemovePeer, Some("a")), None, "settled: a new call sends again");
+}
+
+#[test]
+fn connection_states_follow_100ms_names() {
+    let mut s = S::new(1000.0);
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
+    let outs = s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
+    assert_eq!(states(&outs), vec![ConnectionState::Connecting]);
+    s.on_open(0.0);
+    s.on_answer("j", Ok(()));
+    s.on_push(policy("host"));
+    assert_eq!(states(&s.on_push(peer_list(&[("me", "Me", "host")]))), vec![ConnectionState::Connected]);
+    assert_eq!(states(&s.on_close(1006, 1.0)), vec![ConnectionState::Reconnecting]);
+    let id = rejoin_id(&s.on_open(2.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    assert_eq!(states(&s.on_push(peer_list(&[("me", "Me", "host")]))), vec![ConnectionState::Connected]);
+    assert_eq!(states(&s.leave()), vec![ConnectionState::Disconnecting, ConnectionState::Disconnected]);
+    // A session that ends on an error is Failed.
+    let mut s = S::new(1000.0);
+    s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
+    assert_eq!(states(&s.on_close(1006, 0.0)), vec![ConnectionState::Failed]);
+}
