@@ -11,7 +11,7 @@ use crate::pending::Kind;
 use crate::session::{Out, Session};
 use crate::timer::Timer;
 use crate::transport::{Transport, WsEvent};
-use crate::wire::{decode, encode, Frame};
+use crate::wire::{decode, encode, Frame, Keys};
 use hms_protocol::JoinParams;
 use js_sys::{Array, Function, Promise};
 use std::cell::{Cell, RefCell};
@@ -52,6 +52,8 @@ struct Inner {
     /// Tags each socket's events: only the current socket's reach the session.
     generation: Cell<u32>,
     timer: Timer,
+    /// The property names frames are read with.
+    keys: Keys,
     /// `online`/`offline` listeners on the global object (none outside browsers).
     _network: (Option<GlobalListener>, Option<GlobalListener>),
     weak: Weak<Inner>,
@@ -154,7 +156,7 @@ impl Inner {
             WsEvent::Text(text) => {
                 // Any frame, even one we can't read, shows the connection is alive.
                 self.session.borrow_mut().touch(now());
-                match decode(&text) {
+                match decode(&self.keys, &text) {
                     Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
                     Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
                     None => Vec::new(),
@@ -225,6 +227,7 @@ impl HmsClient {
                         }
                     }),
                 ),
+                keys: Keys::new(),
                 weak: weak.clone(),
                 endpoint: options.endpoint,
                 url: RefCell::new(String::new()),

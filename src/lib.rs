@@ -3,11 +3,12 @@
 //! API is `HmsClient` and `HmsError` (docs/SDK.md).
 //!
 //! Layout: pure logic with no wasm-bindgen types, tested natively with `cargo test`
-//! ([`config`], [`error`], [`model`], [`pending`], [`room`], [`session`]); thin browser
+//! ([`codec`], [`config`], [`error`], [`model`], [`pending`], [`room`], [`session`]); thin browser
 //! layers compiled for wasm32 only: the WebSocket transport, the timer, the JS
 //! conversions (`wire.rs` decodes every server frame, `js.rs` makes every JS object),
 //! the token request and the facade.
 
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod model;

@@ -34,7 +34,9 @@ impl Peer {
     }
 
     fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        // `get`, never `[]`: a bounds check's panic message pulls integer formatting
+        // into the wasm module.
+        let start = i.checked_sub(1).and_then(|j| self.ends.get(j)).map_or(0, |&e| e as usize);
         let end = self.ends.get(i).map_or(self.text.len(), |&e| e as usize);
         self.text.get(start..end).unwrap_or("")
     }

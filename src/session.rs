@@ -238,19 +238,19 @@ impl<T> Session<T> {
 
     fn next_id(&mut self) -> String {
         self.seq = self.seq.wrapping_add(1);
+        // By hand, without indexing: `to_string` or a bounds check would pull integer
+        // formatting into the wasm module.
         let mut id = String::from("sdk-");
-        let mut n = self.seq;
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+        let (mut n, mut digits, mut len) = (self.seq, [0u8; 10], 0);
+        for d in digits.iter_mut() {
+            *d = b'0' + (n % 10) as u8;
             n /= 10;
+            len += 1;
             if n == 0 {
                 break;
             }
         }
-        for d in digits.iter().skip(i) {
+        for d in digits.iter().take(len).rev() {
             id.push(char::from(*d));
         }
         id

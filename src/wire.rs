@@ -2,26 +2,28 @@
 //! `JSON.parse`, and the option objects apps pass are read through [`Source`]. Frames are
 //! read field by field rather than with serde's `Deserialize` into the protocol types:
 //! that path's error formatting costs more wasm than the budget has (docs/SDK.md,
-//! "Size"). Outgoing frames are the protocol's serde types through `to_js` + `JSON.stringify`.
+//! "Size"). Outgoing frames are written field by field too (`codec.rs`, checked against
+//! the protocol's serde types by native tests), then `JSON.stringify`.
 //!
 //! The property names are made into JS strings once per page ([`Keys`]): making them
 //! per read (a UTF-8 decode each) was a fifth of a page's time per room-end notice.
 
-use crate::js::{json_parse, json_stringify, to_js};
+use crate::codec::{read_permissions, write_params, Writer};
+use crate::js::{json_parse, json_stringify};
 use crate::model::Source;
 use crate::room::Peer;
 use crate::session::Push;
 use hms_protocol::{ClientCall, PeerLeaveRequest, Permissions, Role, RoomState, RpcError};
 use js_sys::{Object, Reflect};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 macro_rules! keys {
     ($($field:ident = $name:literal),* $(,)?) => {
-        /// The property names the decoder reads, as JS strings.
-        struct Keys { $($field: JsValue,)* }
+        /// The property names the decoder reads, as JS strings (one set per client).
+        pub(crate) struct Keys { $($field: JsValue,)* }
         impl Keys {
-            fn new() -> Self {
+            /// Makes the strings.
+            pub(crate) fn new() -> Self {
                 Self { $($field: JsValue::from_str($name),)* }
             }
         }
@@ -36,9 +38,6 @@ keys! {
     requested_by = "requested_by", reason = "reason", room_end = "room_end",
 }
 
-thread_local! {
-    static KEYS: Keys = Keys::new();
-}
 
 fn get(obj: &JsValue, key: &JsValue) -> JsValue {
     if !obj.is_object() {
@@ -79,9 +78,9 @@ pub(crate) enum Frame {
 
 /// Reads a server frame. Frames that are not JSON objects, and pushes of methods this
 /// SDK does not know, are skipped (`None`) so a newer server stays compatible.
-pub(crate) fn decode(text: &str) -> Option<Frame> {
+pub(crate) fn decode(k: &Keys, text: &str) -> Option<Frame> {
     let v = json_parse(text).ok()?;
-    KEYS.with(|k| decode_value(k, &v))
+    decode_value(k, &v)
 }
 
 fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
@@ -128,29 +127,9 @@ fn rpc_error(k: &Keys, e: &JsValue) -> RpcError {
     }
 }
 
-/// A serde error that keeps no message: deserializing through it never formats one, so
-/// serde's formatting code stays out of the module.
-#[derive(Debug)]
-struct Quiet;
-
-impl std::fmt::Display for Quiet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unreadable value")
-    }
-}
-
-impl std::error::Error for Quiet {}
-
-impl serde::de::Error for Quiet {
-    fn custom<T: std::fmt::Display>(_msg: T) -> Self {
-        Quiet
-    }
-}
-
-/// The permission flags of a role object, read by the protocol's own `Permissions`
-/// type (so the ten names live only there); anything not a boolean is `false`.
+/// The permission flags of a role object (`codec::read_permissions`).
 fn permissions(obj: &JsValue) -> Permissions {
-    let flags = match obj.dyn_ref::<Object>() {
+    let flags: Vec<(String, bool)> = match obj.dyn_ref::<Object>() {
         Some(o) => Object::entries(o)
             .iter()
             .filter_map(|pair| {
@@ -160,7 +139,7 @@ fn permissions(obj: &JsValue) -> Permissions {
             .collect(),
         None => Vec::new(),
     };
-    Permissions::deserialize(serde::de::value::MapDeserializer::<_, Quiet>::new(flags.into_iter())).unwrap_or_default()
+    read_permissions(flags)
 }
 
 fn role(k: &Keys, r: &JsValue) -> Role {
@@ -183,15 +162,33 @@ fn peer(k: &Keys, n: &JsValue) -> Peer {
     )
 }
 
-/// A client frame as JSON text: `{"method","params","jsonrpc":"2.0","id"?}`. The
-/// method and params come from the protocol's serde type `ClientCall`; the envelope is
-/// set here rather than through `ClientRequest`, whose `#[serde(flatten)]` pulls serde's
-/// buffering serializer into the module (measured: docs/SDK.md, "Size").
-pub(crate) fn encode(id: Option<&str>, call: &ClientCall) -> Option<String> {
-    let frame = to_js(call);
-    let _ = Reflect::set(&frame, &JsValue::from_str("jsonrpc"), &JsValue::from_str(hms_protocol::JSONRPC_VERSION));
-    if let Some(id) = id {
-        let _ = Reflect::set(&frame, &JsValue::from_str("id"), &JsValue::from_str(id));
+struct JsWriter(Object);
+
+impl Writer for JsWriter {
+    fn string(&mut self, key: &str, value: &str) {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_str(value));
     }
-    json_stringify(&frame).ok().map(String::from)
+    fn boolean(&mut self, key: &str, value: bool) {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_bool(value));
+    }
+    fn number(&mut self, key: &str, value: f64) {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_f64(value));
+    }
+}
+
+/// A client frame as JSON text: `{"jsonrpc":"2.0","id"?,"method","params"}`. Written
+/// field by field (`codec::write_params`, checked against the protocol's `ClientCall`
+/// and `ClientRequest` by native tests): serde's tagged-enum and `flatten`
+/// serialization cost about 1 KB gzip more (docs/SDK.md, "Size").
+pub(crate) fn encode(id: Option<&str>, call: &ClientCall) -> Option<String> {
+    let mut frame = JsWriter(Object::new());
+    frame.string("jsonrpc", hms_protocol::JSONRPC_VERSION);
+    if let Some(id) = id {
+        frame.string("id", id);
+    }
+    frame.string("method", call.method());
+    let mut params = JsWriter(Object::new());
+    write_params(call, &mut params);
+    let _ = Reflect::set(&frame.0, &JsValue::from_str("params"), &params.0);
+    json_stringify(&frame.0).ok().map(String::from)
 }
