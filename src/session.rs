@@ -570,7 +570,7 @@ impl<T> Session<T> {
                 let gave_up = err(
                     ErrorName::ConnectionLost,
                     ErrorAction::ReconnectSignal,
-                    "could not reconnect to the room server within reconnectBudgetMs (whether a request in flight took effect is unknown)",
+                    "could not reconnect within reconnectBudgetMs; a request in flight may or may not have taken effect",
                 );
                 outs.extend(self.end_session(Vec::new(), gave_up, Out::Close, true, true));
             }
