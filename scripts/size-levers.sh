@@ -8,7 +8,8 @@
 #   scripts/size-levers.sh NAME...         only these
 #
 # Variants (cargo features of hms-client, documented in Cargo.toml):
-#   shipped        the package as shipped (talc allocator)
+#   shipped        the package as shipped (talc allocator, token request with fetch)
+#   gloo-net       the token request with gloo-net's Request (+ wasm-bindgen-futures)
 #   alloc-lol      lol_alloc's FreeListAllocator instead of talc
 #   alloc-default  Rust's default allocator (dlmalloc) instead of talc
 #   serde-options  option objects read with serde-wasm-bindgen's from_value
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 root=$PWD
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(shipped alloc-lol alloc-default serde-options serde-frames main)
+[ ${#variants[@]} -gt 0 ] || variants=(shipped gloo-net alloc-lol alloc-default serde-options serde-frames main)
 
 # The same pinned tools as build-pkg.sh (installed there into target/npm-tools).
 wasm_opt=target/npm-tools/binaryen/node_modules/.bin/wasm-opt
@@ -46,6 +47,7 @@ for v in "${variants[@]}"; do
   case $v in
     shipped) size=$(build . "$out") ;;
     alloc-lol|alloc-default) size=$(build . "$out" "$v") ;;
+    gloo-net) size=$(build . "$out" token-gloo-net) ;;
     serde-options) size=$(build . "$out" lever-serde-options) ;;
     serde-frames) size=$(build . "$out" "lever-serde-options lever-serde-frames") ;;
     main)

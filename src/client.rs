@@ -11,7 +11,7 @@ use crate::pending::Kind;
 use crate::session::{Out, Session};
 use crate::timer::Timer;
 use crate::transport::{Transport, WsEvent};
-use crate::wire::{decode, encode, Frame, Keys};
+use crate::wire::{decode, encode, read_options, Frame, Keys};
 use hms_protocol::JoinParams;
 use js_sys::{Array, Function, Promise};
 use std::cell::{Cell, RefCell};
@@ -197,7 +197,7 @@ impl HmsClient {
     #[wasm_bindgen(constructor)]
     pub fn new(#[wasm_bindgen(unchecked_param_type = "HmsClientOptions")] options: JsValue) -> Result<HmsClient, JsValue> {
         crate::js::hms_error_prototype();
-        let options = ClientOptions::read(&options).ok_or_else(|| {
+        let options = read_options(&options, ClientOptions::read).ok_or_else(|| {
             to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Init, "options must be { endpoint: string, requestTimeoutMs?: number, ... }"))
         })?;
         let mut session = Session::with_config(options.config());
@@ -252,7 +252,7 @@ impl HmsClient {
         code: String,
         options: Option<js_sys::Object>,
     ) -> Promise {
-        let options = TokenOptions::read(&options.map_or(JsValue::UNDEFINED, JsValue::from));
+        let options = read_options(&options.map_or(JsValue::UNDEFINED, JsValue::from), |v| Some(TokenOptions::read(v))).unwrap_or_default();
         let base = options.endpoint.unwrap_or_else(|| http_base_of(&self.inner.endpoint));
         crate::token::token_by_room_code(&base, &code, options.user_id.as_deref())
     }
@@ -261,7 +261,7 @@ impl HmsClient {
     /// sent the policy and the peer list, so `getLocalPeer()` is defined right after.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn join(&self, #[wasm_bindgen(unchecked_param_type = "HmsJoinConfig")] config: JsValue) -> Promise {
-        let Some(config) = JoinConfig::read(&config) else {
+        let Some(config) = read_options(&config, JoinConfig::read) else {
             return rejected(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Join, "join takes { authToken: string, userName: string, metadata?: string }"));
         };
         let settle = new_promise();

@@ -1,10 +1,14 @@
-//! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`,
-//! with gloo-net's `Request` and a Rust future turned into the JS promise.
+//! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`.
+//!
+//! By default the global `fetch`, its promises chained with one-shot closures handed to
+//! the JS garbage collector (`Closure::once_into_js`: reclaimed when collected, no leak).
+//! With the `token-gloo-net` feature, gloo-net's `Request` and a Rust future instead:
+//! the product's specified package, which costs 8.1 KB gzip here (scripts/size-levers.sh,
+//! docs/SDK.md "Size") and takes the package over its 44 KB budget.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
 use crate::js::{json_parse, json_stringify, to_js, to_js_error};
 use crate::model::{TokenAnswer, TokenRequest};
-use gloo_net::http::Request;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
@@ -25,14 +29,6 @@ fn settle(status: u16, text: &str) -> Result<String, SdkError> {
     }
 }
 
-async fn exchange(url: String, body: String) -> Result<String, SdkError> {
-    let request = Request::post(&url).header("Content-Type", "application/json").body(body).map_err(|_| unreachable())?;
-    let response = request.send().await.map_err(|_| unreachable())?;
-    let status = response.status();
-    let text = response.text().await.map_err(|_| unreachable())?;
-    settle(status, &text)
-}
-
 /// Exchanges a room code for an auth token at the HTTP base URL `base`: a promise of
 /// the token string, rejected with an `HmsError`.
 pub(crate) fn token_by_room_code(base: &str, code: &str, user_id: Option<&str>) -> Promise {
@@ -44,7 +40,66 @@ pub(crate) fn token_by_room_code(base: &str, code: &str, user_id: Option<&str>) 
     let Some(body) = json_stringify(&to_js(&TokenRequest { code, user_id })).ok().map(String::from) else {
         return Promise::reject(&to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::GetToken, "the room code could not be encoded")));
     };
-    wasm_bindgen_futures::future_to_promise(async move {
-        exchange(url, body).await.map(JsValue::from).map_err(|e| to_js_error(&e))
-    })
+    send(url, body)
+}
+
+#[cfg(feature = "token-gloo-net")]
+fn send(url: String, body: String) -> Promise {
+    async fn exchange(url: String, body: String) -> Result<String, SdkError> {
+        let request = gloo_net::http::Request::post(&url).header("Content-Type", "application/json").body(body).map_err(|_| unreachable())?;
+        let response = request.send().await.map_err(|_| unreachable())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|_| unreachable())?;
+        settle(status, &text)
+    }
+    wasm_bindgen_futures::future_to_promise(async move { exchange(url, body).await.map(JsValue::from).map_err(|e| to_js_error(&e)) })
+}
+
+#[cfg(not(feature = "token-gloo-net"))]
+#[wasm_bindgen]
+extern "C" {
+    /// A promise, with the two-argument `then` typed plainly.
+    type Thenable;
+    #[wasm_bindgen(method, js_name = then)]
+    fn then2(this: &Thenable, on_ok: &JsValue, on_err: &JsValue) -> Thenable;
+    /// The `Response` of `fetch`.
+    type FetchResponse;
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch_with_init(url: &str, init: &JsValue) -> Thenable;
+    #[wasm_bindgen(method, getter)]
+    fn status(this: &FetchResponse) -> u16;
+    #[wasm_bindgen(method)]
+    fn text(this: &FetchResponse) -> Thenable;
+}
+
+/// `fetch`'s init: POST, JSON, the body.
+#[cfg(not(feature = "token-gloo-net"))]
+#[derive(serde::Serialize)]
+struct FetchInit {
+    method: &'static str,
+    headers: FetchHeaders,
+    body: String,
+}
+
+#[cfg(not(feature = "token-gloo-net"))]
+#[derive(serde::Serialize)]
+struct FetchHeaders {
+    #[serde(rename = "Content-Type")]
+    content_type: &'static str,
+}
+
+#[cfg(not(feature = "token-gloo-net"))]
+fn send(url: String, body: String) -> Promise {
+    // Any network failure is 2003 EndpointUnreachable.
+    let fail = || Closure::once_into_js(|_cause: JsValue| -> Result<JsValue, JsValue> { Err(to_js_error(&unreachable())) });
+    let init = to_js(&FetchInit { method: "POST", headers: FetchHeaders { content_type: "application/json" }, body });
+    let on_response = Closure::once_into_js(move |response: JsValue| -> JsValue {
+        let response: FetchResponse = response.unchecked_into();
+        let status = response.status();
+        let on_text = Closure::once_into_js(move |text: JsValue| -> Result<JsValue, JsValue> {
+            settle(status, &text.as_string().unwrap_or_default()).map(JsValue::from).map_err(|e| to_js_error(&e))
+        });
+        response.text().then2(&on_text, &fail()).into()
+    });
+    fetch_with_init(&url, &init).then2(&on_response, &fail()).unchecked_into()
 }

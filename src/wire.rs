@@ -8,6 +8,8 @@
 //! The property names are made into JS strings once per page ([`Keys`]): making them
 //! per read (a UTF-8 decode each) was a fifth of a page's time per room-end notice.
 
+#![cfg_attr(feature = "lever-serde-frames", allow(dead_code, unused_imports))]
+
 use crate::codec::{read_permissions, write_params, Writer};
 use crate::js::{json_parse, json_stringify};
 use crate::model::Source;
@@ -83,6 +85,34 @@ pub(crate) fn decode(k: &Keys, text: &str) -> Option<Frame> {
     decode_value(k, &v)
 }
 
+/// Measurement only (`lever-serde-frames`, scripts/size-levers.sh): every frame through
+/// serde-wasm-bindgen's `from_value` into the protocol's types.
+#[cfg(feature = "lever-serde-frames")]
+fn decode_value(_k: &Keys, v: &JsValue) -> Option<Frame> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        id: Option<String>,
+        error: Option<RpcError>,
+    }
+    let a: Answer = serde_wasm_bindgen::from_value(v.clone()).ok()?;
+    if let Some(id) = a.id {
+        return Some(Frame::Answer(id, a.error.map_or(Ok(()), Err)));
+    }
+    let push: hms_protocol::ServerPush = serde_wasm_bindgen::from_value(v.clone()).ok()?;
+    Some(Frame::Push(push.into()))
+}
+
+/// The option objects apps pass: read by hand ([`Source`]), or with `from_value` for
+/// measurement only (`lever-serde-options`).
+pub(crate) fn read_options<T: serde::de::DeserializeOwned>(v: &JsValue, by_hand: impl FnOnce(&JsValue) -> Option<T>) -> Option<T> {
+    if cfg!(feature = "lever-serde-options") {
+        serde_wasm_bindgen::from_value(v.clone()).ok()
+    } else {
+        by_hand(v)
+    }
+}
+
+#[cfg(not(feature = "lever-serde-frames"))]
 fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
     if let Some(id) = get(v, &k.id).as_string() {
         let error = get(v, &k.error);
