@@ -177,9 +177,17 @@ impl Inner {
         self.run(outs);
     }
 
-    /// The promise of the request of `kind` (for `target`) still waiting, if any.
-    fn waiting(&self, kind: Kind, target: Option<&str>) -> Option<Promise> {
-        self.session.borrow().waiting(kind, target).map(|s| s.promise.clone())
+    /// A request's promise: the one still waiting for `kind` (and `target`), or a new one
+    /// that `make` hands to the session.
+    fn request(&self, kind: Kind, target: Option<&str>, make: impl FnOnce(&mut Session<Settle>, Settle) -> Vec<Out<Settle>>) -> Promise {
+        if let Some(p) = self.session.borrow().waiting(kind, target).map(|s| s.promise.clone()) {
+            return p;
+        }
+        let settle = new_promise();
+        let promise = settle.promise.clone();
+        let outs = make(&mut self.session.borrow_mut(), settle);
+        self.run(outs);
+        promise
     }
 }
 
@@ -315,28 +323,15 @@ impl HmsClient {
     /// promise and sends nothing.
     #[wasm_bindgen(js_name = endRoom, unchecked_return_type = "Promise<void>")]
     pub fn end_room(&self, lock: bool, reason: String) -> Promise {
-        if let Some(p) = self.inner.waiting(Kind::EndRoom, None) {
-            return p;
-        }
-        let settle = new_promise();
-        let promise = settle.promise.clone();
-        let outs = self.inner.session.borrow_mut().end_room(random_uuid(), lock, reason, now(), settle);
-        self.inner.run(outs);
-        promise
+        self.inner.request(Kind::EndRoom, None, |session, settle| session.end_room(random_uuid(), lock, reason, now(), settle))
     }
 
     /// Removes another peer. Needs `removeOthers` (else 403 without contacting the
     /// server). While a removal of the same peer is waiting, returns its promise.
     #[wasm_bindgen(js_name = removePeer, unchecked_return_type = "Promise<void>")]
     pub fn remove_peer(&self, #[wasm_bindgen(js_name = peerId)] peer_id: String, reason: String) -> Promise {
-        if let Some(p) = self.inner.waiting(Kind::RemovePeer, Some(&peer_id)) {
-            return p;
-        }
-        let settle = new_promise();
-        let promise = settle.promise.clone();
-        let outs = self.inner.session.borrow_mut().remove_peer(random_uuid(), peer_id, reason, now(), settle);
-        self.inner.run(outs);
-        promise
+        let target = peer_id.clone();
+        self.inner.request(Kind::RemovePeer, Some(&target), |session, settle| session.remove_peer(random_uuid(), peer_id, reason, now(), settle))
     }
 
     /// The connection state: `Disconnected`, `Connecting`, `Connected`, `Reconnecting`,

@@ -681,6 +681,17 @@ fn proxy_ws() -> String {
     format!("{}/ws", need(option_env!("HMS_TEST_PROXY_WS"), "HMS_TEST_PROXY_WS"))
 }
 
+/// Auth tokens for `(role, user)` pairs in `room`, the real way (room codes, then
+/// `getAuthTokenByRoomCode`).
+async fn tokens(room: &str, who: &[(&str, &str)]) -> Vec<String> {
+    let helper = client_for(ws(), None);
+    let mut out = Vec::new();
+    for (role, user) in who {
+        out.push(token(&helper, room, role, user).await);
+    }
+    out
+}
+
 /// Fails the test with the scenario's own message.
 fn scenario_ok(name: &str, r: Result<JsValue, JsValue>) -> JsValue {
     r.unwrap_or_else(|e| panic!("{name}: {}", prop(&e, "message").as_string().unwrap_or_else(|| format!("{e:?}"))))
@@ -689,9 +700,7 @@ fn scenario_ok(name: &str, r: Result<JsValue, JsValue>) -> JsValue {
 #[wasm_bindgen_test]
 async fn js_app_sees_errors_shapes_and_connection_states() {
     let room = uid("js-api");
-    let helper = client_for(ws(), None);
-    let host = token(&helper, &room, "host", "hostess").await;
-    let guest = token(&helper, &room, "guest", "guido").await;
+    let [host, guest] = <[String; 2]>::try_from(tokens(&room, &[("host", "hostess"), ("guest", "guido")]).await).unwrap();
     let (client_class, error_class) = js_classes();
     let cfg = obj(&[("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into())]);
     scenario_ok("apiFromJs", api_from_js(&client_class, &error_class, &cfg).await);
@@ -700,10 +709,7 @@ async fn js_app_sees_errors_shapes_and_connection_states() {
 #[wasm_bindgen_test]
 async fn js_app_double_click_end_room_and_remove_peer_send_once() {
     let room = uid("js-twice");
-    let helper = client_for(ws(), None);
-    let host = token(&helper, &room, "host", "hostess").await;
-    let guest = token(&helper, &room, "guest", "guido").await;
-    let other = token(&helper, &room, "guest", "olga").await;
+    let [host, guest, other] = <[String; 3]>::try_from(tokens(&room, &[("host", "hostess"), ("guest", "guido"), ("guest", "olga")]).await).unwrap();
     let (client_class, _) = js_classes();
     let cfg = obj(&[("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into()), ("otherToken", other.into())]);
     scenario_ok("callsTwice", calls_twice(&client_class, &cfg).await);
@@ -716,9 +722,7 @@ async fn js_app_double_click_end_room_and_remove_peer_send_once() {
 #[wasm_bindgen_test]
 async fn end_room_answer_lost_with_the_socket_still_resolves() {
     let room = uid("js-lost");
-    let helper = client_for(ws(), None);
-    let host = token(&helper, &room, "host", "hostess").await;
-    let guest = token(&helper, &room, "guest", "guido").await;
+    let [host, guest] = <[String; 2]>::try_from(tokens(&room, &[("host", "hostess"), ("guest", "guido")]).await).unwrap();
     let (client_class, _) = js_classes();
     let cfg = obj(&[("proxyEndpoint", proxy_ws().into()), ("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into())]);
     scenario_ok("endRoomAnswerLost", end_room_answer_lost(&client_class, &cfg).await);
