@@ -3,7 +3,7 @@
 //! By default the global `fetch`, its promises chained with one-shot closures handed to
 //! the JS garbage collector (`Closure::once_into_js`: reclaimed when collected, no leak).
 //! With the `token-gloo-net` feature, gloo-net's `Request` and a Rust future instead:
-//! the product's specified package, which costs 6.4 KB gzip here (scripts/size-levers.sh,
+//! the product's specified package, which costs 6.5 KB gzip here (scripts/size-levers.sh,
 //! docs/SDK.md "Size") and takes the package over its 44 KB budget.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
