@@ -12,7 +12,9 @@
 // tmpfs (/dev/shm) so the end-room fsync is not part of either side.
 //
 // Usage: node bench/fanout.mjs [--server-bin target/server-release/hms-server] [--pkg pkg]
-//        [--pairs 15] [--guests 10,100,250] [--json FILE]
+//        [--pairs 15] [--guests 10,100,250] [--json FILE] [--profile FILE]
+// --profile also records a CPU profile (.cpuprofile, DevTools' format) of one more SDK side
+// at the largest N: where the page's time goes between end-room and the last guest.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
@@ -46,7 +48,7 @@ function stop(c) {
 
 // A minimal DevTools client over the pipe Chromium opens on fds 3 (in) and 4 (out):
 // JSON messages separated by NUL bytes.
-function devtools(child) {
+function devtools(child, onEvent) {
   const out = child.stdio[3];
   const pending = new Map();
   let nextId = 1;
@@ -56,6 +58,7 @@ function devtools(child) {
     for (let at = buf.indexOf("\0"); at >= 0; at = buf.indexOf("\0")) {
       const msg = JSON.parse(buf.slice(0, at));
       buf = buf.slice(at + 1);
+      if (msg.method) onEvent(msg);
       const p = msg.id && pending.get(msg.id);
       if (p) {
         pending.delete(msg.id);
@@ -86,7 +89,8 @@ async function main() {
   );
   children.push(chrome);
   try {
-    const cdp = devtools(chrome);
+    const events = [];
+    const cdp = devtools(chrome, (e) => events.push(e));
     let page;
     for (let i = 0; i < 100 && !page; i++) {
       const { targetInfos } = await cdp("Target.getTargets");
@@ -146,6 +150,26 @@ async function main() {
       );
     }
     if (args.json) writeFileSync(args.json, JSON.stringify({ version, pairs, results }, null, 2));
+    if (args.profile) {
+      const n = Math.max(...guestCounts);
+      const room = `fan-profile-${randomUUID()}`;
+      const cfg = {
+        endpoint,
+        hostToken: token({ serverBin, dataDir, secret }, room, "host", "host"),
+        guestToken: token({ serverBin, dataDir, secret }, room, "guest", "guest"),
+        n,
+        side: "sdk",
+        reason: "fan-out",
+        profile: true,
+      };
+      await cdp("Profiler.enable", {}, sessionId);
+      await cdp("Profiler.setSamplingInterval", { interval: 100 }, sessionId);
+      await evaluate(`window.bench.fanout(${JSON.stringify(cfg)})`);
+      const done = events.find((e) => e.method === "Profiler.consoleProfileFinished");
+      if (!done) throw new Error("the page recorded no profile");
+      writeFileSync(args.profile, JSON.stringify(done.params.profile));
+      console.log(`CPU profile of one SDK side at N=${n}: ${args.profile}`);
+    }
   } finally {
     // Stopped, and gone, before their directories are removed.
     await Promise.all([chrome, server].map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => (c.once("exit", r), stop(c))))));

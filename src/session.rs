@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::{from_rpc, ErrorAction, ErrorName, SdkError};
 use crate::model::{ConnectionState, HmsPeer, HmsRoom, RemovedEvent};
 use crate::pending::{Entry, Kind, Pending};
-use crate::room::{Peer, RoomData};
+use crate::room::{Peer, Peers, RoomData};
 use hms_protocol::{
     code, Action, ClientCall, EndRoomParams, JoinParams, LeaveParams, PeerLeaveRequest, PeerLeaveRequestParams, Role, RoomState,
     RpcError, ServerPush,
@@ -35,7 +35,7 @@ pub enum Push {
     /// `peer-list`.
     PeerList {
         /// Every peer, the local one included.
-        peers: Vec<Peer>,
+        peers: Peers,
         /// The room.
         room: RoomState,
     },
@@ -53,7 +53,7 @@ impl From<ServerPush> for Push {
     fn from(p: ServerPush) -> Self {
         match p {
             ServerPush::PolicyChange(p) => Push::Policy { role: p.name, roles: p.known_roles.into_values().collect() },
-            ServerPush::PeerList(l) => Push::PeerList { peers: l.peers.into_values().map(Peer::from).collect(), room: l.room },
+            ServerPush::PeerList(l) => Push::PeerList { peers: l.peers.into_values().collect(), room: l.room },
             ServerPush::PeerJoin(p) => Push::PeerJoin(p.into()),
             ServerPush::PeerLeave(p) => Push::PeerLeave(p.into()),
             ServerPush::PeerLeaveRequest(r) => Push::LeaveRequest(r),
@@ -378,7 +378,7 @@ impl<T> Session<T> {
                     for p in old.iter().filter(|p| p.peer_id() != me && room.find(p.peer_id()).is_none()) {
                         events.push((false, room.to_js_peer(p, me)));
                     }
-                    for p in room.peers.iter().filter(|p| p.peer_id() != me && !old.iter().any(|q| q.peer_id() == p.peer_id())) {
+                    for p in room.peers.iter().filter(|p| p.peer_id() != me && old.find(p.peer_id()).is_none()) {
                         events.push((true, room.to_js_peer(p, me)));
                     }
                     if let Stage::Reconnecting(r) = &mut self.stage {
@@ -388,27 +388,19 @@ impl<T> Session<T> {
                 self.check_joined()
             }
             Push::PeerJoin(p) => {
+                let p = p.view();
                 let is_local = p.peer_id() == self.local_id;
                 // A peer already in the list is updated silently: one join per peer.
-                let known = match self.room.peers.iter_mut().find(|q| q.peer_id() == p.peer_id()) {
-                    Some(q) => {
-                        *q = p;
-                        true
-                    }
-                    None => {
-                        self.room.peers.push(p);
-                        false
-                    }
-                };
-                match self.room.peers.last() {
-                    Some(p) if matches!(self.stage, Stage::Joined) && !is_local && !known => vec![Out::PeerJoin(self.room.to_js_peer(p, &self.local_id))],
-                    _ => Vec::new(),
+                let known = self.room.peers.upsert(p);
+                if matches!(self.stage, Stage::Joined) && !is_local && !known {
+                    vec![Out::PeerJoin(self.room.to_js_peer(p, &self.local_id))]
+                } else {
+                    Vec::new()
                 }
             }
             Push::PeerLeave(p) => {
-                let Some(i) = self.room.peers.iter().position(|q| q.peer_id() == p.peer_id()) else { return Vec::new() };
-                let gone = self.room.peers.remove(i);
-                let peer = self.room.to_js_peer(&gone, &self.local_id);
+                let Some(gone) = self.room.peers.remove(p.view().peer_id()) else { return Vec::new() };
+                let peer = self.room.to_js_peer(gone.view(), &self.local_id);
                 if matches!(self.stage, Stage::Joined) && !peer.is_local {
                     vec![Out::PeerLeave(peer)]
                 } else {

@@ -13,7 +13,7 @@
 use crate::codec::{read_permissions, write_params, Writer};
 use crate::js::{json_parse_js, json_stringify};
 use crate::model::Source;
-use crate::room::Peer;
+use crate::room::{Peer, Peers};
 use crate::session::Push;
 use hms_protocol::{ClientCall, PeerLeaveRequest, Permissions, Role, RoomState, RpcError};
 use js_sys::{Object, Reflect};
@@ -128,7 +128,17 @@ fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
         hms_protocol::method::PEER_LIST => {
             let r = get(&p, &k.room);
             Push::PeerList {
-                peers: values(&get(&p, &k.peers)).iter().map(|n| peer(k, n)).collect(),
+                peers: {
+                    let mut peers = Peers::default();
+                    for n in values(&get(&p, &k.peers)) {
+                        let info = get(&n, &k.info);
+                        let joined_at = get(&n, &k.joined_at).as_f64().map_or(0, |t| t as u64);
+                        let (id, name, data, user, role) =
+                            (string(&n, &k.peer_id), string(&info, &k.name), string(&info, &k.data), string(&info, &k.user_id), string(&n, &k.role));
+                        peers.push(&id, &name, &data, &user, &role, joined_at);
+                    }
+                    peers
+                },
                 room: RoomState {
                     room_id: string(&r, &k.room_id),
                     name: string(&r, &k.name),

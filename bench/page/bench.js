@@ -272,7 +272,7 @@ async function startup() {
 // socket ends a room of n bare guest sockets doing onmessage + JSON.parse. Both time,
 // from the end-room call, the host's answer (endRoom resolved / the bare answer) and
 // the last guest hearing of the end (onRemovedFromRoom / the parsed notice).
-async function fanout({ endpoint, hostToken, guestToken, n, side, reason, timeoutMs = 30000 }) {
+async function fanout({ endpoint, hostToken, guestToken, n, side, reason, timeoutMs = 30000, profile = false }) {
   const url = (token) => `${endpoint}?peer=${uuid()}&token=${encodeURIComponent(token)}`;
   let heard = 0;
   let lastHeard = 0;
@@ -323,9 +323,12 @@ async function fanout({ endpoint, hostToken, guestToken, n, side, reason, timeou
     }
     // Let the join traffic drain before timing.
     await sleep(200);
+    // With `profile`, a CPU profile of the end only, handed to the driver by DevTools.
+    if (profile) console.profile("fan-out");
     const t0 = performance.now();
     end();
     await waitFor(() => heard === n && resolved > 0, timeoutMs, `${n} ${side} guests to hear of the end (heard ${heard})`);
+    if (profile) console.profileEnd("fan-out");
     return { side, n, answerMs: resolved - t0, lastHeardMs: lastHeard - t0 };
   } finally {
     for (const c of open) {
