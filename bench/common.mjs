@@ -8,6 +8,11 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+// `--name value` pairs of the command line as an object.
+export function cliArgs(argv = process.argv.slice(2)) {
+  return Object.fromEntries(argv.reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+}
+
 export const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",

@@ -21,12 +21,10 @@ import { join, dirname, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import { randomBytes, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { CHROMIUM_ARGS, startServer, stats, token } from "./common.mjs";
+import { CHROMIUM_ARGS, cliArgs, startServer, stats, token } from "./common.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+const args = cliArgs();
 const serverBin = resolve(args["server-bin"] ?? join(here, "..", "target", "server-release", "hms-server"));
 const pkgDir = resolve(args.pkg ?? join(here, "..", "pkg"));
 const pairs = Number(args.pairs ?? 15);

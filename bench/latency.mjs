@@ -12,7 +12,7 @@
 //        [--trials 15] [--loads 10] [--guests 0,10,100] [--json FILE]
 // N = 0 (the host alone) times endRoom without N guests' pushes queued in the same page.
 import { chromium } from "playwright-core";
-import { CHROMIUM_ARGS, startServer as startCommon, stats, token as tokenCommon } from "./common.mjs";
+import { CHROMIUM_ARGS, cliArgs, startServer as startCommon, stats, token as tokenCommon } from "./common.mjs";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
 import { tmpdir } from "node:os";
@@ -20,9 +20,7 @@ import { randomUUID, randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+const args = cliArgs();
 const serverBin = resolve(args["server-bin"] ?? join(here, "..", "target", "server-release", "hms-server"));
 const pkgDir = resolve(args.pkg ?? join(here, "..", "pkg"));
 const trials = Number(args.trials ?? 15);
