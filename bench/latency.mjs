@@ -12,18 +12,15 @@
 //        [--trials 15] [--loads 10] [--guests 0,10,100] [--json FILE]
 // N = 0 (the host alone) times endRoom without N guests' pushes queued in the same page.
 import { chromium } from "playwright-core";
-import { spawn, execFileSync } from "node:child_process";
+import { CHROMIUM_ARGS, cliArgs, startServer as startCommon, stats, token as tokenCommon } from "./common.mjs";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import { randomUUID, randomBytes } from "node:crypto";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
+const args = cliArgs();
 const serverBin = resolve(args["server-bin"] ?? join(here, "..", "target", "server-release", "hms-server"));
 const pkgDir = resolve(args.pkg ?? join(here, "..", "pkg"));
 const trials = Number(args.trials ?? 15);
@@ -32,71 +29,19 @@ const guestCounts = (args.guests ?? "0,10,100").split(",").map(Number);
 const chromiumPath = args.chromium ?? "/usr/bin/chromium";
 const overallTimeoutMs = Number(args["timeout-s"] ?? 600) * 1000;
 
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-  "--disable-quic",
-];
-
-// Flags of `serve` that raise its guards out of the way of 100+ sockets from one IP; each
-// is passed only when `serve --help` lists it.
-const GENEROUS = [
-  ["--max-conns-per-ip", "0"],
-  ["--max-frames-per-sec", "0"],
-];
-
-function quantile(sorted, q) {
-  // Nearest rank, as the load tool does.
-  if (!sorted.length) return NaN;
-  const rank = Math.max(1, Math.ceil(q * sorted.length));
-  return sorted[Math.min(rank, sorted.length) - 1];
-}
-export function stats(samples) {
-  const s = [...samples].sort((a, b) => a - b);
-  return { n: s.length, p10: quantile(s, 0.1), median: quantile(s, 0.5), p90: quantile(s, 0.9), min: s[0], max: s[s.length - 1] };
-}
+export { stats };
 
 // The server child, so that every way out (including the overall timeout) stops it.
 let serverChild = null;
 
 async function startServer(dataDir, secret) {
-  let help = "";
-  try {
-    help = execFileSync(serverBin, ["serve", "--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  } catch (e) {
-    help = String(e.stdout ?? "");
-  }
-  const words = new Set(help.split(/[\s,=]+/));
-  const extra = GENEROUS.filter(([f]) => words.has(f)).map(([f, v]) => `${f}=${v}`);
-  const child = spawn(
-    serverBin,
-    ["serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--www", join(here, "page"), "--pkg", pkgDir, ...extra],
-    { env: { ...process.env, HMS_SECRET: secret, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] },
-  );
-  serverChild = child;
-  const rl = createInterface({ input: child.stdout });
-  const line = await new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error("server printed no line within 30 s")), 30000);
-    rl.once("line", (l) => {
-      clearTimeout(timer);
-      res(l);
-    });
-    child.once("exit", (code) => rej(new Error(`server exited with ${code} before listening`)));
-  });
-  const m = /^listening on (127\.0\.0\.1:\d+)$/.exec(line.trim());
-  if (!m) throw new Error(`unexpected first line from the server: ${line}`);
-  rl.on("line", () => {}); // keep draining
-  return { child, addr: m[1] };
+  const started = await startCommon({ serverBin, pkgDir, dataDir, secret });
+  serverChild = started.child;
+  return started;
 }
 
 function token(dataDir, secret, room, user, role) {
-  return execFileSync(serverBin, ["token", "--room", room, "--user", user, "--role", role, "--data-dir", dataDir], {
-    encoding: "utf8",
-    env: { ...process.env, HMS_SECRET: secret },
-  }).trim().split("\n").pop().trim();
+  return tokenCommon({ serverBin, dataDir, secret }, room, user, role);
 }
 
 async function main() {

@@ -49,10 +49,11 @@ mgmt=$("$server_bin" token --management --data-dir "$tmp/data")
 
 # The mock also runs a second real server that the reconnect tests kill and restart.
 mkdir -p "$tmp/data2"
-node tests/mock-server/mock.js --server "$server_bin" --data-dir "$tmp/data2" >"$tmp/mock.out" 2>"$tmp/mock.log" &
+node tests/mock-server/mock.js --server "$server_bin" --data-dir "$tmp/data2" --proxy-to "$addr" >"$tmp/mock.out" 2>"$tmp/mock.log" &
 pids+=($!)
 mock_addr=$(wait_listening "$tmp/mock.out" mock-server)
 restart_addr=$(wait_line "$tmp/mock.out" "restartable hms-server" "restartable server on ")
+proxy_addr=$(wait_line "$tmp/mock.out" "fault proxy" "proxy on ")
 
 export HMS_TEST_HTTP="http://$addr"
 export HMS_TEST_WS="ws://$addr/ws"
@@ -61,6 +62,7 @@ export HMS_TEST_MOCK_WS="ws://$mock_addr"
 export HMS_TEST_CONTROL="http://$mock_addr/control"
 export HMS_TEST_RESTART_HTTP="http://$restart_addr"
 export HMS_TEST_RESTART_WS="ws://$restart_addr/ws"
+export HMS_TEST_PROXY_WS="ws://$proxy_addr"
 echo "browser tests: server $HMS_TEST_HTTP, mock $HMS_TEST_MOCK_WS"
 
 status=0

@@ -3,7 +3,8 @@
 # `--target bundler` into pkg-bundler/, optimizes both .wasm files with wasm-opt -Oz,
 # checks that pkg/ loads and works (node: init, new HmsClient, an HmsError rejection),
 # then checks the size budget: the .wasm plus the JS glue of pkg/, gzipped together
-# (-9), must stay under 40 KB (40*1024 bytes). Exits non-zero on any failure.
+# (-9), must stay at or under 44 KB (45,056 bytes); the figure is printed. Exits
+# non-zero on any failure.
 #
 # The web target's JS glue is minified with esbuild (npm), like the bundles of the peers
 # that the benchmarks compare with.
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-BUDGET=$((40 * 1024))
+BUDGET=$((44 * 1024))
 BINARYEN_NPM=binaryen@132.0.0
 
 # Build tools from npm, pinned, installed once into target/npm-tools.
@@ -74,7 +75,7 @@ both=$(cat pkg/hms_client_bg.wasm pkg/hms_client.js | gzip -9 | wc -c)
 raw=$(stat -c %s pkg/hms_client_bg.wasm)
 echo "pkg/ size: hms_client_bg.wasm ${raw} B raw, ${wasm} B gzip; hms_client.js ${glue} B gzip"
 echo "pkg/ .wasm + JS glue gzipped together: ${both} B ($((both * 100 / BUDGET))% of the ${BUDGET} B budget)"
-if [ "$both" -ge "$BUDGET" ]; then
-  echo "FAIL: over the 40 KB gzip budget" >&2
+if [ "$both" -gt "$BUDGET" ]; then
+  echo "FAIL: ${both} B is over the 44 KB (${BUDGET} B) gzip budget" >&2
   exit 1
 fi

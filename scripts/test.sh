@@ -5,7 +5,7 @@
 #
 #   native    cargo test --workspace: protocol, server integration tests (real server
 #             binary over real sockets, real SQLite files), SDK pure logic
-#   package   wasm-pack release build of pkg/ and its 40 KB gzip size budget
+#   package   wasm-pack release build of pkg/ and its 44 KB gzip size budget
 #   chrome    SDK browser tests (wasm-bindgen-test) in headless Chromium vs the real server
 #   firefox   the same in headless Firefox ESR
 #   e2e       the demo app driven by Playwright in headless Chromium vs the real server

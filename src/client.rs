@@ -3,35 +3,36 @@
 //! the borrow, then carries out the effects (sending, settling promises, callbacks), so
 //! a callback may call back into the client.
 
-use crate::error::{codes, SdkError};
-use crate::js::{random_uuid, to_js_error, Callbacks};
-use crate::wire::{decode, encode, peer_to_js, removed_to_js, room_to_js, Frame};
-use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, TokenOptions};
-use crate::session::{Out, Session};
+use crate::error::{ErrorAction, ErrorName, SdkError};
+use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
 use crate::listener::GlobalListener;
+use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, TokenOptions};
+use crate::pending::Kind;
+use crate::session::{Out, Session};
 use crate::timer::Timer;
 use crate::transport::{Transport, WsEvent};
+use crate::wire::{decode, encode, read_options, Frame, Keys};
 use hms_protocol::JoinParams;
 use js_sys::{Array, Function, Promise};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
-/// Settles one request's promise.
+/// Settles one request's promise; keeps the promise so a repeated call can return it.
 pub(crate) struct Settle {
     resolve: Function,
     reject: Function,
+    promise: Promise,
 }
 
-/// A promise whose settling functions are handed to `f` (run synchronously by the
-/// executor, as `Promise` always does).
-fn promise_with(f: impl FnOnce(Settle)) -> Promise {
-    let mut f = Some(f);
-    Promise::new(&mut |resolve, reject| {
-        if let Some(f) = f.take() {
-            f(Settle { resolve, reject });
-        }
-    })
+/// A new promise and what settles it.
+fn new_promise() -> Settle {
+    let mut fns = None;
+    let promise = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
+    // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
+    // settling would be a no-op rather than a panic.
+    let (resolve, reject) = fns.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
+    Settle { resolve, reject, promise }
 }
 
 fn rejected(e: &SdkError) -> Promise {
@@ -45,7 +46,14 @@ fn now() -> f64 {
 struct Inner {
     session: RefCell<Session<Settle>>,
     transport: RefCell<Option<Transport>>,
+    /// A socket the server is closing (after a room end, a removal, our end-room's
+    /// answer or `on-error`): kept until its close event, so we add no close of our own.
+    closing: RefCell<Option<Transport>>,
+    /// Tags each socket's events: only the current socket's reach the session.
+    generation: Cell<u32>,
     timer: Timer,
+    /// The property names frames are read with.
+    keys: Keys,
     /// `online`/`offline` listeners on the global object (none outside browsers).
     _network: (Option<GlobalListener>, Option<GlobalListener>),
     weak: Weak<Inner>,
@@ -58,10 +66,12 @@ struct Inner {
     on_error: Callbacks,
     on_reconnecting: Callbacks,
     on_reconnected: Callbacks,
+    on_state: Callbacks,
 }
 
 impl Inner {
-    /// Carries out the session's effects in order, then re-arms the request timer.
+    /// Carries out the session's effects in order, then makes sure the timer fires by
+    /// the session's next deadline.
     fn run(&self, outs: Vec<Out<Settle>>) {
         for out in outs {
             match out {
@@ -75,19 +85,28 @@ impl Inner {
                     let t = self.transport.borrow_mut().take();
                     drop(t);
                 }
+                Out::Detach => {
+                    let t = self.transport.borrow_mut().take();
+                    // Replacing an older closing socket closes that one (its Drop).
+                    let old = self.closing.replace(t);
+                    drop(old);
+                }
                 Out::Resolve(s) => {
                     let _ = s.resolve.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
                 }
                 Out::Reject(s, e) => {
                     let _ = s.reject.call1(&JsValue::UNDEFINED, &to_js_error(&e));
                 }
-                Out::PeerJoin(p) => self.on_peer_join.emit(&peer_to_js(&p)),
-                Out::PeerLeave(p) => self.on_peer_leave.emit(&peer_to_js(&p)),
-                Out::Removed(ev) => self.on_removed.emit(&removed_to_js(&ev)),
+                Out::PeerJoin(p) => self.on_peer_join.emit(&to_js(&p)),
+                Out::PeerLeave(p) => self.on_peer_leave.emit(&to_js(&p)),
+                Out::Removed(ev) => self.on_removed.emit(&to_js(&ev)),
                 Out::Error(e) => self.on_error.emit(&to_js_error(&e)),
                 Out::Reconnecting(e) => self.on_reconnecting.emit(&to_js_error(&e)),
                 Out::Reconnected => self.on_reconnected.emit(&JsValue::UNDEFINED),
+                Out::State(state) => self.on_state.emit(&to_js(&state)),
                 Out::Connect => self.connect(),
+                // Freed here, after the callbacks that came before it.
+                Out::Release(room) => drop(room),
             }
         }
         self.rearm();
@@ -96,10 +115,12 @@ impl Inner {
     /// Opens a socket to the session's URL; a URL the browser refuses counts as a
     /// socket that closed at once.
     fn connect(&self) {
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
         let weak = self.weak.clone();
         let sink: Rc<dyn Fn(WsEvent)> = Rc::new(move |ev| {
             if let Some(inner) = weak.upgrade() {
-                inner.on_socket(ev);
+                inner.on_socket(generation, ev);
             }
         });
         let transport = Transport::connect(&self.url.borrow(), sink);
@@ -115,19 +136,27 @@ impl Inner {
     fn rearm(&self) {
         let deadline = self.session.borrow().next_deadline();
         match deadline {
-            Some(d) => self.timer.arm(d - now()),
+            Some(d) => self.timer.ensure_by(d, now()),
             None => self.timer.cancel(),
         }
     }
 
-    fn on_socket(&self, ev: WsEvent) {
+    fn on_socket(&self, generation: u32, ev: WsEvent) {
+        if generation != self.generation.get() {
+            // An earlier socket: only its close matters, to release it.
+            if matches!(ev, WsEvent::Close(_)) {
+                let t = self.closing.borrow_mut().take();
+                drop(t);
+            }
+            return;
+        }
         let outs = match ev {
             WsEvent::Open => self.session.borrow_mut().on_open(now()),
             WsEvent::Close(code) => self.session.borrow_mut().on_close(code, now()),
             WsEvent::Text(text) => {
                 // Any frame, even one we can't read, shows the connection is alive.
                 self.session.borrow_mut().touch(now());
-                match decode(&text) {
+                match decode(&self.keys, &text) {
                     Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
                     Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
                     None => Vec::new(),
@@ -138,6 +167,7 @@ impl Inner {
     }
 
     fn on_timer(&self) {
+        self.timer.fired();
         let outs = self.session.borrow_mut().on_tick(now());
         self.run(outs);
     }
@@ -145,6 +175,19 @@ impl Inner {
     fn on_network(&self, online: bool) {
         let outs = if online { self.session.borrow_mut().on_online(now()) } else { self.session.borrow_mut().on_offline(now()) };
         self.run(outs);
+    }
+
+    /// A request's promise: the one still waiting for `kind` (and `target`), or a new one
+    /// that `make` hands to the session.
+    fn request(&self, kind: Kind, target: Option<&str>, make: impl FnOnce(&mut Session<Settle>, Settle) -> Vec<Out<Settle>>) -> Promise {
+        if let Some(p) = self.session.borrow().waiting(kind, target).map(|s| s.promise.clone()) {
+            return p;
+        }
+        let settle = new_promise();
+        let promise = settle.promise.clone();
+        let outs = make(&mut self.session.borrow_mut(), settle);
+        self.run(outs);
+        promise
     }
 }
 
@@ -157,13 +200,14 @@ pub struct HmsClient {
 
 #[wasm_bindgen]
 impl HmsClient {
-    /// `new HmsClient({ endpoint, requestTimeoutMs? })`. Throws a 6013 ValidationFailed
-    /// `HmsError` when the options are not of that shape.
+    /// `new HmsClient({ endpoint, requestTimeoutMs?, ... })`. Throws a 6013
+    /// ValidationFailed `HmsError` when `endpoint` is not a string.
     #[wasm_bindgen(constructor)]
     pub fn new(#[wasm_bindgen(unchecked_param_type = "HmsClientOptions")] options: JsValue) -> Result<HmsClient, JsValue> {
         crate::js::hms_error_prototype();
-        let options: ClientOptions = crate::wire::client_options(&options)
-            .ok_or_else(|| to_js_error(&SdkError::new(codes::VALIDATION_FAILED, "options must be { endpoint: string, requestTimeoutMs?: number }")))?;
+        let options = read_options(&options, ClientOptions::read).ok_or_else(|| {
+            to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Init, "options must be { endpoint: string, requestTimeoutMs?: number, ... }"))
+        })?;
         let mut session = Session::with_config(options.config());
         // Jitter only needs to differ between clients, not to be unpredictable.
         session.seed((js_sys::Math::random() * 9_007_199_254_740_991.0) as u64);
@@ -172,6 +216,8 @@ impl HmsClient {
             Inner {
                 session: RefCell::new(session),
                 transport: RefCell::new(None),
+                closing: RefCell::new(None),
+                generation: Cell::new(0),
                 timer: Timer::new(move || {
                     if let Some(inner) = w1.upgrade() {
                         inner.on_timer();
@@ -189,6 +235,7 @@ impl HmsClient {
                         }
                     }),
                 ),
+                keys: Keys::new(),
                 weak: weak.clone(),
                 endpoint: options.endpoint,
                 url: RefCell::new(String::new()),
@@ -198,6 +245,7 @@ impl HmsClient {
                 on_error: Callbacks::new(),
                 on_reconnecting: Callbacks::new(),
                 on_reconnected: Callbacks::new(),
+                on_state: Callbacks::new(),
             }
         });
         Ok(HmsClient { inner })
@@ -212,7 +260,7 @@ impl HmsClient {
         code: String,
         options: Option<js_sys::Object>,
     ) -> Promise {
-        let options: TokenOptions = crate::wire::token_options(&options.map_or(JsValue::UNDEFINED, JsValue::from));
+        let options = read_options(&options.map_or(JsValue::UNDEFINED, JsValue::from), |v| Some(TokenOptions::read(v))).unwrap_or_default();
         let base = options.endpoint.unwrap_or_else(|| http_base_of(&self.inner.endpoint));
         crate::token::token_by_room_code(&base, &code, options.user_id.as_deref())
     }
@@ -221,32 +269,34 @@ impl HmsClient {
     /// sent the policy and the peer list, so `getLocalPeer()` is defined right after.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn join(&self, #[wasm_bindgen(unchecked_param_type = "HmsJoinConfig")] config: JsValue) -> Promise {
-        let config: JoinConfig = match crate::wire::join_config(&config) {
-            Some(c) => c,
-            None => return rejected(&SdkError::new(codes::VALIDATION_FAILED, "join takes { authToken: string, userName: string, metadata?: string }")),
+        let Some(config) = read_options(&config, JoinConfig::read) else {
+            return rejected(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Join, "join takes { authToken: string, userName: string, metadata?: string }"));
         };
-        promise_with(|settle| self.start_join(config, settle))
-    }
-
-    fn start_join(&self, config: JoinConfig, settle: Settle) {
+        let settle = new_promise();
+        let promise = settle.promise.clone();
         let peer_id = random_uuid();
         let params = JoinParams { name: config.user_name, data: config.metadata.unwrap_or_default() };
         let begun = self.inner.session.borrow_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
-        if let Err((settle, e)) = begun {
-            self.inner.run(vec![Out::Reject(settle, e)]);
-            return;
+        match begun {
+            Err((settle, e)) => self.inner.run(vec![Out::Reject(settle, e)]),
+            Ok(outs) => {
+                let token = String::from(js_sys::encode_uri_component(&config.auth_token));
+                *self.inner.url.borrow_mut() = socket_url(&self.inner.endpoint, &peer_id, &token);
+                // A socket still closing from the last session goes now.
+                drop(self.inner.closing.borrow_mut().take());
+                self.inner.run(outs);
+                self.inner.connect();
+                self.inner.rearm();
+            }
         }
-        let token = String::from(js_sys::encode_uri_component(&config.auth_token));
-        *self.inner.url.borrow_mut() = socket_url(&self.inner.endpoint, &peer_id, &token);
-        self.inner.connect();
-        self.inner.rearm();
+        promise
     }
 
     /// The local peer while joined, else `undefined`.
     #[wasm_bindgen(js_name = getLocalPeer, unchecked_return_type = "HmsPeer | undefined")]
     pub fn get_local_peer(&self) -> JsValue {
         match self.inner.session.borrow().local_peer() {
-            Some(p) => peer_to_js(&p),
+            Some(p) => to_js(&p),
             None => JsValue::UNDEFINED,
         }
     }
@@ -254,36 +304,47 @@ impl HmsClient {
     /// Everyone in the room, the local peer first; empty when not joined.
     #[wasm_bindgen(js_name = getPeers, unchecked_return_type = "HmsPeer[]")]
     pub fn get_peers(&self) -> Array {
-        self.inner.session.borrow().peers().iter().map(peer_to_js).collect()
+        self.inner.session.borrow().peers().iter().map(to_js).collect()
     }
 
     /// The room while joined, else `undefined`.
     #[wasm_bindgen(js_name = getRoom, unchecked_return_type = "HmsRoom | undefined")]
     pub fn get_room(&self) -> JsValue {
         match self.inner.session.borrow().room() {
-            Some(r) => room_to_js(&r),
+            Some(r) => to_js(&r),
             None => JsValue::UNDEFINED,
         }
     }
 
     /// Ends the room for everyone (`lock` keeps it closed to later joins). Needs the
-    /// `endRoom` permission (else 403 without contacting the server). Resolves after
-    /// the server's answer; the client has then left.
+    /// `endRoom` permission (else 403 without contacting the server). Resolves once the
+    /// server confirmed the end (its answer, or after a lost connection its end notice);
+    /// the client has then left. While one is waiting, calling it again returns the same
+    /// promise and sends nothing.
     #[wasm_bindgen(js_name = endRoom, unchecked_return_type = "Promise<void>")]
     pub fn end_room(&self, lock: bool, reason: String) -> Promise {
-        promise_with(|settle| {
-            let outs = self.inner.session.borrow_mut().end_room(random_uuid(), lock, reason, now(), settle);
-            self.inner.run(outs);
-        })
+        self.inner.request(Kind::EndRoom, None, |session, settle| session.end_room(random_uuid(), lock, reason, now(), settle))
     }
 
-    /// Removes another peer. Needs `removeOthers` (else 403 without contacting the server).
+    /// Removes another peer. Needs `removeOthers` (else 403 without contacting the
+    /// server). While a removal of the same peer is waiting, returns its promise.
     #[wasm_bindgen(js_name = removePeer, unchecked_return_type = "Promise<void>")]
     pub fn remove_peer(&self, #[wasm_bindgen(js_name = peerId)] peer_id: String, reason: String) -> Promise {
-        promise_with(|settle| {
-            let outs = self.inner.session.borrow_mut().remove_peer(random_uuid(), peer_id, reason, now(), settle);
-            self.inner.run(outs);
-        })
+        let target = peer_id.clone();
+        self.inner.request(Kind::RemovePeer, Some(&target), |session, settle| session.remove_peer(random_uuid(), peer_id, reason, now(), settle))
+    }
+
+    /// The connection state: `Disconnected`, `Connecting`, `Connected`, `Reconnecting`,
+    /// `Disconnecting` or `Failed` (100ms's room states).
+    #[wasm_bindgen(js_name = getConnectionState, unchecked_return_type = "HmsConnectionState")]
+    pub fn get_connection_state(&self) -> JsValue {
+        to_js(&self.inner.session.borrow().connection_state())
+    }
+
+    /// Subscribes to connection state changes; the callback gets the new state.
+    #[wasm_bindgen(js_name = onConnectionStateChange, unchecked_return_type = "HmsUnsubscribe")]
+    pub fn on_connection_state_change(&self, #[wasm_bindgen(unchecked_param_type = "HmsConnectionStateCallback")] cb: Function) -> Function {
+        self.inner.on_state.subscribe(&cb)
     }
 
     /// Leaves the room (a no-op when not joined). Requests still waiting are rejected
@@ -315,7 +376,7 @@ impl HmsClient {
     }
 
     /// Subscribes to the start of reconnecting (the connection was lost; the argument
-    /// says why, usually 1003 ConnectionLost).
+    /// says why: 1003 ConnectionLost).
     #[wasm_bindgen(js_name = onReconnecting, unchecked_return_type = "HmsUnsubscribe")]
     pub fn on_reconnecting(&self, #[wasm_bindgen(unchecked_param_type = "HmsErrorCallback")] cb: Function) -> Function {
         self.inner.on_reconnecting.subscribe(&cb)
@@ -328,8 +389,7 @@ impl HmsClient {
     }
 
     /// Subscribes to errors that end the session on their own: the server's `on-error`,
-    /// or the connection lost for good (1006 ReconnectFailed, or 1003 when reconnecting
-    /// is off).
+    /// or the connection lost for good (a terminal 1003 ConnectionLost).
     #[wasm_bindgen(js_name = onError, unchecked_return_type = "HmsUnsubscribe")]
     pub fn on_error(&self, #[wasm_bindgen(unchecked_param_type = "HmsErrorCallback")] cb: Function) -> Function {
         self.inner.on_error.subscribe(&cb)
@@ -342,7 +402,8 @@ impl Drop for HmsClient {
         let outs = self.inner.session.borrow_mut().leave();
         self.inner.run(outs);
         let i = &self.inner;
-        for cbs in [&i.on_removed, &i.on_peer_join, &i.on_peer_leave, &i.on_error, &i.on_reconnecting, &i.on_reconnected] {
+        drop(i.closing.borrow_mut().take());
+        for cbs in [&i.on_removed, &i.on_peer_join, &i.on_peer_leave, &i.on_error, &i.on_reconnecting, &i.on_reconnected, &i.on_state] {
             cbs.clear();
         }
     }

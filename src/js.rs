@@ -1,96 +1,31 @@
-//! JS conversions: `HmsError` (a real `Error` subclass), serializing payloads, callback
-//! sets, the TypeScript declarations of the public payloads, and a few global bindings.
+//! JS objects: the one place they are made from Rust values ([`to_js`], serde-wasm-
+//! bindgen's JSON-compatible serializer over the serde types of `model.rs`), `HmsError`
+//! (a real `Error` subclass), callback sets, the TypeScript that no Rust type generates,
+//! and a few global bindings.
 
 use crate::error::SdkError;
+use serde::Serialize;
 use js_sys::{Array, Function, Object, Reflect, Set};
 use wasm_bindgen::prelude::*;
 
+// The payload shapes' TypeScript is generated from their Rust types by tsify (model.rs,
+// error.rs); what follows is only what no Rust type describes: the role objects (checked
+// against the protocol's types by a test in model.rs), `HmsError`'s class shape, the
+// callback types, and signatures wasm-bindgen cannot spell.
+#[wasm_bindgen(typescript_custom_section)]
+const ROLE_TS: &'static str = crate::model::ROLE_TS;
+
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Options of `new HmsClient(...)`. */
-export interface HmsClientOptions {
-  /** WebSocket URL of the room server, e.g. `ws://127.0.0.1:7880/ws`. */
-  endpoint: string;
-  /** How long a request waits for its answer before it fails with 6008 RequestTimeout (default 10000). */
-  requestTimeoutMs?: number;
-  /** `ping` interval while joined (default 3000). */
-  heartbeatIntervalMs?: number;
-  /** No incoming frame for this long means the connection is lost (default 12000). */
-  heartbeatTimeoutMs?: number;
-  /** Total time spent reconnecting before `onError` gets 1006 ReconnectFailed (default 30000; 0 = never reconnect). */
-  reconnectBudgetMs?: number;
-}
-/** What a role may do. */
-export interface HmsPermissions {
-  endRoom: boolean;
-  removeOthers: boolean;
-  mute: boolean;
-  unmute: boolean;
-  changeRole: boolean;
-  hlsStreaming: boolean;
-  rtmpStreaming: boolean;
-  browserRecording: boolean;
-  pollRead: boolean;
-  pollWrite: boolean;
-}
-/** A role of the room's template. */
-export interface HmsRole {
-  name: string;
-  priority: number;
-  permissions: HmsPermissions;
-}
-/** A peer of the room. */
-export interface HmsPeer {
-  peerId: string;
-  name: string;
-  userId: string;
-  metadata: string;
-  isLocal: boolean;
-  role: HmsRole;
-}
-/** The joined room. */
-export interface HmsRoom {
-  id: string;
-  name: string;
-  sessionId: string | null;
-}
-/** Why the local peer is no longer in the room. */
-export interface RemovedFromRoomEvent {
-  reason: string;
-  /** Exactly the server's `room_end`: true when the whole room ended. */
-  roomWasEnded: boolean;
-  /** Who ended the room or removed us; `null` when a back end did it through the REST API. */
-  peerWhoRemoved: HmsPeer | null;
-}
-/** What `join` takes. */
-export interface HmsJoinConfig {
-  authToken: string;
-  userName: string;
-  metadata?: string;
-}
-/** Options of `getAuthTokenByRoomCode`. */
-export interface HmsTokenOptions {
-  userId?: string;
-  /** HTTP base URL of the token service; derived from the client's endpoint when absent. */
-  endpoint?: string;
-}
-/** The stable names of `HmsError`. */
-export type HmsErrorName =
-  | "BadRequest" | "InvalidToken" | "PermissionDenied" | "NotFound" | "Conflict" | "RoomLocked"
-  | "RateLimited" | "ParseError" | "InvalidRequest" | "MethodNotFound" | "InvalidParams"
-  | "FailedToConnect" | "ConnectionLost" | "ReconnectFailed" | "NotConnected" | "JsonParsingFailed"
-  | "RequestTimeout" | "ValidationFailed" | "ServerError";
-export interface HmsError extends Error {
-  /** 6000 NotConnected, 403 PermissionDenied, 423 RoomLocked, 401 InvalidToken, 404 NotFound,
-   *  1003 ConnectionLost, 6008 RequestTimeout, 1000 FailedToConnect, or a server code. */
-  readonly code: number;
+/** Every rejection, throw and error callback of the SDK: a real `Error`. */
+export interface HmsError extends Error, Readonly<HmsErrorDetails> {
   readonly name: HmsErrorName;
 }
 export interface HmsClient {
   /**
    * Exchanges a room code for an auth token (`POST <endpoint>/v2/token {code, user_id?}`).
    * `options.endpoint` is the HTTP base URL; it defaults to the WebSocket endpoint's origin.
-   * Rejects with an HmsError: the server's code (404 unknown or disabled code), or 1000.
+   * Rejects with an HmsError: the server's code (404 unknown or disabled code), or 2003.
    */
   getAuthTokenByRoomCode(code: string, options?: HmsTokenOptions): Promise<string>;
 }
@@ -98,6 +33,7 @@ export type HmsRemovedCallback = (ev: RemovedFromRoomEvent) => void;
 export type HmsPeerCallback = (peer: HmsPeer) => void;
 export type HmsErrorCallback = (error: HmsError) => void;
 export type HmsReconnectedCallback = () => void;
+export type HmsConnectionStateCallback = (state: HmsConnectionState) => void;
 export type HmsUnsubscribe = () => void;
 "#;
 
@@ -122,6 +58,9 @@ extern "C" {
     fn console_error(what: &str, err: &JsValue);
     #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
     pub(crate) fn json_parse(text: &str) -> Result<JsValue, JsValue>;
+    /// `JSON.parse` of a JS string.
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    pub(crate) fn json_parse_js(text: &JsValue) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_namespace = JSON, js_name = stringify, catch)]
     pub(crate) fn json_stringify(v: &JsValue) -> Result<js_sys::JsString, JsValue>;
 }
@@ -137,12 +76,24 @@ pub(crate) fn hms_error_prototype() -> Object {
     proto
 }
 
+/// `v` as a plain JS object (or string, for unit enums), as `JSON.parse` would give it:
+/// `Option::None` is `null`, maps are plain objects. The only way the SDK makes the
+/// objects it hands to apps.
+pub(crate) fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
+    // Serializing these types cannot fail (no maps with non-string keys, no u64 above
+    // 2^53); were it to, the app would get `undefined` rather than a panic.
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::UNDEFINED)
+}
+
 /// A real JS `Error` (with its stack) re-parented to `HmsError.prototype`, with own
-/// `name` and `code`.
+/// `name`, `code`, `action` and `isTerminal`.
 pub(crate) fn to_js_error(e: &SdkError) -> JsValue {
     let err = js_sys::Error::new(&e.message);
-    err.set_name(e.name());
-    let _ = Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from(e.code));
+    err.set_name(e.name().as_str());
+    let details = to_js(&e.details());
+    if let Some(details) = details.dyn_ref::<Object>() {
+        Object::assign(&err, details);
+    }
     Object::set_prototype_of(&err, &hms_error_prototype());
     err.into()
 }

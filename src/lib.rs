@@ -1,19 +1,26 @@
 //! hms-client: the browser SDK (Rust -> WebAssembly) that joins a room of the hms room
-//! server and can end it for everyone. The JS API is `HmsClient` and `HmsError`
-//! (docs/SDK.md).
+//! server and can end it for everyone. Control plane only: no audio or video. The JS
+//! API is `HmsClient` and `HmsError` (docs/SDK.md).
 //!
 //! Layout: pure logic with no wasm-bindgen types, tested natively with `cargo test`
-//! ([`error`], [`model`], [`pending`], [`session`]); thin browser layers compiled for
-//! wasm32 only: the WebSocket transport, the timer, the JS conversions and the facade.
+//! ([`codec`], [`config`], [`error`], [`model`], [`pending`], [`room`], [`session`]); thin browser
+//! layers compiled for wasm32 only: the WebSocket transport, the timer, the JS
+//! conversions (`wire.rs` decodes every server frame, `js.rs` makes every JS object),
+//! the token request and the facade.
 
+pub mod codec;
+pub mod config;
 pub mod error;
 pub mod model;
 pub mod pending;
+pub mod room;
 pub mod session;
 
 #[cfg(test)]
 mod session_tests;
 
+#[cfg(target_arch = "wasm32")]
+mod alloc;
 #[cfg(target_arch = "wasm32")]
 mod client;
 #[cfg(target_arch = "wasm32")]

@@ -1,42 +1,28 @@
 //! The client's state machine, free of I/O (sans-IO): the browser layer feeds it socket
 //! events, answers, pushes and clock ticks, and carries out the [`Out`] effects it
-//! returns in order. `T` settles a request (the JS resolve/reject pair in the browser).
+//! returns in order. `T` settles a request (the JS promise's functions in the browser).
 //! Everything that decides *what* happens lives here, so native `cargo test` covers it.
+//!
+//! The state of each phase lives in its [`Stage`] variant; what is known of the room
+//! lives in [`RoomData`] (`room.rs`), and timing settings in [`Config`] (`config.rs`).
 
-use crate::error::{codes, SdkError};
-use crate::model::{HmsPeer, HmsRoom, RemovedEvent};
-use crate::pending::{Kind, Pending};
+use crate::config::Config;
+use crate::error::{from_rpc, ErrorAction, ErrorName, SdkError};
+use crate::model::{ConnectionState, HmsPeer, HmsRoom, RemovedEvent};
+use crate::pending::{Entry, Kind, Pending};
+use crate::room::{Peer, Peers, RoomData};
 use hms_protocol::{
-    Action, ClientCall, EndRoomParams, JoinParams, LeaveParams, PeerLeaveRequest, PeerLeaveRequestParams, PeerNotification,
-    Role, RoomState, RpcError, ServerPush,
+    code, Action, ClientCall, EndRoomParams, JoinParams, LeaveParams, PeerLeaveRequest, PeerLeaveRequestParams, Role, RoomState,
+    RpcError, ServerPush,
 };
 
-/// A peer as the session keeps it (the parts of `PeerNotification` the SDK uses).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    /// `peer_id`.
-    pub peer_id: String,
-    /// `info.name`.
-    pub name: String,
-    /// `info.data`.
-    pub data: String,
-    /// `info.user_id`.
-    pub user_id: String,
-    /// Role name.
-    pub role: String,
-    /// `joined_at`, 0 when absent.
-    pub joined_at: u64,
-}
-
-impl From<PeerNotification> for Peer {
-    fn from(p: PeerNotification) -> Self {
-        Self { peer_id: p.peer_id, name: p.info.name, data: p.info.data, user_id: p.info.user_id, role: p.role, joined_at: p.joined_at.unwrap_or(0) }
-    }
-}
+/// How often an `endRoom` whose outcome stays unknown is sent at most: the first send,
+/// then once after each reconnect that does not tell the outcome.
+pub const END_ROOM_SENDS: u8 = 3;
 
 /// A server push in the shape the session consumes: [`ServerPush`] with lists instead
-/// of maps. The wasm layer builds these directly (map code is costly in wasm); native
-/// code converts a decoded [`ServerPush`] with `From`.
+/// of maps. The wasm layer builds these directly (`wire.rs`, the one place pushes are
+/// decoded); native code converts a decoded [`ServerPush`] with `From`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Push {
     /// `on-policy-change`: the local role's name and every role.
@@ -49,7 +35,7 @@ pub enum Push {
     /// `peer-list`.
     PeerList {
         /// Every peer, the local one included.
-        peers: Vec<Peer>,
+        peers: Peers,
         /// The room.
         room: RoomState,
     },
@@ -67,7 +53,7 @@ impl From<ServerPush> for Push {
     fn from(p: ServerPush) -> Self {
         match p {
             ServerPush::PolicyChange(p) => Push::Policy { role: p.name, roles: p.known_roles.into_values().collect() },
-            ServerPush::PeerList(l) => Push::PeerList { peers: l.peers.into_values().map(Peer::from).collect(), room: l.room },
+            ServerPush::PeerList(l) => Push::PeerList { peers: l.peers.into_values().collect(), room: l.room },
             ServerPush::PeerJoin(p) => Push::PeerJoin(p.into()),
             ServerPush::PeerLeave(p) => Push::PeerLeave(p.into()),
             ServerPush::PeerLeaveRequest(r) => Push::LeaveRequest(r),
@@ -76,49 +62,53 @@ impl From<ServerPush> for Push {
     }
 }
 
-/// Where the client is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Never joined, or left: `join` may be called.
-    Idle,
+/// A join under way: done when the answer, the policy and the peer list are all in.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The `join` request's id.
+    id: String,
+    answered: bool,
+    policy: bool,
+    peer_list: bool,
+}
+
+impl Progress {
+    fn new(id: String) -> Self {
+        Self { id, ..Self::default() }
+    }
+    fn done(&self) -> bool {
+        self.answered && self.policy && self.peer_list
+    }
+}
+
+/// Reconnect bookkeeping.
+#[derive(Debug, Default)]
+struct Rejoin {
+    started: f64,
+    attempt: u32,
+    /// When the next attempt starts (`None` while one is under way).
+    next_at: Option<f64>,
+    /// When the attempt under way is given up.
+    attempt_deadline: Option<f64>,
+    /// The attempt's join, once its socket opened.
+    join: Option<Progress>,
+    /// Peer-list differences, reported when the rejoin completes.
+    events: Vec<(bool, HmsPeer)>,
+}
+
+/// Where the client is in its life, with the state that belongs to that phase only.
+#[derive(Debug)]
+enum Stage {
+    /// Never joined, or the session ended (`failed`: on an error).
+    Idle { failed: bool },
     /// `join` called, the socket is opening.
-    Connecting,
-    /// The socket is open and `join` was sent; waiting for the answer, policy and peer list.
-    Joining,
+    Connecting { join_id: String },
+    /// The socket is open and `join` was sent.
+    Joining(Progress),
     /// In the room.
     Joined,
     /// The connection was lost while joined; trying to get back as the same peer.
-    Reconnecting,
-}
-
-/// Timing knobs (ms).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Config {
-    /// How long a request waits for its answer (also: one reconnect attempt's deadline).
-    pub request_timeout: f64,
-    /// `ping` every this long while joined.
-    pub heartbeat_interval: f64,
-    /// No incoming frame for this long while joined: the connection is lost.
-    pub heartbeat_timeout: f64,
-    /// Total time for reconnecting before giving up; 0 disables reconnecting.
-    pub reconnect_budget: f64,
-    /// First retry delay; doubles per attempt up to `backoff_max`, with ±30 % jitter.
-    pub backoff_base: f64,
-    /// Largest retry delay.
-    pub backoff_max: f64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            request_timeout: 10_000.0,
-            heartbeat_interval: 3_000.0,
-            heartbeat_timeout: 12_000.0,
-            reconnect_budget: 30_000.0,
-            backoff_base: 500.0,
-            backoff_max: 5_000.0,
-        }
-    }
+    Reconnecting(Rejoin),
 }
 
 /// An effect for the browser layer to carry out, in order.
@@ -145,66 +135,44 @@ pub enum Out<T> {
     Error(SdkError),
     /// Close the socket with 1000 and release it.
     Close,
+    /// Stop listening to the socket and let the server close it (it does so right
+    /// after a room end, a removal, an `end-room` answer or `on-error`).
+    Detach,
     /// Open a new socket to the same URL (same peer id and token): a reconnect attempt.
     Connect,
     /// Call the `onReconnecting` callbacks.
     Reconnecting(SdkError),
     /// Call the `onReconnected` callbacks.
     Reconnected,
-}
-
-/// Reconnect bookkeeping.
-#[derive(Debug, Default)]
-struct Rejoin {
-    started: f64,
-    attempt: u32,
-    /// When the next attempt starts (`None` while one is under way).
-    next_at: Option<f64>,
-    /// When the attempt under way is given up.
-    attempt_deadline: Option<f64>,
-    /// The attempt's `join` request id, once its socket opened.
-    join_id: Option<String>,
-    /// Peer-list differences, reported when the rejoin completes.
-    events: Vec<(bool, HmsPeer)>,
+    /// Call the `onConnectionStateChange` callbacks.
+    State(ConnectionState),
+    /// The room the session knew, to free after the callbacks before it have run.
+    Release(RoomData),
 }
 
 /// The state machine. See the module doc.
 #[derive(Debug)]
 pub struct Session<T> {
-    phase: Phase,
+    stage: Stage,
     cfg: Config,
     now: f64,
     local_id: String,
-    join_id: String,
-    join_params: Option<JoinParams>,
-    saved_params: Option<JoinParams>,
-    join_answered: bool,
-    policy_seen: bool,
-    local_role: Option<String>,
-    roles: Vec<Role>,
-    peer_list_seen: bool,
-    peers: Vec<Peer>,
-    room: Option<RoomState>,
+    /// The session's join params, kept for reconnects.
+    params: Option<JoinParams>,
+    room: RoomData,
     pending: Pending<T>,
-    /// Requests made while reconnecting, sent once back (if still pending).
-    queued: Vec<(String, ClientCall)>,
-    rejoin: Option<Rejoin>,
     last_rx: f64,
     next_ping: f64,
     seq: u32,
     rng: u64,
 }
 
-fn err(code: i32, message: &str) -> SdkError {
-    SdkError::new(code, message)
+fn err(name: ErrorName, action: ErrorAction, message: &str) -> SdkError {
+    SdkError::new(name, action, message)
 }
 
-fn not_joined() -> SdkError {
-    err(codes::NOT_CONNECTED, "not joined: call join() first and wait for it")
-}
-
-fn lost() -> SdkError {
-    err(codes::CONNECTION_LOST, "the connection to the room server was lost")
+fn lost(action: ErrorAction) -> SdkError {
+    err(ErrorName::ConnectionLost, action, "the connection to the room server was lost")
 }
 
 impl<T> Session<T> {
@@ -217,23 +185,13 @@ impl<T> Session<T> {
     /// A session with these settings.
     pub fn with_config(cfg: Config) -> Self {
         Self {
-            phase: Phase::Idle,
+            stage: Stage::Idle { failed: false },
             cfg,
             now: 0.0,
             local_id: String::new(),
-            join_id: String::new(),
-            join_params: None,
-            saved_params: None,
-            join_answered: false,
-            policy_seen: false,
-            local_role: None,
-            roles: Vec::new(),
-            peer_list_seen: false,
-            peers: Vec::new(),
-            room: None,
+            params: None,
+            room: RoomData::default(),
             pending: Pending::default(),
-            queued: Vec::new(),
-            rejoin: None,
             last_rx: 0.0,
             next_ping: 0.0,
             seq: 0,
@@ -246,9 +204,25 @@ impl<T> Session<T> {
         self.rng = seed | 1;
     }
 
-    /// The current phase.
-    pub fn phase(&self) -> Phase {
-        self.phase
+    /// The connection state apps see (`getConnectionState()`).
+    pub fn connection_state(&self) -> ConnectionState {
+        match self.stage {
+            Stage::Idle { failed: false } => ConnectionState::Disconnected,
+            Stage::Idle { failed: true } => ConnectionState::Failed,
+            Stage::Connecting { .. } | Stage::Joining(_) => ConnectionState::Connecting,
+            Stage::Joined => ConnectionState::Connected,
+            Stage::Reconnecting(_) => ConnectionState::Reconnecting,
+        }
+    }
+
+    /// Moves to `stage`, reporting the connection state when it changes.
+    fn goto(&mut self, stage: Stage, outs: &mut Vec<Out<T>>) {
+        let before = self.connection_state();
+        self.stage = stage;
+        let after = self.connection_state();
+        if after != before {
+            outs.push(Out::State(after));
+        }
     }
 
     /// The local peer id of the current or last join.
@@ -264,19 +238,19 @@ impl<T> Session<T> {
 
     fn next_id(&mut self) -> String {
         self.seq = self.seq.wrapping_add(1);
+        // By hand, without indexing: `to_string` or a bounds check would pull integer
+        // formatting into the wasm module.
         let mut id = String::from("sdk-");
-        let mut n = self.seq;
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+        let (mut n, mut digits, mut len) = (self.seq, [0u8; 10], 0);
+        for d in digits.iter_mut() {
+            *d = b'0' + (n % 10) as u8;
             n /= 10;
+            len += 1;
             if n == 0 {
                 break;
             }
         }
-        for d in digits.iter().skip(i) {
+        for d in digits.iter().take(len).rev() {
             id.push(char::from(*d));
         }
         id
@@ -293,41 +267,35 @@ impl<T> Session<T> {
     }
 
     /// Starts joining as `peer_id`; the browser layer then opens the socket and reports
-    /// [`Session::on_open`]. Refused with 409 while joining or joined.
-    pub fn begin_join(&mut self, peer_id: String, request_id: String, params: JoinParams, now: f64, settle: T) -> Result<(), (T, SdkError)> {
-        if self.phase != Phase::Idle {
-            return Err((settle, err(hms_protocol::code::CONFLICT, "already joined or joining: call leave() first")));
+    /// [`Session::on_open`]. Refused with 5001 AlreadyJoined while joining or joined.
+    pub fn begin_join(&mut self, peer_id: String, request_id: String, params: JoinParams, now: f64, settle: T) -> Result<Vec<Out<T>>, (T, SdkError)> {
+        if !matches!(self.stage, Stage::Idle { .. }) {
+            return Err((settle, err(ErrorName::AlreadyJoined, ErrorAction::Join, "already joined or joining: call leave() first")));
         }
         self.now = now;
-        self.clear_room();
-        self.phase = Phase::Connecting;
+        self.room = RoomData::default();
         self.local_id = peer_id;
-        self.join_id = request_id.clone();
-        self.saved_params = Some(params.clone());
-        self.join_params = Some(params);
-        self.pending.insert(request_id, Kind::Join, now + self.cfg.request_timeout, settle);
-        Ok(())
+        self.params = Some(params);
+        self.pending.insert(Entry::new(request_id.clone(), Kind::Join, None, now + self.cfg.request_timeout, settle));
+        let mut outs = Vec::new();
+        self.goto(Stage::Connecting { join_id: request_id }, &mut outs);
+        Ok(outs)
     }
 
     /// The socket opened: send `join` (first join or a reconnect attempt).
     pub fn on_open(&mut self, now: f64) -> Vec<Out<T>> {
         self.touch(now);
-        match self.phase {
-            Phase::Connecting => match self.join_params.take() {
-                Some(params) => {
-                    self.phase = Phase::Joining;
-                    vec![Out::Send { id: Some(self.join_id.clone()), call: ClientCall::Join(params) }]
-                }
-                None => Vec::new(),
-            },
-            Phase::Reconnecting => {
-                let Some(params) = self.saved_params.clone() else { return Vec::new() };
+        let Some(params) = self.params.clone() else { return Vec::new() };
+        match &mut self.stage {
+            Stage::Connecting { join_id } => {
+                let id = std::mem::take(join_id);
+                self.stage = Stage::Joining(Progress::new(id.clone()));
+                vec![Out::Send { id: Some(id), call: ClientCall::Join(params) }]
+            }
+            Stage::Reconnecting(_) => {
                 let id = self.next_id();
-                self.join_answered = false;
-                self.policy_seen = false;
-                self.peer_list_seen = false;
-                if let Some(r) = self.rejoin.as_mut() {
-                    r.join_id = Some(id.clone());
+                if let Stage::Reconnecting(r) = &mut self.stage {
+                    r.join = Some(Progress::new(id.clone()));
                 }
                 vec![Out::Send { id: Some(id), call: ClientCall::Join(params) }]
             }
@@ -335,131 +303,133 @@ impl<T> Session<T> {
         }
     }
 
+    /// The join under way (first join or rejoin), if any.
+    fn progress(&mut self) -> Option<&mut Progress> {
+        match &mut self.stage {
+            Stage::Joining(p) => Some(p),
+            Stage::Reconnecting(r) => r.join.as_mut(),
+            _ => None,
+        }
+    }
+
     /// An answer to request `id` arrived (call [`Session::touch`] first).
     pub fn on_answer(&mut self, id: &str, result: Result<(), RpcError>) -> Vec<Out<T>> {
-        match self.phase {
-            Phase::Idle => return Vec::new(),
-            Phase::Joining if id == self.join_id => {
+        let rejoining = matches!(self.stage, Stage::Reconnecting(_));
+        match self.progress() {
+            Some(p) if p.id == id => {
                 return match result {
                     Ok(()) => {
-                        self.join_answered = true;
+                        p.answered = true;
                         self.check_joined()
                     }
-                    Err(e) => self.teardown(e.into(), false),
-                };
-            }
-            Phase::Reconnecting if self.rejoin.as_ref().and_then(|r| r.join_id.as_deref()) == Some(id) => {
-                return match result {
-                    Ok(()) => {
-                        self.join_answered = true;
-                        self.check_joined()
-                    }
-                    Err(e) => self.rejoin_refused(e.into()),
+                    Err(e) if rejoining => self.rejoin_refused(from_rpc(e, ErrorAction::ReconnectSignal)),
+                    Err(e) => self.end_session(Vec::new(), from_rpc(e, ErrorAction::Join), Out::Close, false, true),
                 };
             }
             _ => {}
         }
+        if let (Some(entry), Err(e)) = (self.pending.get_mut(id), &result) {
+            if entry.kind == Kind::EndRoom && e.code == code::CONFLICT && entry.sends > 1 {
+                // A re-send found the room already ending: the first send's answer (or
+                // the room's end notice) comes next.
+                entry.deadline = Some(self.now + self.cfg.request_timeout);
+                return Vec::new();
+            }
+        }
         let Some(entry) = self.pending.take(id) else { return Vec::new() };
         match (entry.kind, result) {
-            (Kind::EndRoom, Ok(())) => {
-                // The caller learns of the end from its resolved promise, not a callback:
-                // leave first so the app sees a left client when the promise settles.
-                let mut outs = self.teardown(err(codes::NOT_CONNECTED, "the room was ended by this client"), false);
-                outs.push(Out::Resolve(entry.settle));
-                outs
-            }
+            (Kind::EndRoom, Ok(())) => self.ended_by_us(entry.settle),
             (_, Ok(())) => vec![Out::Resolve(entry.settle)],
-            (_, Err(e)) => vec![Out::Reject(entry.settle, e.into())],
+            (kind, Err(e)) => vec![Out::Reject(entry.settle, from_rpc(e, kind.action()))],
         }
+    }
+
+    /// Our `endRoom` succeeded: the caller learns it from its resolved promise, not a
+    /// callback; the client has left by the time the promise's handlers run.
+    fn ended_by_us(&mut self, settle: T) -> Vec<Out<T>> {
+        let left = err(ErrorName::NotConnected, ErrorAction::EndRoom, "the room was ended by this client");
+        self.end_session(vec![Out::Resolve(settle)], left, Out::Detach, false, false)
     }
 
     /// A push arrived (call [`Session::touch`] first).
     pub fn on_push(&mut self, push: impl Into<Push>) -> Vec<Out<T>> {
-        if self.phase == Phase::Idle {
+        if matches!(self.stage, Stage::Idle { .. }) {
             return Vec::new();
         }
         match push.into() {
             Push::Policy { role, roles } => {
-                self.local_role = Some(role);
-                self.roles = roles;
-                self.policy_seen = true;
+                self.room.local_role = Some(role);
+                self.room.roles = roles;
+                if let Some(p) = self.progress() {
+                    p.policy = true;
+                }
                 self.check_joined()
             }
             Push::PeerList { peers, room } => {
-                let old = std::mem::replace(&mut self.peers, peers);
-                self.room = Some(room);
-                self.peer_list_seen = true;
-                if self.phase == Phase::Reconnecting {
+                let old = std::mem::replace(&mut self.room.peers, peers);
+                self.room.room = Some(room);
+                if let Some(p) = self.progress() {
+                    p.peer_list = true;
+                }
+                if matches!(self.stage, Stage::Reconnecting(_)) {
                     // The server's list is the truth after a reconnect: report the difference.
+                    let (me, room) = (self.local_id.as_str(), &self.room);
                     let mut events = Vec::new();
-                    for p in old.iter().filter(|p| p.peer_id != self.local_id) {
-                        if !self.peers.iter().any(|q| q.peer_id == p.peer_id) {
-                            events.push((false, self.to_peer(p)));
-                        }
+                    for p in old.iter().filter(|p| p.peer_id() != me && room.find(p.peer_id()).is_none()) {
+                        events.push((false, room.to_js_peer(p, me)));
                     }
-                    for p in self.peers.iter().filter(|p| p.peer_id != self.local_id) {
-                        if !old.iter().any(|q| q.peer_id == p.peer_id) {
-                            events.push((true, self.to_peer(p)));
-                        }
+                    for p in room.peers.iter().filter(|p| p.peer_id() != me && old.find(p.peer_id()).is_none()) {
+                        events.push((true, room.to_js_peer(p, me)));
                     }
-                    if let Some(r) = self.rejoin.as_mut() {
+                    if let Stage::Reconnecting(r) = &mut self.stage {
                         r.events = events;
                     }
                 }
                 self.check_joined()
             }
             Push::PeerJoin(p) => {
-                let is_local = p.peer_id == self.local_id;
-                let peer = self.to_peer(&p);
+                let p = p.view();
+                let is_local = p.peer_id() == self.local_id;
                 // A peer already in the list is updated silently: one join per peer.
-                let known = match self.peers.iter_mut().find(|q| q.peer_id == p.peer_id) {
-                    Some(q) => {
-                        *q = p;
-                        true
-                    }
-                    None => {
-                        self.peers.push(p);
-                        false
-                    }
-                };
-                if self.phase == Phase::Joined && !is_local && !known {
-                    vec![Out::PeerJoin(peer)]
+                let known = self.room.peers.upsert(p);
+                if matches!(self.stage, Stage::Joined) && !is_local && !known {
+                    vec![Out::PeerJoin(self.room.to_js_peer(p, &self.local_id))]
                 } else {
                     Vec::new()
                 }
             }
             Push::PeerLeave(p) => {
-                let Some(i) = self.peers.iter().position(|q| q.peer_id == p.peer_id) else { return Vec::new() };
-                let gone = self.peers.remove(i);
-                let peer = self.to_peer(&gone);
-                if self.phase == Phase::Joined && !peer.is_local {
+                let Some(gone) = self.room.peers.remove(p.view().peer_id()) else { return Vec::new() };
+                let peer = self.room.to_js_peer(gone.view(), &self.local_id);
+                if matches!(self.stage, Stage::Joined) && !peer.is_local {
                     vec![Out::PeerLeave(peer)]
                 } else {
                     Vec::new()
                 }
             }
             Push::LeaveRequest(req) => self.on_removed(req),
-            Push::Error(e) => match self.phase {
-                Phase::Reconnecting => self.rejoin_refused(e.into()),
-                Phase::Joined => self.teardown(e.into(), true),
-                _ => self.teardown(e.into(), false),
+            Push::Error(e) => match self.stage {
+                Stage::Reconnecting(_) => self.rejoin_refused(from_rpc(e, ErrorAction::ReconnectSignal)),
+                Stage::Joined => self.end_session(Vec::new(), from_rpc(e, ErrorAction::Join), Out::Detach, true, true),
+                _ => self.end_session(Vec::new(), from_rpc(e, ErrorAction::Join), Out::Detach, false, true),
             },
         }
     }
 
     fn on_removed(&mut self, req: PeerLeaveRequest) -> Vec<Out<T>> {
-        // The peer that ends the room learns it from its own answer; should the server
-        // ever tell it too, that must not turn its success into a removal.
-        if req.room_end && self.pending.has_kind(Kind::EndRoom) && req.requested_by.as_deref() == Some(self.local_id.as_str()) {
-            return Vec::new();
+        // The end notice naming us while our endRoom waits: its answer was lost with a
+        // dropped socket, and the server told us on reconnect instead. That is success.
+        if req.room_end && req.requested_by.as_deref() == Some(self.local_id.as_str()) {
+            if let Some(entry) = self.pending.take_kind(Kind::EndRoom) {
+                return self.ended_by_us(entry.settle);
+            }
         }
-        let by = req.requested_by.as_deref().and_then(|id| self.peer(id));
+        let by = req.requested_by.as_deref().and_then(|id| self.room.find(id)).map(|p| self.room.to_js_peer(p, &self.local_id));
+        let mut message = String::from(if req.room_end { "the room was ended: " } else { "removed from the room: " });
+        message.push_str(&req.reason);
         let ev = RemovedEvent { reason: req.reason, room_was_ended: req.room_end, peer_who_removed: by };
-        let mut message = String::from(if ev.room_was_ended { "the room was ended: " } else { "removed from the room: " });
-        message.push_str(&ev.reason);
-        let mut outs = vec![Out::Removed(ev)];
-        outs.extend(self.teardown(SdkError::new(codes::NOT_CONNECTED, message), false));
-        outs
+        // The callback fires before the session's state is torn down and freed.
+        self.end_session(vec![Out::Removed(ev)], err(ErrorName::NotConnected, ErrorAction::Join, &message), Out::Detach, false, false)
     }
 
     /// The socket closed at `now` (not by us: our own closes release it first), with
@@ -468,19 +438,25 @@ impl<T> Session<T> {
     pub fn on_close(&mut self, code: u16, now: f64) -> Vec<Out<T>> {
         let _ = code;
         self.now = now;
-        match self.phase {
-            Phase::Idle => Vec::new(),
-            Phase::Connecting => self.teardown(err(codes::FAILED_TO_CONNECT, "could not open the WebSocket to the endpoint"), false),
-            Phase::Joining => self.teardown(err(codes::CONNECTION_LOST, "the connection closed while joining"), false),
-            Phase::Joined => self.connection_lost(),
-            Phase::Reconnecting => self.retry_later(),
+        match self.stage {
+            Stage::Idle { .. } => Vec::new(),
+            Stage::Connecting { .. } => {
+                let e = err(ErrorName::FailedToConnect, ErrorAction::Join, "could not open the WebSocket to the endpoint");
+                self.end_session(Vec::new(), e, Out::Close, false, true)
+            }
+            Stage::Joining(_) => {
+                let e = err(ErrorName::ConnectionLost, ErrorAction::Join, "the connection closed while joining");
+                self.end_session(Vec::new(), e, Out::Close, false, true)
+            }
+            Stage::Joined => self.connection_lost(),
+            Stage::Reconnecting(_) => self.retry_later(),
         }
     }
 
     /// The browser went offline: a joined client starts reconnecting right away.
     pub fn on_offline(&mut self, now: f64) -> Vec<Out<T>> {
         self.now = now;
-        if self.phase == Phase::Joined {
+        if matches!(self.stage, Stage::Joined) {
             self.connection_lost()
         } else {
             Vec::new()
@@ -490,11 +466,9 @@ impl<T> Session<T> {
     /// The browser is back online: a waiting reconnect attempt starts now.
     pub fn on_online(&mut self, now: f64) -> Vec<Out<T>> {
         self.now = now;
-        if self.phase == Phase::Reconnecting {
-            if let Some(r) = self.rejoin.as_mut() {
-                if r.next_at.is_some() {
-                    r.next_at = Some(now);
-                }
+        if let Stage::Reconnecting(r) = &mut self.stage {
+            if r.next_at.is_some() {
+                r.next_at = Some(now);
             }
         }
         self.on_tick(now)
@@ -502,17 +476,20 @@ impl<T> Session<T> {
 
     fn connection_lost(&mut self) -> Vec<Out<T>> {
         if self.cfg.reconnect_budget <= 0.0 {
-            return self.teardown(lost(), true);
+            return self.end_session(Vec::new(), lost(ErrorAction::Join), Out::Close, true, true);
         }
-        self.phase = Phase::Reconnecting;
-        self.rejoin = Some(Rejoin { started: self.now, next_at: Some(self.now), ..Rejoin::default() });
         let mut outs = vec![Out::Close];
-        // What was in flight may or may not have reached the server: say so, don't guess.
-        let in_flight = self.pending.drain();
-        for e in in_flight {
-            outs.push(Out::Reject(e.settle, err(codes::CONNECTION_LOST, "the connection was lost before the answer arrived")));
+        self.goto(Stage::Reconnecting(Rejoin { started: self.now, next_at: Some(self.now), ..Rejoin::default() }), &mut outs);
+        // An endRoom in flight may well have ended the room: it waits for the reconnect
+        // to tell (its answer, or the room's end notice). Other requests in flight may
+        // or may not have reached the server: say so, don't guess.
+        for e in self.pending.iter_mut().filter(|e| e.kind == Kind::EndRoom && e.sends > 0) {
+            e.deadline = None;
         }
-        outs.push(Out::Reconnecting(lost()));
+        for e in self.pending.take_where(|e| e.sends > 0 && e.kind != Kind::EndRoom) {
+            outs.push(Out::Reject(e.settle, err(ErrorName::ConnectionLost, e.kind.action(), "the connection was lost before the answer arrived")));
+        }
+        outs.push(Out::Reconnecting(lost(ErrorAction::ReconnectSignal)));
         outs.extend(self.on_tick(self.now));
         outs
     }
@@ -522,12 +499,12 @@ impl<T> Session<T> {
         let now = self.now;
         let (base, max) = (self.cfg.backoff_base, self.cfg.backoff_max);
         let jitter = 0.7 + 0.6 * self.random();
-        let Some(r) = self.rejoin.as_mut() else { return Vec::new() };
+        let Stage::Reconnecting(r) = &mut self.stage else { return Vec::new() };
         r.attempt = r.attempt.saturating_add(1);
         let exp = base * f64::from(1u32 << r.attempt.min(16).saturating_sub(1));
         r.next_at = Some(now + exp.min(max) * jitter);
         r.attempt_deadline = None;
-        r.join_id = None;
+        r.join = None;
         r.events.clear();
         vec![Out::Close]
     }
@@ -535,10 +512,10 @@ impl<T> Session<T> {
     /// The server refused the rejoin. 409 (our old connection is still known to it) and
     /// 5xx are worth retrying; anything else (401 token expired, 423 locked, ...) is final.
     fn rejoin_refused(&mut self, e: SdkError) -> Vec<Out<T>> {
-        if e.code == hms_protocol::code::CONFLICT || e.code >= 500 {
+        if e.code == code::CONFLICT || e.code >= 500 {
             self.retry_later()
         } else {
-            self.teardown(e, true)
+            self.end_session(Vec::new(), e, Out::Close, true, true)
         }
     }
 
@@ -546,18 +523,33 @@ impl<T> Session<T> {
     /// connection, drive reconnect attempts and the reconnect budget.
     pub fn on_tick(&mut self, now: f64) -> Vec<Out<T>> {
         self.now = now;
+        let reconnects = self.cfg.reconnect_budget > 0.0;
+        if matches!(self.stage, Stage::Joined) && reconnects {
+            let silent_end = self.pending.find(Kind::EndRoom, None).is_some_and(|e| e.sends > 0 && e.deadline.is_some_and(|d| d <= now));
+            if silent_end {
+                // No answer to end-room in time: the room may have ended anyway. Learn the
+                // outcome over a new connection rather than report a failure we don't know.
+                return self.connection_lost();
+            }
+        }
         let mut outs = Vec::new();
         let mut join_expired = false;
         for e in self.pending.take_expired(now) {
             join_expired |= e.kind == Kind::Join;
-            outs.push(Out::Reject(e.settle, err(codes::REQUEST_TIMEOUT, "no answer from the room server in time (requestTimeoutMs)")));
+            let timeout = err(ErrorName::RequestTimeout, e.kind.action(), "no answer from the room server in time (requestTimeoutMs)");
+            outs.push(Out::Reject(e.settle, timeout));
         }
         if join_expired {
-            outs.extend(self.teardown(err(codes::REQUEST_TIMEOUT, "join timed out"), false));
+            outs.extend(self.end_session(Vec::new(), err(ErrorName::RequestTimeout, ErrorAction::Join, "join timed out"), Out::Close, false, true));
             return outs;
         }
-        match self.phase {
-            Phase::Joined => {
+        let timeout = self.cfg.request_timeout;
+        let budget_end = match &self.stage {
+            Stage::Reconnecting(r) => r.started + self.cfg.reconnect_budget,
+            _ => f64::INFINITY,
+        };
+        match &mut self.stage {
+            Stage::Joined => {
                 if now - self.last_rx >= self.cfg.heartbeat_timeout {
                     outs.extend(self.connection_lost());
                 } else if now >= self.next_ping {
@@ -566,19 +558,21 @@ impl<T> Session<T> {
                     outs.push(Out::Send { id: Some(id), call: ClientCall::Ping(hms_protocol::PingParams { timestamp: now as u64 }) });
                 }
             }
-            Phase::Reconnecting => {
-                let timeout = self.cfg.request_timeout;
-                let budget_end = self.rejoin.as_ref().map_or(now, |r| r.started + self.cfg.reconnect_budget);
-                if now >= budget_end {
-                    outs.extend(self.teardown(err(codes::RECONNECT_FAILED, "could not reconnect to the room server within reconnectBudgetMs"), true));
-                } else if let Some(r) = self.rejoin.as_mut() {
-                    if r.next_at.is_some_and(|t| t <= now) {
-                        r.next_at = None;
-                        r.attempt_deadline = Some(now + timeout);
-                        outs.push(Out::Connect);
-                    } else if r.attempt_deadline.is_some_and(|t| t <= now) {
-                        outs.extend(self.retry_later());
-                    }
+            Stage::Reconnecting(_) if now >= budget_end => {
+                let gave_up = err(
+                    ErrorName::ConnectionLost,
+                    ErrorAction::ReconnectSignal,
+                    "could not reconnect within reconnectBudgetMs; a request in flight may or may not have taken effect",
+                );
+                outs.extend(self.end_session(Vec::new(), gave_up, Out::Close, true, true));
+            }
+            Stage::Reconnecting(r) => {
+                if r.next_at.is_some_and(|t| t <= now) {
+                    r.next_at = None;
+                    r.attempt_deadline = Some(now + timeout);
+                    outs.push(Out::Connect);
+                } else if r.attempt_deadline.is_some_and(|t| t <= now) {
+                    outs.extend(self.retry_later());
                 }
             }
             _ => {}
@@ -594,163 +588,169 @@ impl<T> Session<T> {
                 next = Some(next.map_or(t, |n: f64| n.min(t)));
             }
         };
-        match self.phase {
-            Phase::Joined => {
+        match &self.stage {
+            Stage::Joined => {
                 consider(Some(self.next_ping));
                 consider(Some(self.last_rx + self.cfg.heartbeat_timeout));
             }
-            Phase::Reconnecting => {
-                if let Some(r) = &self.rejoin {
-                    consider(r.next_at);
-                    consider(r.attempt_deadline);
-                    consider(Some(r.started + self.cfg.reconnect_budget));
-                }
+            Stage::Reconnecting(r) => {
+                consider(r.next_at);
+                consider(r.attempt_deadline);
+                consider(Some(r.started + self.cfg.reconnect_budget));
             }
             _ => {}
         }
         next
     }
 
+    /// What settles the `endRoom` (`Kind::EndRoom`) or the `removePeer` for `target`
+    /// still waiting, so a second call can hand out the same promise.
+    pub fn waiting(&self, kind: Kind, target: Option<&str>) -> Option<&T> {
+        self.pending.find(kind, target).map(|e| &e.settle)
+    }
+
     /// `endRoom(lock, reason)`: checks joined and the `endRoom` permission before sending.
+    /// Call [`Session::waiting`] first: one `endRoom` at a time.
     pub fn end_room(&mut self, request_id: String, lock: bool, reason: String, now: f64, settle: T) -> Vec<Out<T>> {
         let call = ClientCall::EndRoom(EndRoomParams { lock, reason });
-        self.request(Kind::EndRoom, Action::EndRoom, call, request_id, now, settle)
+        self.request(Entry::new(request_id, Kind::EndRoom, Some(call), now + self.cfg.request_timeout, settle), Action::EndRoom, now)
     }
 
     /// `removePeer(peerId, reason)`: checks joined and `removeOthers` before sending.
+    /// Call [`Session::waiting`] first: one `removePeer` per peer at a time.
     pub fn remove_peer(&mut self, request_id: String, peer_id: String, reason: String, now: f64, settle: T) -> Vec<Out<T>> {
-        let call = ClientCall::PeerLeaveRequest(PeerLeaveRequestParams { requested_for: peer_id, reason });
-        self.request(Kind::RemovePeer, Action::RemoveOthers, call, request_id, now, settle)
+        let call = ClientCall::PeerLeaveRequest(PeerLeaveRequestParams { requested_for: peer_id.clone(), reason });
+        let entry = Entry { target: Some(peer_id), ..Entry::new(request_id, Kind::RemovePeer, Some(call), now + self.cfg.request_timeout, settle) };
+        self.request(entry, Action::RemoveOthers, now)
     }
 
-    fn request(&mut self, kind: Kind, action: Action, call: ClientCall, id: String, now: f64, settle: T) -> Vec<Out<T>> {
+    fn request(&mut self, mut entry: Entry<T>, action: Action, now: f64) -> Vec<Out<T>> {
         self.now = now;
-        if !matches!(self.phase, Phase::Joined | Phase::Reconnecting) {
-            return vec![Out::Reject(settle, not_joined())];
+        let kind = entry.kind.action();
+        if !matches!(self.stage, Stage::Joined | Stage::Reconnecting(_)) {
+            return vec![Out::Reject(entry.settle, err(ErrorName::NotConnected, kind, "not joined: call join() first and wait for it"))];
         }
         // `Permissions::allows` is the check `Permissions::check` makes; the message is
         // built here because `check` formats it with `format!`, which costs wasm size.
-        if !self.local_role().permissions.allows(action) {
+        if !self.room.local_role().permissions.allows(action) {
             let mut message = String::from("permission denied: your role lacks ");
             message.push_str(action.permission_name());
-            return vec![Out::Reject(settle, SdkError::new(hms_protocol::code::FORBIDDEN, message))];
+            return vec![Out::Reject(entry.settle, SdkError::new(ErrorName::PermissionDenied, kind, message))];
         }
-        self.pending.insert(id.clone(), kind, now + self.cfg.request_timeout, settle);
-        if self.phase == Phase::Reconnecting {
-            // Sent once reconnected; times out as usual if that takes too long.
-            self.queued.push((id, call));
-            return Vec::new();
+        let mut outs = Vec::new();
+        if matches!(self.stage, Stage::Joined) {
+            // While reconnecting it stays queued (sends: 0) and goes out once back, or
+            // times out as usual if that takes too long.
+            if let Some(call) = entry.call.clone() {
+                entry.sends = 1;
+                outs.push(Out::Send { id: Some(entry.id.clone()), call });
+            }
         }
-        vec![Out::Send { id: Some(id), call }]
+        self.pending.insert(entry);
+        outs
     }
 
     /// `leave()`: tells the server (when the socket is open), closes, rejects what waits.
     pub fn leave(&mut self) -> Vec<Out<T>> {
         let mut outs = Vec::new();
-        if matches!(self.phase, Phase::Joining | Phase::Joined) {
+        if matches!(self.stage, Stage::Idle { .. }) {
+            return outs;
+        }
+        if matches!(self.stage, Stage::Joining(_) | Stage::Joined) {
             let params = LeaveParams { client_reason: Some("user request".into()) };
             outs.push(Out::Send { id: None, call: ClientCall::Leave(params) });
         }
-        if self.phase != Phase::Idle {
-            outs.extend(self.teardown(err(codes::NOT_CONNECTED, "left the room before the answer arrived"), false));
-        }
+        outs.push(Out::State(ConnectionState::Disconnecting));
+        let left = err(ErrorName::NotConnected, ErrorAction::Join, "left the room before the answer arrived");
+        outs.extend(self.end_session(Vec::new(), left, Out::Close, false, false));
         outs
     }
 
-    /// Ends the session: closes the socket, rejects everything waiting with `error`
-    /// (and reports it to `onError` when `report`), forgets the room. Nothing reconnects
-    /// from here: only `join` starts a new session.
-    fn teardown(&mut self, error: SdkError, report: bool) -> Vec<Out<T>> {
-        self.phase = Phase::Idle;
-        self.join_params = None;
-        self.saved_params = None;
-        self.rejoin = None;
-        self.queued.clear();
-        self.clear_room();
-        let mut outs = vec![Out::Close];
-        outs.extend(self.pending.drain().into_iter().map(|e| Out::Reject(e.settle, error.clone())));
+    /// Ends the session: `first` (a callback or a resolve) goes out before anything is
+    /// torn down; then the socket is closed or detached, everything waiting is rejected
+    /// with `error` (reported to `onError` when `report`), and the room is released
+    /// last. Nothing reconnects from here: only `join` starts a new session.
+    fn end_session(&mut self, first: Vec<Out<T>>, error: SdkError, socket: Out<T>, report: bool, failed: bool) -> Vec<Out<T>> {
+        let error = error.terminal();
+        let mut outs = first;
+        outs.push(socket);
+        self.params = None;
+        self.goto(Stage::Idle { failed }, &mut outs);
+        for e in self.pending.drain() {
+            let mut each = error.clone();
+            each.action = e.kind.action();
+            outs.push(Out::Reject(e.settle, each));
+        }
         if report {
             outs.push(Out::Error(error));
         }
+        outs.push(Out::Release(std::mem::take(&mut self.room)));
         outs
     }
 
-    fn clear_room(&mut self) {
-        self.join_answered = false;
-        self.policy_seen = false;
-        self.local_role = None;
-        self.roles.clear();
-        self.peer_list_seen = false;
-        self.peers.clear();
-        self.room = None;
-    }
-
     fn check_joined(&mut self) -> Vec<Out<T>> {
-        if !(self.join_answered && self.policy_seen && self.peer_list_seen) {
+        if !self.progress().is_some_and(|p| p.done()) {
             return Vec::new();
         }
         let now = self.now;
         self.last_rx = now;
         self.next_ping = now + self.cfg.heartbeat_interval;
-        match self.phase {
-            Phase::Joining => {
-                self.phase = Phase::Joined;
-                match self.pending.take_kind(Kind::Join) {
-                    Some(e) => vec![Out::Resolve(e.settle)],
-                    None => Vec::new(),
+        let was = std::mem::replace(&mut self.stage, Stage::Joined);
+        let mut outs = Vec::new();
+        // Reported as a change from `Connecting`/`Reconnecting` to `Connected`.
+        outs.push(Out::State(ConnectionState::Connected));
+        match was {
+            Stage::Joining(_) => {
+                if let Some(e) = self.pending.take_kind(Kind::Join) {
+                    outs.push(Out::Resolve(e.settle));
                 }
             }
-            Phase::Reconnecting => {
-                self.phase = Phase::Joined;
-                let events = self.rejoin.take().map(|r| r.events).unwrap_or_default();
-                let mut outs: Vec<Out<T>> =
-                    events.into_iter().map(|(joined, p)| if joined { Out::PeerJoin(p) } else { Out::PeerLeave(p) }).collect();
+            Stage::Reconnecting(r) => {
+                outs.extend(r.events.into_iter().map(|(joined, p)| if joined { Out::PeerJoin(p) } else { Out::PeerLeave(p) }));
                 outs.push(Out::Reconnected);
-                for (id, call) in std::mem::take(&mut self.queued) {
-                    if self.pending.contains(&id) {
-                        outs.push(Out::Send { id: Some(id), call });
-                    }
-                }
-                outs
+                outs.extend(self.send_after_rejoin());
             }
-            _ => Vec::new(),
+            _ => {}
         }
+        outs
     }
 
-    fn role_of(&self, name: &str) -> Role {
-        self.roles
-            .iter()
-            .find(|r| r.name == name)
-            .cloned()
-            .unwrap_or_else(|| Role { name: name.to_owned(), priority: 0, permissions: Default::default() })
-    }
-
-    fn local_role(&self) -> Role {
-        match &self.local_role {
-            Some(name) => self.role_of(name),
-            None => Role { name: String::new(), priority: 0, permissions: Default::default() },
+    /// Back in the room: send what was queued, and re-send an `endRoom` whose outcome
+    /// the reconnect did not tell (the room did not end while we were away, or its end
+    /// is still being stored: then the server answers 409 and the first send's answer
+    /// follows). After [`END_ROOM_SENDS`] sends it fails with 9001 RequestTimeout.
+    fn send_after_rejoin(&mut self) -> Vec<Out<T>> {
+        let mut outs = Vec::new();
+        let timeout = self.cfg.request_timeout;
+        let mut entries = self.pending.drain();
+        let mut kept = Vec::with_capacity(entries.len());
+        for mut e in entries.drain(..) {
+            let resend = e.kind == Kind::EndRoom && e.sends > 0;
+            if resend && e.sends >= END_ROOM_SENDS {
+                outs.push(Out::Reject(e.settle, err(ErrorName::RequestTimeout, ErrorAction::EndRoom, "the room server did not answer end-room")));
+                continue;
+            }
+            if resend || e.sends == 0 {
+                if let Some(call) = e.call.clone() {
+                    if resend {
+                        let fresh = self.next_id();
+                        e.old_ids.push(std::mem::replace(&mut e.id, fresh));
+                        e.deadline = Some(self.now + timeout);
+                    }
+                    e.sends = e.sends.saturating_add(1);
+                    outs.push(Out::Send { id: Some(e.id.clone()), call });
+                }
+            }
+            kept.push(e);
         }
-    }
-
-    fn to_peer(&self, p: &Peer) -> HmsPeer {
-        let is_local = p.peer_id == self.local_id;
-        HmsPeer {
-            peer_id: p.peer_id.clone(),
-            name: p.name.clone(),
-            user_id: p.user_id.clone(),
-            metadata: p.data.clone(),
-            is_local,
-            // The local role comes from the policy, which is authoritative for ourselves.
-            role: if is_local { self.local_role() } else { self.role_of(&p.role) },
+        for e in kept {
+            self.pending.insert(e);
         }
-    }
-
-    fn peer(&self, id: &str) -> Option<HmsPeer> {
-        self.peers.iter().find(|p| p.peer_id == id).map(|p| self.to_peer(p))
+        outs
     }
 
     fn in_room(&self) -> bool {
-        matches!(self.phase, Phase::Joined | Phase::Reconnecting)
+        matches!(self.stage, Stage::Joined | Stage::Reconnecting(_))
     }
 
     /// `getLocalPeer()`: defined while joined (and while reconnecting).
@@ -758,7 +758,7 @@ impl<T> Session<T> {
         if !self.in_room() {
             return None;
         }
-        self.peer(&self.local_id)
+        self.room.find(&self.local_id).map(|p| self.room.to_js_peer(p, &self.local_id))
     }
 
     /// `getPeers()`: everyone while joined, the local peer first, then by join time.
@@ -766,14 +766,7 @@ impl<T> Session<T> {
         if !self.in_room() {
             return Vec::new();
         }
-        // An insertion sort by hand: rooms are small, and core's sort costs kilobytes of wasm.
-        let key = |p: &Peer| (p.peer_id != self.local_id, p.joined_at);
-        let mut list: Vec<&Peer> = Vec::with_capacity(self.peers.len());
-        for p in &self.peers {
-            let at = list.iter().position(|q| key(q) > key(p)).unwrap_or(list.len());
-            list.insert(at, p);
-        }
-        list.into_iter().map(|p| self.to_peer(p)).collect()
+        self.room.sorted_peers(&self.local_id)
     }
 
     /// `getRoom()`: defined while joined (and while reconnecting).
@@ -781,6 +774,6 @@ impl<T> Session<T> {
         if !self.in_room() {
             return None;
         }
-        self.room.as_ref().map(|r| HmsRoom { id: r.room_id.clone(), name: r.name.clone(), session_id: r.session_id.clone() })
+        self.room.to_js_room()
     }
 }

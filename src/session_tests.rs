@@ -1,7 +1,9 @@
 //! Native tests of the state machine, fed with frames as the server writes them.
 
-use crate::error::codes;
-use crate::session::{Config, Out, Phase, Session};
+use crate::config::Config;
+use crate::error::ErrorName;
+use crate::model::ConnectionState;
+use crate::session::{Out, Session};
 use hms_protocol::{ClientCall, JoinParams, RpcError, ServerPush};
 use serde_json::json;
 
@@ -37,15 +39,25 @@ fn joined_with(cfg: Config, me: &str, role: &str, others: &[(&str, &str, &str)])
     let mut s = S::with_config(cfg);
     s.begin_join(me.into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
     let outs = s.on_open(0.0);
-    assert!(matches!(&outs[..], [Out::Send { id: Some(id), call: ClientCall::Join(p) }] if id == "j" && p.name == "Me"));
+    assert!(matches!(&fx(&outs)[..], [Out::Send { id: Some(id), call: ClientCall::Join(p) }] if id == "j" && p.name == "Me"));
     assert!(s.on_answer("j", Ok(())).is_empty(), "join must wait for policy and peer list");
     assert!(s.on_push(policy(role)).is_empty());
     let mut all = vec![(me, "Me", role)];
     all.extend_from_slice(others);
     let outs = s.on_push(peer_list(&all));
-    assert!(matches!(&outs[..], [Out::Resolve(1)]), "{outs:?}");
-    assert_eq!(s.phase(), Phase::Joined);
+    assert!(matches!(&fx(&outs)[..], [Out::Resolve(1)]), "{outs:?}");
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
     s
+}
+
+/// The effects that matter to a test: without connection-state reports and releases.
+fn fx(outs: &[Out<u32>]) -> Vec<&Out<u32>> {
+    outs.iter().filter(|o| !matches!(o, Out::State(_) | Out::Release(_))).collect()
+}
+
+/// The connection states reported.
+fn states(outs: &[Out<u32>]) -> Vec<ConnectionState> {
+    outs.iter().filter_map(|o| if let Out::State(s) = o { Some(*s) } else { None }).collect()
 }
 
 fn rejected(outs: &[Out<u32>]) -> Vec<(u32, i32)> {
@@ -62,7 +74,7 @@ fn join_resolves_after_answer_policy_and_peer_list_in_any_order() {
     assert!(s.on_push(policy("host")).is_empty());
     assert!(s.local_peer().is_none(), "not joined before the answer");
     let outs = s.on_answer("j", Ok(()));
-    assert!(matches!(&outs[..], [Out::Resolve(7)]));
+    assert!(matches!(&fx(&outs)[..], [Out::Resolve(7)]));
     let me = s.local_peer().unwrap();
     assert!(me.is_local && me.role.permissions.end_room && me.name == "Me");
     assert_eq!(s.room().unwrap().session_id.as_deref(), Some("s1"));
@@ -72,7 +84,7 @@ fn join_resolves_after_answer_policy_and_peer_list_in_any_order() {
 fn second_join_is_a_conflict() {
     let mut s = joined("me", "host", &[]);
     let r = s.begin_join("x".into(), "j2".into(), JoinParams { name: "x".into(), data: String::new() }, 0.0, 2);
-    assert_eq!(r.unwrap_err().1.code, 409);
+    assert_eq!(r.unwrap_err().1.code, ErrorName::AlreadyJoined.code());
 }
 
 #[test]
@@ -82,8 +94,8 @@ fn join_error_answer_rejects_with_server_code() {
     s.on_open(0.0);
     let outs = s.on_answer("j", Err(RpcError::new(423, "room is locked")));
     assert_eq!(rejected(&outs), vec![(1, 423)]);
-    assert!(matches!(outs[0], Out::Close));
-    assert_eq!(s.phase(), Phase::Idle);
+    assert!(matches!(fx(&outs)[0], Out::Close));
+    assert_eq!(s.connection_state(), ConnectionState::Failed);
 }
 
 #[test]
@@ -101,14 +113,14 @@ fn on_error_before_join_rejects_join_without_on_error_callback() {
 fn socket_that_never_opens_fails_to_connect() {
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
-    assert_eq!(rejected(&s.on_close(1006, 0.0)), vec![(1, codes::FAILED_TO_CONNECT)]);
+    assert_eq!(rejected(&s.on_close(1006, 0.0)), vec![(1, ErrorName::FailedToConnect.code())]);
 }
 
 #[test]
 fn peer_join_and_leave_events_and_peer_order() {
     let mut s = joined("me", "host", &[("a", "Ann", "guest")]);
     let outs = s.on_push(push(json!({"method":"on-peer-join","params":peer_json("b","Bob","guest",9)})));
-    match &outs[..] {
+    match &fx(&outs)[..] {
         [Out::PeerJoin(p)] => assert!(p.name == "Bob" && !p.is_local && !p.role.permissions.end_room && p.user_id == "u-b"),
         other => panic!("{other:?}"),
     }
@@ -118,7 +130,7 @@ fn peer_join_and_leave_events_and_peer_order() {
     assert!(s.on_push(push(json!({"method":"on-peer-join","params":peer_json("b","Bobby","guest",9)}))).is_empty());
     assert_eq!(s.peers()[2].name, "Bobby");
     let outs = s.on_push(push(json!({"method":"on-peer-leave","params":peer_json("a","Ann","guest",0)})));
-    assert!(matches!(&outs[..], [Out::PeerLeave(p)] if p.peer_id == "a"));
+    assert!(matches!(&fx(&outs)[..], [Out::PeerLeave(p)] if p.peer_id == "a"));
     // An unknown peer leaving is not news.
     assert!(s.on_push(push(json!({"method":"on-peer-leave","params":peer_json("zz","Z","guest",0)}))).is_empty());
     assert_eq!(s.peers().len(), 2);
@@ -129,11 +141,11 @@ fn guest_end_room_is_refused_locally_with_403_and_sends_nothing() {
     let mut s = joined("me", "guest", &[("h", "Host", "host")]);
     let outs = s.end_room("e".into(), true, "bye".into(), 0.0, 5);
     assert_eq!(rejected(&outs), vec![(5, 403)]);
-    assert_eq!(outs.len(), 1, "no frame may be sent: {outs:?}");
+    assert_eq!(fx(&outs).len(), 1, "no frame may be sent: {outs:?}");
     let outs = s.remove_peer("r".into(), "h".into(), "bye".into(), 0.0, 6);
     assert_eq!(rejected(&outs), vec![(6, 403)]);
-    assert_eq!(outs.len(), 1);
-    assert_eq!(s.phase(), Phase::Joined, "a refused call leaves the client joined");
+    assert_eq!(fx(&outs).len(), 1);
+    assert_eq!(s.connection_state(), ConnectionState::Connected, "a refused call leaves the client joined");
     assert_eq!(s.next_deadline(), Some(3000.0), "only the heartbeat is scheduled, no request");
 }
 
@@ -148,11 +160,14 @@ fn requests_before_join_are_not_connected() {
 fn host_end_room_resolves_after_answer_then_client_is_left() {
     let mut s = joined("me", "host", &[("g", "Guest", "guest")]);
     let outs = s.end_room("e".into(), true, "done".into(), 0.0, 5);
-    assert!(matches!(&outs[..], [Out::Send { id: Some(id), call: ClientCall::EndRoom(p) }] if id == "e" && p.lock && p.reason == "done"));
+    assert!(matches!(&fx(&outs)[..], [Out::Send { id: Some(id), call: ClientCall::EndRoom(p) }] if id == "e" && p.lock && p.reason == "done"));
     assert!(s.local_peer().is_some());
     let outs = s.on_answer("e", Ok(()));
-    assert!(matches!(outs[0], Out::Close), "{outs:?}");
-    assert!(matches!(outs.last(), Some(Out::Resolve(5))));
+    // Resolved first; the server closes the socket itself (no extra close from us); the
+    // room is freed last.
+    assert_eq!(kinds(&outs), vec!["resolve", "detach"], "{outs:?}");
+    assert_eq!(states(&outs), vec![ConnectionState::Disconnected]);
+    assert!(matches!(outs.last(), Some(Out::Release(r)) if r.peers.len() == 2));
     assert!(!outs.iter().any(|o| matches!(o, Out::Removed(_) | Out::Error(_))));
     assert!(s.local_peer().is_none());
     assert!(s.peers().is_empty());
@@ -165,7 +180,7 @@ fn server_refusal_of_end_room_keeps_client_joined() {
     s.end_room("e".into(), false, "x".into(), 0.0, 5);
     let outs = s.on_answer("e", Err(RpcError::new(403, "nope")));
     assert_eq!(rejected(&outs), vec![(5, 403)]);
-    assert_eq!(s.phase(), Phase::Joined);
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
 }
 
 #[test]
@@ -178,8 +193,10 @@ fn room_end_push_fires_removed_once_with_requester_then_cleans_up() {
     assert_eq!(removed[0].reason, "meeting over");
     assert!(removed[0].room_was_ended);
     assert_eq!(removed[0].peer_who_removed.as_ref().unwrap().name, "Hostess");
-    assert!(outs.iter().any(|o| matches!(o, Out::Close)));
-    assert_eq!(s.phase(), Phase::Idle);
+    // The callback comes before the teardown; the server closes the socket itself.
+    assert_eq!(kinds(&outs)[..2], ["removed", "detach"]);
+    assert!(matches!(outs.last(), Some(Out::Release(r)) if r.peers.len() == 2), "the room is freed after the callback");
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
     // Nothing more comes out: no second callback, no error for the close that follows.
     assert!(s.on_push(push(json!({"method":"on-peer-leave-request","params":{"reason":"again","room_end":true}}))).is_empty());
     assert!(s.on_close(1000, 0.0).is_empty());
@@ -190,11 +207,11 @@ fn removal_rejects_pending_requests_with_a_clear_error() {
     let mut s = joined("me", "host", &[("h2", "Other host", "host"), ("g", "G", "guest")]);
     s.remove_peer("r".into(), "g".into(), "x".into(), 0.0, 3);
     let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"h2","reason":"kicked","room_end":false}})));
-    assert!(matches!(outs[0], Out::Removed(ref ev) if !ev.room_was_ended && ev.reason == "kicked"));
+    assert!(matches!(fx(&outs)[0], Out::Removed(ref ev) if !ev.room_was_ended && ev.reason == "kicked"));
     let rej: Vec<_> = outs.iter().filter_map(|o| if let Out::Reject(t, e) = o { Some((*t, e.code, e.message.clone())) } else { None }).collect();
     assert_eq!(rej.len(), 1);
     assert_eq!(rej[0].0, 3);
-    assert_eq!(rej[0].1, codes::NOT_CONNECTED);
+    assert_eq!(rej[0].1, ErrorName::NotConnected.code());
     assert!(rej[0].2.contains("kicked"));
 }
 
@@ -202,15 +219,20 @@ fn removal_rejects_pending_requests_with_a_clear_error() {
 fn rest_end_room_has_no_requester() {
     let mut s = joined("me", "guest", &[]);
     let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"reason":"backend","room_end":true}})));
-    assert!(matches!(&outs[0], Out::Removed(ev) if ev.peer_who_removed.is_none() && ev.room_was_ended));
+    assert!(matches!(&fx(&outs)[0], Out::Removed(ev) if ev.peer_who_removed.is_none() && ev.room_was_ended));
 }
 
 #[test]
-fn own_end_room_echo_does_not_count_as_removal() {
+fn own_end_notice_settles_end_room_as_success_not_as_removal() {
     let mut s = joined("me", "host", &[]);
     s.end_room("e".into(), false, "x".into(), 0.0, 5);
-    assert!(s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"me","reason":"x","room_end":true}}))).is_empty());
-    assert!(matches!(s.on_answer("e", Ok(())).last(), Some(Out::Resolve(5))));
+    let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"me","reason":"x","room_end":true}})));
+    assert_eq!(kinds(&outs), vec!["resolve", "detach"]);
+    assert!(s.on_answer("e", Ok(())).is_empty(), "settled once");
+    // Without an endRoom waiting, a notice naming us is a removal like any other.
+    let mut s = joined("me", "host", &[]);
+    let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"me","reason":"x","room_end":true}})));
+    assert_eq!(kinds(&outs), vec!["removed", "detach"]);
 }
 
 #[test]
@@ -219,8 +241,8 @@ fn requests_time_out_with_6008() {
     s.remove_peer("r".into(), "g".into(), "x".into(), 100.0, 3);
     assert_eq!(s.next_deadline(), Some(1100.0));
     assert!(s.on_tick(1099.0).is_empty());
-    assert_eq!(rejected(&s.on_tick(1100.0)), vec![(3, codes::REQUEST_TIMEOUT)]);
-    assert_eq!(s.phase(), Phase::Joined, "a timed-out request does not end the session");
+    assert_eq!(rejected(&s.on_tick(1100.0)), vec![(3, ErrorName::RequestTimeout.code())]);
+    assert_eq!(s.connection_state(), ConnectionState::Connected, "a timed-out request does not end the session");
     assert!(s.on_answer("r", Ok(())).is_empty(), "a late answer is ignored");
 }
 
@@ -230,9 +252,9 @@ fn join_timeout_ends_the_attempt() {
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
     s.on_open(0.0);
     let outs = s.on_tick(500.0);
-    assert_eq!(rejected(&outs), vec![(1, codes::REQUEST_TIMEOUT)]);
+    assert_eq!(rejected(&outs), vec![(1, ErrorName::RequestTimeout.code())]);
     assert!(outs.iter().any(|o| matches!(o, Out::Close)));
-    assert_eq!(s.phase(), Phase::Idle);
+    assert_eq!(s.connection_state(), ConnectionState::Failed);
 }
 
 #[test]
@@ -242,7 +264,7 @@ fn dropped_socket_without_reconnect_rejects_pending_with_1003_and_reports_error(
     s.end_room("e".into(), false, "x".into(), 0.0, 4);
     let outs = s.on_close(1006, 0.0);
     assert_eq!(rejected(&outs), vec![(3, 1003), (4, 1003)]);
-    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == 1003));
+    assert!(matches!(fx(&outs).last().copied(), Some(Out::Error(e)) if e.code == 1003));
     assert!(s.local_peer().is_none());
 }
 
@@ -251,8 +273,8 @@ fn leave_sends_leave_and_rejects_pending() {
     let mut s = joined("me", "host", &[("g", "G", "guest")]);
     s.remove_peer("r".into(), "g".into(), "x".into(), 0.0, 3);
     let outs = s.leave();
-    assert!(matches!(&outs[0], Out::Send { id: None, call: ClientCall::Leave(_) }));
-    assert!(matches!(outs[1], Out::Close));
+    assert!(matches!(&fx(&outs)[0], Out::Send { id: None, call: ClientCall::Leave(_) }));
+    assert!(matches!(fx(&outs)[1], Out::Close));
     assert_eq!(rejected(&outs), vec![(3, 6000)]);
     assert!(s.leave().is_empty(), "leaving twice is a no-op");
 }
@@ -260,7 +282,8 @@ fn leave_sends_leave_and_rejects_pending() {
 // ---- heartbeat and reconnect ----
 
 fn kinds(outs: &[Out<u32>]) -> Vec<&'static str> {
-    outs.iter()
+    fx(outs)
+        .into_iter()
         .map(|o| match o {
             Out::Send { call, .. } => call.method(),
             Out::Resolve(_) => "resolve",
@@ -273,6 +296,9 @@ fn kinds(outs: &[Out<u32>]) -> Vec<&'static str> {
             Out::Connect => "connect",
             Out::Reconnecting(_) => "reconnecting",
             Out::Reconnected => "reconnected",
+            Out::Detach => "detach",
+            Out::State(_) => "state",
+            Out::Release(_) => "release",
         })
         .collect()
 }
@@ -293,9 +319,9 @@ fn lost_connection_reconnects_as_same_peer_and_restores_peer_list() {
     s.remove_peer("r".into(), "a".into(), "x".into(), 0.0, 3);
     let outs = s.on_close(1006, 100.0);
     assert_eq!(kinds(&outs), vec!["close", "reject", "reconnecting", "connect"]);
-    assert_eq!(rejected(&outs), vec![(3, codes::CONNECTION_LOST)], "in-flight requests fail clearly");
-    assert!(matches!(&outs[2], Out::Reconnecting(e) if e.code == codes::CONNECTION_LOST));
-    assert_eq!(s.phase(), Phase::Reconnecting);
+    assert_eq!(rejected(&outs), vec![(3, ErrorName::ConnectionLost.code())], "in-flight requests fail clearly");
+    assert!(matches!(&fx(&outs)[2], Out::Reconnecting(e) if e.code == ErrorName::ConnectionLost.code()));
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
     assert_eq!(s.local_peer().unwrap().peer_id, "me", "the room stays visible while reconnecting");
     // A request made while reconnecting waits for the outcome.
     assert!(s.end_room("e".into(), false, "later".into(), 150.0, 4).is_empty());
@@ -305,9 +331,9 @@ fn lost_connection_reconnects_as_same_peer_and_restores_peer_list() {
     assert!(s.on_push(policy("host")).is_empty());
     let outs = s.on_push(peer_list(&[("me", "Me", "host"), ("a", "Ann", "guest"), ("c", "Cid", "guest")]));
     assert_eq!(kinds(&outs), vec!["peer-leave", "peer-join", "reconnected", "end-room"]);
-    assert!(matches!(&outs[0], Out::PeerLeave(p) if p.name == "Bob"));
-    assert!(matches!(&outs[1], Out::PeerJoin(p) if p.name == "Cid"));
-    assert_eq!(s.phase(), Phase::Joined);
+    assert!(matches!(&fx(&outs)[0], Out::PeerLeave(p) if p.name == "Bob"));
+    assert!(matches!(&fx(&outs)[1], Out::PeerJoin(p) if p.name == "Cid"));
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
     assert_eq!(s.local_id(), "me");
     let names: Vec<String> = s.peers().into_iter().map(|p| p.name).collect();
     assert_eq!(names, vec!["Me", "Ann", "Cid"]);
@@ -339,8 +365,8 @@ fn failed_attempts_back_off_with_jitter_and_give_up_past_the_budget() {
     assert!(delays.len() >= 3);
     assert_eq!(now, 5000.0, "gives up exactly when the budget is spent");
     assert_eq!(kinds(&outs), vec!["close", "error"]);
-    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == codes::RECONNECT_FAILED && e.name() == "ReconnectFailed"));
-    assert_eq!(s.phase(), Phase::Idle);
+    assert!(matches!(fx(&outs).last().copied(), Some(Out::Error(e)) if e.code == ErrorName::ConnectionLost.code() && e.terminal && e.action == crate::error::ErrorAction::ReconnectSignal));
+    assert_eq!(s.connection_state(), ConnectionState::Failed);
     assert!(s.local_peer().is_none());
     assert!(s.next_deadline().is_none(), "nothing more scheduled");
 }
@@ -354,7 +380,7 @@ fn requests_while_reconnecting_wait_time_out_or_fail_with_the_terminal_error() {
     s.on_close(1006, 20.0);
     // Its own deadline passes while still reconnecting: 6008, and never sent later.
     let outs = s.on_tick(1010.0);
-    assert_eq!(rejected(&outs), vec![(1, codes::REQUEST_TIMEOUT)]);
+    assert_eq!(rejected(&outs), vec![(1, ErrorName::RequestTimeout.code())]);
     assert!(s.end_room("e".into(), false, "x".into(), 1100.0, 2).is_empty());
     let t = s.next_deadline().unwrap();
     s.on_tick(t);
@@ -368,7 +394,7 @@ fn requests_while_reconnecting_wait_time_out_or_fail_with_the_terminal_error() {
     s.on_close(1006, 0.0);
     s.end_room("e".into(), false, "x".into(), 1.0, 7);
     let outs = s.on_tick(2000.0);
-    assert_eq!(rejected(&outs), vec![(7, codes::RECONNECT_FAILED)]);
+    assert_eq!(rejected(&outs), vec![(7, ErrorName::ConnectionLost.code())]);
 }
 
 #[test]
@@ -378,7 +404,7 @@ fn an_attempt_that_hangs_is_abandoned_after_the_request_timeout() {
     assert_eq!(s.next_deadline(), Some(1000.0));
     let outs = s.on_tick(1000.0);
     assert_eq!(kinds(&outs), vec!["close"]);
-    assert_eq!(s.phase(), Phase::Reconnecting);
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
 }
 
 #[test]
@@ -386,15 +412,15 @@ fn heartbeat_pings_and_silence_means_lost() {
     let mut s = joined("me", "host", &[]);
     assert!(s.on_tick(2999.0).is_empty());
     let outs = s.on_tick(3000.0);
-    assert!(matches!(&outs[..], [Out::Send { id: Some(_), call: ClientCall::Ping(p) }] if p.timestamp == 3000));
+    assert!(matches!(&fx(&outs)[..], [Out::Send { id: Some(_), call: ClientCall::Ping(p) }] if p.timestamp == 3000));
     s.touch(3500.0); // any frame is a sign of life
     assert_eq!(kinds(&s.on_tick(6000.0)), vec!["ping"]);
     assert_eq!(kinds(&s.on_tick(9000.0)), vec!["ping"]);
     assert_eq!(kinds(&s.on_tick(12000.0)), vec!["ping"]);
-    assert_eq!(s.phase(), Phase::Joined);
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
     let outs = s.on_tick(15500.0);
     assert_eq!(kinds(&outs), vec!["close", "reconnecting", "connect"]);
-    assert_eq!(s.phase(), Phase::Reconnecting);
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
 }
 
 #[test]
@@ -415,18 +441,18 @@ fn rejoin_conflict_retries_but_other_refusals_are_final() {
     s.on_close(1006, 0.0);
     let id = rejoin_id(&s.on_open(10.0));
     assert_eq!(kinds(&s.on_answer(&id, Err(RpcError::new(409, "peer id in use")))), vec!["close"]);
-    assert_eq!(s.phase(), Phase::Reconnecting);
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
     s.on_tick(s.next_deadline().unwrap());
     let id = rejoin_id(&s.on_open(1000.0));
     let outs = s.on_answer(&id, Err(RpcError::new(423, "room is locked")));
-    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == 423));
-    assert_eq!(s.phase(), Phase::Idle);
+    assert!(matches!(fx(&outs).last().copied(), Some(Out::Error(e)) if e.code == 423 && e.terminal));
+    assert_eq!(s.connection_state(), ConnectionState::Failed);
     // on-error at connect (e.g. an expired token) is final too.
     let mut s = joined("me", "host", &[]);
     s.on_close(1006, 0.0);
     s.on_open(10.0);
     let outs = s.on_push(push(json!({"method":"on-error","params":{"code":401,"message":"token expired"}})));
-    assert!(matches!(outs.last(), Some(Out::Error(e)) if e.code == 401));
+    assert!(matches!(fx(&outs).last().copied(), Some(Out::Error(e)) if e.code == 401));
 }
 
 #[test]
@@ -436,9 +462,9 @@ fn missed_removal_delivered_on_reconnect_ends_the_session() {
     s.on_open(10.0);
     let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"h","reason":"gone","room_end":true}})));
     assert_eq!(kinds(&outs)[0], "removed");
-    assert!(matches!(&outs[0], Out::Removed(ev) if ev.peer_who_removed.as_ref().map(|p| p.name.as_str()) == Some("Hostess")));
+    assert!(matches!(&fx(&outs)[0], Out::Removed(ev) if ev.peer_who_removed.as_ref().map(|p| p.name.as_str()) == Some("Hostess")));
     assert!(!kinds(&outs).contains(&"reconnected"));
-    assert_eq!(s.phase(), Phase::Idle);
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
 }
 
 #[test]
@@ -462,6 +488,154 @@ fn never_reconnects_after_removal_end_room_or_leave() {
     s.end_room("e".into(), false, "x".into(), 1.0, 2);
     let outs = s.leave();
     assert_eq!(kinds(&outs), vec!["close", "reject"]);
-    assert_eq!(rejected(&outs), vec![(2, codes::NOT_CONNECTED)]);
+    assert_eq!(rejected(&outs), vec![(2, ErrorName::NotConnected.code())]);
     assert!(s.on_tick(100_000.0).is_empty());
+}
+
+// ---- endRoom whose outcome is unknown, one request per call, connection states ----
+
+/// Drops the joined session's socket, reconnects, and completes the rejoin; returns the
+/// effects of the completing peer list.
+fn drop_and_rejoin(s: &mut S, at: f64) -> Vec<Out<u32>> {
+    s.on_close(1006, at);
+    let id = rejoin_id(&s.on_open(at + 1.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    s.on_push(peer_list(&[("me", "Me", "host")]))
+}
+
+fn sent_end_room(outs: &[Out<u32>]) -> Option<String> {
+    outs.iter().find_map(|o| match o {
+        Out::Send { id: Some(id), call: ClientCall::EndRoom(_) } => Some(id.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn end_room_in_flight_survives_a_drop_and_the_end_notice_naming_us_resolves_it() {
+    let mut s = joined("me", "host", &[("g", "G", "guest")]);
+    s.end_room("e".into(), true, "bye".into(), 0.0, 5);
+    let outs = s.on_close(1006, 10.0);
+    assert!(rejected(&outs).is_empty(), "the room may have ended: no failure is reported");
+    assert_eq!(kinds(&outs), vec!["close", "reconnecting", "connect"], "a reconnect starts at once");
+    s.on_open(20.0);
+    // The server stored the end before the drop: our reconnect gets the missed notice.
+    let outs = s.on_push(push(json!({"method":"on-peer-leave-request","params":{"requested_by":"me","reason":"bye","room_end":true}})));
+    assert_eq!(kinds(&outs), vec!["resolve", "detach"], "resolved as success, no removed callback");
+    assert!(matches!(outs[0], Out::Resolve(5)));
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
+}
+
+#[test]
+fn end_room_answer_arriving_on_the_new_socket_resolves_it() {
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    s.on_close(1006, 10.0);
+    s.on_open(20.0);
+    // The end was still being stored: the reconnect reclaimed the place and the original
+    // answer comes on the new socket.
+    let outs = s.on_answer("e", Ok(()));
+    assert!(matches!(fx(&outs)[0], Out::Resolve(5)), "{outs:?}");
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
+}
+
+#[test]
+fn end_room_is_re_sent_after_a_rejoin_that_tells_nothing_and_a_409_waits_for_the_original() {
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    let outs = drop_and_rejoin(&mut s, 10.0);
+    assert_eq!(kinds(&outs), vec!["reconnected", "end-room"]);
+    let resent = sent_end_room(&outs).unwrap();
+    assert_ne!(resent, "e", "a re-send has its own id");
+    // The room is already ending (our first send is being stored): wait, don't fail.
+    assert!(s.on_answer(&resent, Err(RpcError::new(409, "the room is already ending"))).is_empty());
+    let outs = s.on_answer("e", Ok(()));
+    assert!(matches!(fx(&outs)[0], Out::Resolve(5)));
+    // A re-send that ends the room itself resolves it just the same.
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 6);
+    let resent = sent_end_room(&drop_and_rejoin(&mut s, 10.0)).unwrap();
+    assert!(matches!(fx(&s.on_answer(&resent, Ok(())))[0], Out::Resolve(6)));
+    // A definite refusal of the re-send (not 409) is what really happened.
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 7);
+    let resent = sent_end_room(&drop_and_rejoin(&mut s, 10.0)).unwrap();
+    assert_eq!(rejected(&s.on_answer(&resent, Err(RpcError::new(500, "could not store")))), vec![(7, 500)]);
+}
+
+#[test]
+fn end_room_timeout_reconnects_to_learn_the_outcome_instead_of_failing() {
+    let mut s = joined("me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    // No answer in time (requestTimeoutMs 1000): reconnect, don't reject.
+    let outs = s.on_tick(1000.0);
+    assert_eq!(kinds(&outs), vec!["close", "reconnecting", "connect"]);
+    assert!(rejected(&outs).is_empty());
+    // After END_ROOM_SENDS sends that all went unanswered, it fails with 9001.
+    let mut t = 1000.0;
+    for _ in 1..crate::session::END_ROOM_SENDS {
+        let id = match &s.on_open(t + 1.0)[..] {
+            [Out::Send { id: Some(id), .. }] => id.clone(),
+            other => panic!("{other:?}"),
+        };
+        s.on_answer(&id, Ok(()));
+        s.on_push(policy("host"));
+        assert!(sent_end_room(&s.on_push(peer_list(&[("me", "Me", "host")]))).is_some(), "re-sent");
+        t += 2000.0;
+        assert_eq!(kinds(&s.on_tick(t)), vec!["close", "reconnecting", "connect"]);
+    }
+    let id = rejoin_id(&s.on_open(t + 1.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    let outs = s.on_push(peer_list(&[("me", "Me", "host")]));
+    assert_eq!(rejected(&outs), vec![(5, ErrorName::RequestTimeout.code())]);
+    assert_eq!(s.connection_state(), ConnectionState::Connected, "the session itself goes on");
+}
+
+#[test]
+fn end_room_in_flight_when_reconnecting_gives_up_fails_with_the_terminal_error() {
+    let cfg = Config { request_timeout: 1000.0, reconnect_budget: 3000.0, ..Config::default() };
+    let mut s = joined_with(cfg, "me", "host", &[]);
+    s.end_room("e".into(), false, "x".into(), 0.0, 5);
+    s.on_close(1006, 0.0);
+    let outs = s.on_tick(3000.0);
+    let rej: Vec<_> = outs.iter().filter_map(|o| if let Out::Reject(t, e) = o { Some((*t, e.code, e.terminal, e.action)) } else { None }).collect();
+    assert_eq!(rej, vec![(5, 1003, true, crate::error::ErrorAction::EndRoom)]);
+    let Some(Out::Reject(_, e)) = outs.iter().find(|o| matches!(o, Out::Reject(..))) else { unreachable!() };
+    assert!(e.message.contains("may or may not"), "says the outcome is unknown: {}", e.message);
+}
+
+#[test]
+fn waiting_finds_the_pending_end_room_and_the_removal_per_peer() {
+    let mut s = joined("me", "host", &[("a", "A", "guest"), ("b", "B", "guest")]);
+    assert!(s.waiting(crate::pending::Kind::EndRoom, None).is_none());
+    s.remove_peer("r1".into(), "a".into(), "x".into(), 0.0, 1);
+    assert_eq!(s.waiting(crate::pending::Kind::RemovePeer, Some("a")), Some(&1));
+    assert_eq!(s.waiting(crate::pending::Kind::RemovePeer, Some("b")), None, "another peer is another request");
+    s.end_room("e".into(), false, "x".into(), 0.0, 2);
+    assert_eq!(s.waiting(crate::pending::Kind::EndRoom, None), Some(&2));
+    s.on_answer("r1", Ok(()));
+    assert_eq!(s.waiting(crate::pending::Kind::RemovePeer, Some("a")), None, "settled: a new call sends again");
+}
+
+#[test]
+fn connection_states_follow_100ms_names() {
+    let mut s = S::new(1000.0);
+    assert_eq!(s.connection_state(), ConnectionState::Disconnected);
+    let outs = s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
+    assert_eq!(states(&outs), vec![ConnectionState::Connecting]);
+    s.on_open(0.0);
+    s.on_answer("j", Ok(()));
+    s.on_push(policy("host"));
+    assert_eq!(states(&s.on_push(peer_list(&[("me", "Me", "host")]))), vec![ConnectionState::Connected]);
+    assert_eq!(states(&s.on_close(1006, 1.0)), vec![ConnectionState::Reconnecting]);
+    let id = rejoin_id(&s.on_open(2.0));
+    s.on_answer(&id, Ok(()));
+    s.on_push(policy("host"));
+    assert_eq!(states(&s.on_push(peer_list(&[("me", "Me", "host")]))), vec![ConnectionState::Connected]);
+    assert_eq!(states(&s.leave()), vec![ConnectionState::Disconnecting, ConnectionState::Disconnected]);
+    // A session that ends on an error is Failed.
+    let mut s = S::new(1000.0);
+    s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
+    assert_eq!(states(&s.on_close(1006, 0.0)), vec![ConnectionState::Failed]);
 }

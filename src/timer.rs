@@ -1,27 +1,42 @@
 //! One re-armable `setTimeout` that owns its callback and clears itself on drop.
 
 use crate::js::{clear_timeout, set_timeout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 
 /// A one-shot timer that can be armed again; at most one timeout is scheduled.
 pub(crate) struct Timer {
     callback: Closure<dyn FnMut()>,
     handle: RefCell<Option<JsValue>>,
+    /// When the scheduled timeout fires (ms, `Date.now()` clock).
+    at: Cell<Option<f64>>,
 }
 
 impl Timer {
     /// A timer that calls `f` when it fires. `f` must hold only weak references to the
-    /// timer's owner.
+    /// timer's owner and call [`Timer::fired`] first.
     pub(crate) fn new(f: impl FnMut() + 'static) -> Self {
-        Self { callback: Closure::<dyn FnMut()>::new(f), handle: RefCell::new(None) }
+        Self { callback: Closure::<dyn FnMut()>::new(f), handle: RefCell::new(None), at: Cell::new(None) }
     }
 
-    /// Fires in `delay_ms` (replacing any earlier schedule).
-    pub(crate) fn arm(&self, delay_ms: f64) {
+    /// Makes sure the timer fires by `deadline` (absolute, `now` is the current time).
+    /// A timeout already due at or before it is kept: its callback re-arms for what is
+    /// left, so a deadline that only moves later (the heartbeat's, on every frame)
+    /// costs no `clearTimeout`/`setTimeout` pair per frame.
+    pub(crate) fn ensure_by(&self, deadline: f64, now: f64) {
+        if self.at.get().is_some_and(|at| at <= deadline) {
+            return;
+        }
         self.cancel();
-        let h = set_timeout(self.callback.as_ref().unchecked_ref(), delay_ms.max(0.0));
+        let h = set_timeout(self.callback.as_ref().unchecked_ref(), (deadline - now).max(0.0));
         *self.handle.borrow_mut() = Some(h);
+        self.at.set(Some(deadline));
+    }
+
+    /// The timeout ran: nothing is scheduled any more.
+    pub(crate) fn fired(&self) {
+        self.handle.borrow_mut().take();
+        self.at.set(None);
     }
 
     /// Cancels the schedule, if any.
@@ -29,6 +44,7 @@ impl Timer {
         if let Some(h) = self.handle.borrow_mut().take() {
             clear_timeout(&h);
         }
+        self.at.set(None);
     }
 }
 

@@ -10,8 +10,9 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 pub(crate) enum WsEvent {
     /// The socket opened.
     Open,
-    /// A text frame arrived.
-    Text(String),
+    /// A text frame arrived (the JS string itself: it is parsed by `JSON.parse` without
+    /// a round trip through wasm memory).
+    Text(JsValue),
     /// The socket closed (or failed to open) with this close code.
     Close(u16),
 }
@@ -34,8 +35,9 @@ impl Transport {
         let s = sink.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             // Binary frames are not part of the protocol: ignored.
-            if let Some(text) = ev.data().as_string() {
-                s(WsEvent::Text(text));
+            let data = ev.data();
+            if data.is_string() {
+                s(WsEvent::Text(data));
             }
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| sink(WsEvent::Close(ev.code())));

@@ -1,57 +1,72 @@
-//! JS <-> Rust conversions for the wasm build, written by hand with `Reflect` on top of
-//! `JSON.parse`/`JSON.stringify`. Derived serde impls would work too, but their error
-//! paths pull float and `Debug` formatting into the module and tripled the package size
-//! (measured: ~98 KB gzip with serde-wasm-bindgen versus the 40 KB budget).
+//! Reading JS values: every server frame is decoded here (the one place), on top of
+//! `JSON.parse`, and the option objects apps pass are read through [`Source`]. Frames are
+//! read field by field rather than with serde's `Deserialize` into the protocol types:
+//! that path's error formatting costs more wasm than the budget has (docs/SDK.md,
+//! "Size"). Outgoing frames are written field by field too (`codec.rs`, checked against
+//! the protocol's serde types by native tests), then `JSON.stringify`.
+//!
+//! The property names are made into JS strings once per page ([`Keys`]): making them
+//! per read (a UTF-8 decode each) was a fifth of a page's time per room-end notice.
 
-use crate::js::{json_parse, json_stringify};
-use crate::model::{ClientOptions, HmsPeer, HmsRoom, JoinConfig, RemovedEvent, TokenAnswer, TokenOptions};
-use crate::session::{Peer, Push};
+#![cfg_attr(feature = "lever-serde-frames", allow(dead_code, unused_imports))]
+
+use crate::codec::{read_permissions, write_params, Writer};
+use crate::js::{json_parse_js, json_stringify};
+use crate::model::Source;
+use crate::room::{Peer, Peers};
+use crate::session::Push;
 use hms_protocol::{ClientCall, PeerLeaveRequest, Permissions, Role, RoomState, RpcError};
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-fn get(obj: &JsValue, key: &str) -> JsValue {
+macro_rules! keys {
+    ($($field:ident = $name:literal),* $(,)?) => {
+        /// The property names the decoder reads, as JS strings (one set per client).
+        pub(crate) struct Keys { $($field: JsValue,)* }
+        impl Keys {
+            /// Makes the strings.
+            pub(crate) fn new() -> Self {
+                Self { $($field: JsValue::from_str($name),)* }
+            }
+        }
+    };
+}
+
+keys! {
+    id = "id", method = "method", params = "params", error = "error", code = "code", message = "message",
+    name = "name", known_roles = "known_roles", priority = "priority", permissions = "permissions",
+    peers = "peers", room = "room", room_id = "room_id", session_id = "session_id", started_at = "started_at",
+    peer_id = "peer_id", info = "info", data = "data", user_id = "user_id", role = "role", joined_at = "joined_at",
+    requested_by = "requested_by", reason = "reason", room_end = "room_end",
+}
+
+
+fn get(obj: &JsValue, key: &JsValue) -> JsValue {
     if !obj.is_object() {
         return JsValue::UNDEFINED;
     }
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    Reflect::get(obj, key).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn get_str(obj: &JsValue, key: &str) -> Option<String> {
-    get(obj, key).as_string()
+fn string(obj: &JsValue, key: &JsValue) -> String {
+    get(obj, key).as_string().unwrap_or_default()
 }
 
-fn get_string(obj: &JsValue, key: &str) -> String {
-    get_str(obj, key).unwrap_or_default()
+/// The own enumerable property values of an object (no keys: they would be decoded
+/// for nothing).
+fn values(obj: &JsValue) -> Vec<JsValue> {
+    match obj.dyn_ref::<Object>() {
+        Some(o) => Object::values(o).iter().collect(),
+        None => Vec::new(),
+    }
 }
 
-fn get_f64(obj: &JsValue, key: &str) -> Option<f64> {
-    get(obj, key).as_f64()
-}
-
-fn get_bool(obj: &JsValue, key: &str) -> bool {
-    get(obj, key).as_bool().unwrap_or(false)
-}
-
-fn set(obj: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
-}
-
-fn set_str(obj: &Object, key: &str, value: &str) {
-    set(obj, key, &JsValue::from_str(value));
-}
-
-/// The own enumerable `[key, value]` pairs of an object.
-fn entries(obj: &JsValue) -> Vec<(String, JsValue)> {
-    match obj.is_object() {
-        true => Object::entries(obj.unchecked_ref())
-            .iter()
-            .filter_map(|pair| {
-                let pair: Array = pair.unchecked_into();
-                pair.get(0).as_string().map(|k| (k, pair.get(1)))
-            })
-            .collect(),
-        false => Vec::new(),
+impl Source for JsValue {
+    fn string(&self, key: &str) -> Option<String> {
+        get(self, &JsValue::from_str(key)).as_string()
+    }
+    fn number(&self, key: &str) -> Option<f64> {
+        get(self, &JsValue::from_str(key)).as_f64()
     }
 }
 
@@ -65,202 +80,155 @@ pub(crate) enum Frame {
 
 /// Reads a server frame. Frames that are not JSON objects, and pushes of methods this
 /// SDK does not know, are skipped (`None`) so a newer server stays compatible.
-pub(crate) fn decode(text: &str) -> Option<Frame> {
-    let v = json_parse(text).ok()?;
-    if let Some(id) = get_str(&v, "id") {
-        let error = get(&v, "error");
-        let result = if error.is_object() { Err(rpc_error(&error)) } else { Ok(()) };
+pub(crate) fn decode(k: &Keys, text: &JsValue) -> Option<Frame> {
+    let v = json_parse_js(text).ok()?;
+    decode_value(k, &v)
+}
+
+/// Measurement only (`lever-serde-frames`, scripts/size-levers.sh): every frame through
+/// serde-wasm-bindgen's `from_value` into the protocol's types.
+#[cfg(feature = "lever-serde-frames")]
+fn decode_value(_k: &Keys, v: &JsValue) -> Option<Frame> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        id: Option<String>,
+        error: Option<RpcError>,
+    }
+    let a: Answer = serde_wasm_bindgen::from_value(v.clone()).ok()?;
+    if let Some(id) = a.id {
+        return Some(Frame::Answer(id, a.error.map_or(Ok(()), Err)));
+    }
+    let push: hms_protocol::ServerPush = serde_wasm_bindgen::from_value(v.clone()).ok()?;
+    Some(Frame::Push(push.into()))
+}
+
+/// The option objects apps pass: read by hand ([`Source`]), or with `from_value` for
+/// measurement only (`lever-serde-options`).
+pub(crate) fn read_options<T: serde::de::DeserializeOwned>(v: &JsValue, by_hand: impl FnOnce(&JsValue) -> Option<T>) -> Option<T> {
+    if cfg!(feature = "lever-serde-options") {
+        serde_wasm_bindgen::from_value(v.clone()).ok()
+    } else {
+        by_hand(v)
+    }
+}
+
+#[cfg(not(feature = "lever-serde-frames"))]
+fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
+    if let Some(id) = get(v, &k.id).as_string() {
+        let error = get(v, &k.error);
+        let result = if error.is_object() { Err(rpc_error(k, &error)) } else { Ok(()) };
         return Some(Frame::Answer(id, result));
     }
-    let method = get_str(&v, "method")?;
-    let p = get(&v, "params");
+    let method = get(v, &k.method).as_string()?;
+    let p = get(v, &k.params);
     let push = match method.as_str() {
-        hms_protocol::method::ON_POLICY_CHANGE => Push::Policy {
-            role: get_string(&p, "name"),
-            roles: entries(&get(&p, "known_roles")).iter().map(|(_, r)| role(r)).collect(),
-        },
+        hms_protocol::method::ON_POLICY_CHANGE => {
+            Push::Policy { role: string(&p, &k.name), roles: values(&get(&p, &k.known_roles)).iter().map(|r| role(k, r)).collect() }
+        }
         hms_protocol::method::PEER_LIST => {
-            let r = get(&p, "room");
+            let r = get(&p, &k.room);
             Push::PeerList {
-                peers: entries(&get(&p, "peers")).iter().map(|(_, n)| peer(n)).collect(),
+                peers: {
+                    let mut peers = Peers::default();
+                    for n in values(&get(&p, &k.peers)) {
+                        let info = get(&n, &k.info);
+                        let joined_at = get(&n, &k.joined_at).as_f64().map_or(0, |t| t as u64);
+                        let (id, name, data, user, role) =
+                            (string(&n, &k.peer_id), string(&info, &k.name), string(&info, &k.data), string(&info, &k.user_id), string(&n, &k.role));
+                        peers.push(&id, &name, &data, &user, &role, joined_at);
+                    }
+                    peers
+                },
                 room: RoomState {
-                    room_id: get_string(&r, "room_id"),
-                    name: get_string(&r, "name"),
-                    session_id: get_str(&r, "session_id"),
-                    started_at: get_f64(&r, "started_at").map(|t| t as u64),
+                    room_id: string(&r, &k.room_id),
+                    name: string(&r, &k.name),
+                    session_id: get(&r, &k.session_id).as_string(),
+                    started_at: get(&r, &k.started_at).as_f64().map(|t| t as u64),
                 },
             }
         }
-        hms_protocol::method::ON_PEER_JOIN => Push::PeerJoin(peer(&p)),
-        hms_protocol::method::ON_PEER_LEAVE => Push::PeerLeave(peer(&p)),
+        hms_protocol::method::ON_PEER_JOIN => Push::PeerJoin(peer(k, &p)),
+        hms_protocol::method::ON_PEER_LEAVE => Push::PeerLeave(peer(k, &p)),
         hms_protocol::method::ON_PEER_LEAVE_REQUEST => Push::LeaveRequest(PeerLeaveRequest {
-            requested_by: get_str(&p, "requested_by"),
-            reason: get_string(&p, "reason"),
-            room_end: get_bool(&p, "room_end"),
+            requested_by: get(&p, &k.requested_by).as_string(),
+            reason: string(&p, &k.reason),
+            room_end: get(&p, &k.room_end).as_bool().unwrap_or(false),
         }),
-        hms_protocol::method::ON_ERROR => Push::Error(rpc_error(&p)),
+        hms_protocol::method::ON_ERROR => Push::Error(rpc_error(k, &p)),
         _ => return None,
     };
     Some(Frame::Push(push))
 }
 
-fn rpc_error(e: &JsValue) -> RpcError {
+fn rpc_error(k: &Keys, e: &JsValue) -> RpcError {
     RpcError {
-        code: get_f64(e, "code").map_or(hms_protocol::code::INTERNAL, |c| c as i32),
-        message: get_str(e, "message").unwrap_or_else(|| String::from("the server reported an error")),
+        code: get(e, &k.code).as_f64().map_or(hms_protocol::code::INTERNAL, |c| c as i32),
+        message: get(e, &k.message).as_string().unwrap_or_else(|| String::from("the server reported an error")),
     }
 }
 
-fn role(r: &JsValue) -> Role {
-    let p = get(r, "permissions");
+/// The permission flags of a role object (`codec::read_permissions`).
+fn permissions(obj: &JsValue) -> Permissions {
+    let flags: Vec<(String, bool)> = match obj.dyn_ref::<Object>() {
+        Some(o) => Object::entries(o)
+            .iter()
+            .filter_map(|pair| {
+                let pair: js_sys::Array = pair.unchecked_into();
+                Some((pair.get(0).as_string()?, pair.get(1).as_bool()?))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    read_permissions(flags)
+}
+
+fn role(k: &Keys, r: &JsValue) -> Role {
     Role {
-        name: get_string(r, "name"),
-        priority: get_f64(r, "priority").map_or(0, |n| n as i32),
-        permissions: Permissions {
-            end_room: get_bool(&p, "endRoom"),
-            remove_others: get_bool(&p, "removeOthers"),
-            mute: get_bool(&p, "mute"),
-            unmute: get_bool(&p, "unmute"),
-            change_role: get_bool(&p, "changeRole"),
-            hls_streaming: get_bool(&p, "hlsStreaming"),
-            rtmp_streaming: get_bool(&p, "rtmpStreaming"),
-            browser_recording: get_bool(&p, "browserRecording"),
-            poll_read: get_bool(&p, "pollRead"),
-            poll_write: get_bool(&p, "pollWrite"),
-        },
+        name: string(r, &k.name),
+        priority: get(r, &k.priority).as_f64().map_or(0, |n| n as i32),
+        permissions: permissions(&get(r, &k.permissions)),
     }
 }
 
-fn peer(n: &JsValue) -> Peer {
-    let info = get(n, "info");
-    Peer {
-        peer_id: get_string(n, "peer_id"),
-        name: get_string(&info, "name"),
-        data: get_string(&info, "data"),
-        user_id: get_string(&info, "user_id"),
-        role: get_string(n, "role"),
-        joined_at: get_f64(n, "joined_at").map_or(0, |t| t as u64),
+fn peer(k: &Keys, n: &JsValue) -> Peer {
+    let info = get(n, &k.info);
+    Peer::new(
+        &string(n, &k.peer_id),
+        &string(&info, &k.name),
+        &string(&info, &k.data),
+        &string(&info, &k.user_id),
+        &string(n, &k.role),
+        get(n, &k.joined_at).as_f64().map_or(0, |t| t as u64),
+    )
+}
+
+struct JsWriter(Object);
+
+impl Writer for JsWriter {
+    fn string(&mut self, key: &str, value: &str) {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_str(value));
+    }
+    fn boolean(&mut self, key: &str, value: bool) {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_bool(value));
+    }
+    fn number(&mut self, key: &str, value: f64) {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_f64(value));
     }
 }
 
-/// A client frame as JSON text: `{"jsonrpc":"2.0","id"?,"method","params"}`.
+/// A client frame as JSON text: `{"jsonrpc":"2.0","id"?,"method","params"}`. Written
+/// field by field (`codec::write_params`, checked against the protocol's `ClientCall`
+/// and `ClientRequest` by native tests): serde's tagged-enum and `flatten`
+/// serialization cost about 1 KB gzip more (docs/SDK.md, "Size").
 pub(crate) fn encode(id: Option<&str>, call: &ClientCall) -> Option<String> {
-    let params = Object::new();
-    match call {
-        ClientCall::Join(p) => {
-            set_str(&params, "name", &p.name);
-            set_str(&params, "data", &p.data);
-        }
-        ClientCall::Leave(p) => {
-            if let Some(r) = &p.client_reason {
-                set_str(&params, "client_reason", r);
-            }
-        }
-        ClientCall::EndRoom(p) => {
-            set(&params, "lock", &JsValue::from_bool(p.lock));
-            set_str(&params, "reason", &p.reason);
-        }
-        ClientCall::PeerLeaveRequest(p) => {
-            set_str(&params, "requested_for", &p.requested_for);
-            set_str(&params, "reason", &p.reason);
-        }
-        ClientCall::Ping(p) => set(&params, "timestamp", &JsValue::from_f64(p.timestamp as f64)),
-    }
-    let frame = Object::new();
-    set_str(&frame, "jsonrpc", hms_protocol::JSONRPC_VERSION);
+    let mut frame = JsWriter(Object::new());
+    frame.string("jsonrpc", hms_protocol::JSONRPC_VERSION);
     if let Some(id) = id {
-        set_str(&frame, "id", id);
+        frame.string("id", id);
     }
-    set_str(&frame, "method", call.method());
-    set(&frame, "params", &params);
-    json_stringify(&frame).ok().map(String::from)
-}
-
-/// `HmsPeer` as a plain object.
-pub(crate) fn peer_to_js(p: &HmsPeer) -> JsValue {
-    let o = Object::new();
-    set_str(&o, "peerId", &p.peer_id);
-    set_str(&o, "name", &p.name);
-    set_str(&o, "userId", &p.user_id);
-    set_str(&o, "metadata", &p.metadata);
-    set(&o, "isLocal", &JsValue::from_bool(p.is_local));
-    let role = Object::new();
-    set_str(&role, "name", &p.role.name);
-    set(&role, "priority", &JsValue::from(p.role.priority));
-    let perms = Object::new();
-    let x = &p.role.permissions;
-    for (k, v) in [
-        ("endRoom", x.end_room),
-        ("removeOthers", x.remove_others),
-        ("mute", x.mute),
-        ("unmute", x.unmute),
-        ("changeRole", x.change_role),
-        ("hlsStreaming", x.hls_streaming),
-        ("rtmpStreaming", x.rtmp_streaming),
-        ("browserRecording", x.browser_recording),
-        ("pollRead", x.poll_read),
-        ("pollWrite", x.poll_write),
-    ] {
-        set(&perms, k, &JsValue::from_bool(v));
-    }
-    set(&role, "permissions", &perms);
-    set(&o, "role", &role);
-    o.into()
-}
-
-/// `HmsRoom` as a plain object.
-pub(crate) fn room_to_js(r: &HmsRoom) -> JsValue {
-    let o = Object::new();
-    set_str(&o, "id", &r.id);
-    set_str(&o, "name", &r.name);
-    set(&o, "sessionId", &r.session_id.as_deref().map_or(JsValue::NULL, JsValue::from_str));
-    o.into()
-}
-
-/// `RemovedFromRoomEvent` as a plain object.
-pub(crate) fn removed_to_js(ev: &RemovedEvent) -> JsValue {
-    let o = Object::new();
-    set_str(&o, "reason", &ev.reason);
-    set(&o, "roomWasEnded", &JsValue::from_bool(ev.room_was_ended));
-    set(&o, "peerWhoRemoved", &ev.peer_who_removed.as_ref().map_or(JsValue::NULL, peer_to_js));
-    o.into()
-}
-
-/// `HmsClientOptions`; `None` when `endpoint` is not a string.
-pub(crate) fn client_options(v: &JsValue) -> Option<ClientOptions> {
-    Some(ClientOptions {
-        endpoint: get_str(v, "endpoint")?,
-        request_timeout_ms: get_f64(v, "requestTimeoutMs"),
-        heartbeat_interval_ms: get_f64(v, "heartbeatIntervalMs"),
-        heartbeat_timeout_ms: get_f64(v, "heartbeatTimeoutMs"),
-        reconnect_budget_ms: get_f64(v, "reconnectBudgetMs"),
-    })
-}
-
-/// `HmsJoinConfig`; `None` when `authToken` or `userName` is not a string.
-pub(crate) fn join_config(v: &JsValue) -> Option<JoinConfig> {
-    Some(JoinConfig { auth_token: get_str(v, "authToken")?, user_name: get_str(v, "userName")?, metadata: get_str(v, "metadata") })
-}
-
-/// `HmsTokenOptions` (all optional).
-pub(crate) fn token_options(v: &JsValue) -> TokenOptions {
-    TokenOptions { user_id: get_str(v, "userId"), endpoint: get_str(v, "endpoint") }
-}
-
-/// The body of `POST /v2/token`.
-pub(crate) fn token_request(code: &str, user_id: Option<&str>) -> Option<String> {
-    let o = Object::new();
-    set_str(&o, "code", code);
-    if let Some(u) = user_id {
-        set_str(&o, "user_id", u);
-    }
-    json_stringify(&o).ok().map(String::from)
-}
-
-/// The answer of `POST /v2/token` (empty when it is not JSON).
-pub(crate) fn token_answer(text: &str) -> TokenAnswer {
-    match json_parse(text) {
-        Ok(v) => TokenAnswer { token: get_str(&v, "token"), code: get_f64(&v, "code").map(|c| c as i32), message: get_str(&v, "message") },
-        Err(_) => TokenAnswer::default(),
-    }
+    frame.string("method", call.method());
+    let mut params = JsWriter(Object::new());
+    write_params(call, &mut params);
+    let _ = Reflect::set(&frame.0, &JsValue::from_str("params"), &params.0);
+    json_stringify(&frame.0).ok().map(String::from)
 }

@@ -248,7 +248,7 @@ async fn join_gives_local_peer_peer_lists_and_join_events() {
 
     // A second join on a joined client is refused.
     let again = join(&host, "whatever", "x").await.unwrap_err();
-    assert_hms_error(&again, 409, "Conflict");
+    assert_hms_error(&again, 5001, "AlreadyJoined");
 
     // leave: the other side sees the peer go.
     let leaves = Recorder::new();
@@ -396,7 +396,8 @@ async fn bad_room_code_and_bad_token_are_hms_errors() {
     let e = join(&dead, "t", "x").await.unwrap_err();
     assert_hms_error(&e, 1000, "FailedToConnect");
     let e = JsFuture::from(dead.get_auth_token_by_room_code("abc".into(), Some(obj(&[("endpoint", "http://127.0.0.1:9".into())]).unchecked_into()))).await.unwrap_err();
-    assert_hms_error(&e, 1000, "FailedToConnect");
+    assert_hms_error(&e, 2003, "EndpointUnreachable");
+    assert_eq!(prop_str(&e, "action"), "GET_TOKEN");
     // Bad options are thrown synchronously as HmsError too.
     let e = HmsClient::new(obj(&[])).err().unwrap();
     assert_hms_error(&e, 6013, "ValidationFailed");
@@ -436,13 +437,15 @@ async fn free_releases_the_socket() {
 }
 
 #[wasm_bindgen_test]
-async fn request_timeout_rejects_with_6008() {
+async fn request_timeout_rejects_with_9001() {
     let c = client_for(&mock_ws("silent"), Some(300.0));
     join(&c, "t", "Tim").await.expect("the mock accepts the join");
     let started = js_sys::Date::now();
-    let e = JsFuture::from(c.end_room(false, "x".into())).await.unwrap_err();
+    let e = JsFuture::from(c.remove_peer("someone".into(), "x".into())).await.unwrap_err();
     let took = js_sys::Date::now() - started;
-    assert_hms_error(&e, 6008, "RequestTimeout");
+    assert_hms_error(&e, 9001, "RequestTimeout");
+    assert_eq!(prop_str(&e, "action"), "REMOVE_PEER");
+    assert_eq!(prop(&e, "isTerminal").as_bool(), Some(false));
     assert!((250.0..3000.0).contains(&took), "timed out after {took} ms");
     // A timed-out request does not end the session.
     assert_eq!(prop_str(&c.get_local_peer(), "name"), "Tim");
@@ -589,7 +592,9 @@ async fn server_killed_restarted_or_gone_for_good() {
     let took = js_sys::Date::now() - stopped;
     assert!(took < 4000.0, "gave up after {took} ms with a 1500 ms budget");
     assert_eq!(reconnecting.len(), 1);
-    assert_hms_error(&errors.get(0), 1006, "ReconnectFailed");
+    assert_hms_error(&errors.get(0), 1003, "ConnectionLost");
+    assert_eq!(prop(&errors.get(0), "isTerminal").as_bool(), Some(true));
+    assert_eq!(prop_str(&errors.get(0), "action"), "RECONNECT_SIGNAL");
     assert!(c.get_local_peer().is_undefined());
     assert_eq!(c.get_peers().length(), 0);
     let e = JsFuture::from(c.end_room(false, "x".into())).await.unwrap_err();
@@ -647,4 +652,83 @@ async fn offline_event_reconnects_at_once_into_the_held_place() {
     // And the session is fully usable.
     JsFuture::from(host.end_room(false, "done".into())).await.expect("endRoom after reconnect");
     drop(offs);
+}
+
+// ---- the API through the generated JS glue (tests/app.js), as an app uses it ----
+
+#[wasm_bindgen(module = "/tests/app.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = apiFromJs, catch)]
+    async fn api_from_js(client_class: &JsValue, error_class: &JsValue, cfg: &JsValue) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = callsTwice, catch)]
+    async fn calls_twice(client_class: &JsValue, cfg: &JsValue) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = endRoomAnswerLost, catch)]
+    async fn end_room_answer_lost(client_class: &JsValue, cfg: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+/// The exported JS classes `HmsClient` and `HmsError`, as the glue defines them.
+fn js_classes() -> (JsValue, JsValue) {
+    let client: JsValue = client_for(ws(), None).into();
+    let client_class = prop(&Object::get_prototype_of(&client), "constructor");
+    let free: Function = prop(&client, "free").unchecked_into();
+    free.call0(&client).unwrap();
+    let error = HmsClient::new(obj(&[])).err().unwrap();
+    let error_class = prop(&Object::get_prototype_of(&error), "constructor");
+    (client_class, error_class)
+}
+
+fn proxy_ws() -> String {
+    format!("{}/ws", need(option_env!("HMS_TEST_PROXY_WS"), "HMS_TEST_PROXY_WS"))
+}
+
+/// Auth tokens for `(role, user)` pairs in `room`, the real way (room codes, then
+/// `getAuthTokenByRoomCode`).
+async fn tokens(room: &str, who: &[(&str, &str)]) -> Vec<String> {
+    let helper = client_for(ws(), None);
+    let mut out = Vec::new();
+    for (role, user) in who {
+        out.push(token(&helper, room, role, user).await);
+    }
+    out
+}
+
+/// Fails the test with the scenario's own message.
+fn scenario_ok(name: &str, r: Result<JsValue, JsValue>) -> JsValue {
+    r.unwrap_or_else(|e| panic!("{name}: {}", prop(&e, "message").as_string().unwrap_or_else(|| format!("{e:?}"))))
+}
+
+#[wasm_bindgen_test]
+async fn js_app_sees_errors_shapes_and_connection_states() {
+    let room = uid("js-api");
+    let [host, guest] = <[String; 2]>::try_from(tokens(&room, &[("host", "hostess"), ("guest", "guido")]).await).unwrap();
+    let (client_class, error_class) = js_classes();
+    let cfg = obj(&[("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into())]);
+    scenario_ok("apiFromJs", api_from_js(&client_class, &error_class, &cfg).await);
+}
+
+#[wasm_bindgen_test]
+async fn js_app_double_click_end_room_and_remove_peer_send_once() {
+    let room = uid("js-twice");
+    let [host, guest, other] = <[String; 3]>::try_from(tokens(&room, &[("host", "hostess"), ("guest", "guido"), ("guest", "olga")]).await).unwrap();
+    let (client_class, _) = js_classes();
+    let cfg = obj(&[("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into()), ("otherToken", other.into())]);
+    scenario_ok("callsTwice", calls_twice(&client_class, &cfg).await);
+    assert_eq!(server_peer_count(&room).await, 0, "the room ended");
+}
+
+/// The fault proxy (tests/mock-server/mock.js) in front of the real server cuts the
+/// host's socket when it sees the server's answer to end-room: after the durable write,
+/// before the client hears of it.
+#[wasm_bindgen_test]
+async fn end_room_answer_lost_with_the_socket_still_resolves() {
+    let room = uid("js-lost");
+    let [host, guest] = <[String; 2]>::try_from(tokens(&room, &[("host", "hostess"), ("guest", "guido")]).await).unwrap();
+    let (client_class, _) = js_classes();
+    let cfg = obj(&[("proxyEndpoint", proxy_ws().into()), ("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into())]);
+    scenario_ok("endRoomAnswerLost", end_room_answer_lost(&client_class, &cfg).await);
+    assert_eq!(server_peer_count(&room).await, 0, "the room ended, and stays ended");
+    // Locked: a later join is refused, so the end the client learnt of is the real one.
+    let late = client_for(ws(), None);
+    let tok = token(&late, &room, "guest", "late").await;
+    assert_hms_error(&join(&late, &tok, "Late").await.unwrap_err(), 423, "RoomLocked");
 }

@@ -267,7 +267,82 @@ async function startup() {
   return { fetchCompileMs: t1 - t0, instantiateMs: t2 - t1, totalMs: t2 - t0 };
 }
 
-window.bench = { trial };
+// --- Fan-out against its floor (bench/fanout.mjs): one side per call, alternated by the
+// driver. "sdk": a host HmsClient ends a room of n guest HmsClients; "bare": a bare host
+// socket ends a room of n bare guest sockets doing onmessage + JSON.parse. Both time,
+// from the end-room call, the host's answer (endRoom resolved / the bare answer) and
+// the last guest hearing of the end (onRemovedFromRoom / the parsed notice).
+async function fanout({ endpoint, hostToken, guestToken, n, side, reason, timeoutMs = 30000, profile = false }) {
+  const url = (token) => `${endpoint}?peer=${uuid()}&token=${encodeURIComponent(token)}`;
+  let heard = 0;
+  let lastHeard = 0;
+  let resolved = 0;
+  const open = [];
+  try {
+    let end;
+    if (side === "sdk") {
+      const host = new HmsClient({ endpoint, requestTimeoutMs: timeoutMs });
+      open.push(host);
+      await host.join({ authToken: hostToken, userName: "host" });
+      const guests = [];
+      for (let i = 0; i < n; i++) {
+        const g = new HmsClient({ endpoint, requestTimeoutMs: timeoutMs });
+        open.push(g);
+        g.onRemovedFromRoom(() => {
+          heard += 1;
+          lastHeard = performance.now();
+        });
+        guests.push(g.join({ authToken: guestToken, userName: `guest-${i}` }));
+      }
+      await Promise.all(guests);
+      await waitFor(() => host.getPeers().length === n + 1, timeoutMs, "the host to see every guest");
+      end = () => host.endRoom(false, reason).then(() => (resolved = performance.now()));
+    } else {
+      const host = await bareJoin(url(hostToken), timeoutMs);
+      open.push(host);
+      let joined = 0;
+      const id = uuid();
+      host.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        if (msg.method === "on-peer-join") joined += 1;
+        if (msg.id === id) resolved = performance.now();
+      };
+      const guests = await Promise.all(Array.from({ length: n }, () => bareJoin(url(guestToken), timeoutMs)));
+      for (const g of guests) {
+        open.push(g);
+        g.onmessage = (ev) => {
+          const msg = JSON.parse(ev.data);
+          if (msg.method === "on-peer-leave-request") {
+            heard += 1;
+            lastHeard = performance.now();
+          }
+        };
+      }
+      await waitFor(() => joined === n, timeoutMs, "the bare host to see every guest");
+      end = () => host.send(JSON.stringify({ jsonrpc: "2.0", id, method: "end-room", params: { lock: false, reason } }));
+    }
+    // Let the join traffic drain before timing.
+    await sleep(200);
+    // With `profile`, a CPU profile of the end only, handed to the driver by DevTools.
+    if (profile) console.profile("fan-out");
+    const t0 = performance.now();
+    end();
+    await waitFor(() => heard === n && resolved > 0, timeoutMs, `${n} ${side} guests to hear of the end (heard ${heard})`);
+    if (profile) console.profileEnd("fan-out");
+    return { side, n, answerMs: resolved - t0, lastHeardMs: lastHeard - t0 };
+  } finally {
+    for (const c of open) {
+      try {
+        if (c instanceof WebSocket) c.close(1000);
+        else c.free();
+      } catch {
+        // Already closed or freed.
+      }
+    }
+  }
+}
+
+window.bench = { trial, fanout };
 startup().then(
   (s) => {
     window.benchStartup = s;

@@ -15,6 +15,13 @@
 //   GET /control/stop   SIGKILL the server (connections drop at once), answers when it's gone
 //   GET /control/start  start it again if it is not running, answers once it listens
 // and prints a second line `restartable server on 127.0.0.1:PORT`.
+//
+// With `--proxy-to HOST:PORT` it also runs a fault proxy in front of that (real) server
+// and prints `proxy on 127.0.0.1:PORT`: it forwards every byte both ways, reading the
+// WebSocket frames as they pass, and when the server answers a client's `end-room` it
+// destroys that client's TCP connection instead of forwarding the answer (no close
+// frame): the end is stored, the client never hears of it. Once per peer id, so the
+// client's reconnect goes through untouched.
 "use strict";
 const http = require("http");
 const crypto = require("crypto");
@@ -118,6 +125,80 @@ server.listen(0, "127.0.0.1", async () => {
     process.stdout.write("restartable server on " + addr + "\n");
   }
 });
+// Splits `buf` into complete raw frames (Buffers, header included); returns the rest.
+function rawFrames(buf, onFrame) {
+  for (;;) {
+    if (buf.length < 2) return buf;
+    const masked = (buf[1] & 0x80) !== 0;
+    let len = buf[1] & 0x7f, off = 2;
+    if (len === 126) { if (buf.length < 4) return buf; len = buf.readUInt16BE(2); off = 4; }
+    else if (len === 127) { if (buf.length < 10) return buf; len = Number(buf.readBigUInt64BE(2)); off = 10; }
+    if (masked) off += 4;
+    if (buf.length < off + len) return buf;
+    onFrame(buf.subarray(0, off + len));
+    buf = buf.subarray(off + len);
+  }
+}
+
+const proxyTo = opt("--proxy-to");
+if (proxyTo) {
+  const net = require("net");
+  const [toHost, toPort] = proxyTo.split(":");
+  const cutPeers = new Set();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(Number(toPort), toHost);
+    let peer = null, upgraded = false, head = Buffer.alloc(0), fromServer = Buffer.alloc(0), fromClient = Buffer.alloc(0);
+    const endRoomIds = new Set();
+    const close = () => { client.destroy(); upstream.destroy(); };
+    client.on("error", close); upstream.on("error", close);
+    client.on("close", close); upstream.on("close", close);
+    client.on("data", (chunk) => {
+      upstream.write(chunk);
+      if (peer === null) {
+        // The upgrade request's head names the peer; frames follow its blank line.
+        head = Buffer.concat([head, chunk]);
+        const at = head.indexOf("\r\n\r\n");
+        if (at < 0) return;
+        const m = /GET (\S+) HTTP/.exec(head.subarray(0, at).toString("latin1"));
+        peer = (m && new URL(m[1], "http://x").searchParams.get("peer")) || "";
+        chunk = head.subarray(at + 4);
+      }
+      // Reads the client's frames for the ids of its end-room requests.
+      fromClient = parse(Buffer.concat([fromClient, chunk]), (opcode, text) => {
+        if (opcode !== 1) return;
+        try { const msg = JSON.parse(text); if (msg.method === "end-room" && msg.id) endRoomIds.add(msg.id); } catch {}
+      });
+    });
+    upstream.on("data", (chunk) => {
+      if (!upgraded) {
+        // The 101 response passes as it is; frames follow its blank line.
+        const all = Buffer.concat([fromServer, chunk]);
+        const at = all.indexOf("\r\n\r\n");
+        if (at < 0) { fromServer = all; return; }
+        upgraded = true;
+        client.write(all.subarray(0, at + 4));
+        chunk = all.subarray(at + 4);
+        fromServer = Buffer.alloc(0);
+      }
+      fromServer = rawFrames(Buffer.concat([fromServer, chunk]), (f) => {
+        if (client.destroyed) return;
+        let cut = false;
+        if ((f[0] & 0x0f) === 1 && endRoomIds.size && !cutPeers.has(peer)) {
+          parse(Buffer.from(f), (opcode, text) => {
+            try { const msg = JSON.parse(text); if (msg.id && endRoomIds.has(msg.id)) cut = true; } catch {}
+          });
+        }
+        if (cut) {
+          cutPeers.add(peer);
+          process.stderr.write(`fault proxy: cut peer ${peer} at its end-room answer\n`);
+          close();
+        } else client.write(f);
+      });
+    });
+  });
+  proxy.listen(0, "127.0.0.1", () => process.stdout.write("proxy on 127.0.0.1:" + proxy.address().port + "\n"));
+}
+
 const quit = () => { if (child) child.kill("SIGKILL"); process.exit(0); };
 process.on("SIGTERM", quit);
 process.on("SIGINT", quit);

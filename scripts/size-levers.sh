@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Measures what each size lever of the SDK costs: builds the npm package's .wasm and JS
+# glue the way scripts/build-pkg.sh does (wasm-pack --release --target web, wasm-opt -Oz,
+# glue minified by esbuild) once per variant, and prints gzip -9 of .wasm + glue together
+# (the budget's measure) beside the first variant.
+#
+#   scripts/size-levers.sh                 every variant below
+#   scripts/size-levers.sh NAME...         only these
+#
+# Variants (cargo features of hms-client, documented in Cargo.toml):
+#   shipped        the package as shipped (talc allocator, token request with fetch)
+#   gloo-net       the token request with gloo-net's Request (+ wasm-bindgen-futures)
+#   alloc-lol      lol_alloc's FreeListAllocator instead of talc
+#   alloc-default  Rust's default allocator (dlmalloc) instead of talc
+#   serde-options  option objects read with serde-wasm-bindgen's from_value
+#   serde-frames   + every server frame decoded with from_value into the protocol types
+#   main           the package built from `main` (a temporary git worktree), for "before"
+# Outputs go to target/size-levers/<variant>/ (pkg/ is left alone).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+root=$PWD
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(shipped gloo-net alloc-lol alloc-default serde-options serde-frames main)
+
+# The same pinned tools as build-pkg.sh (installed there into target/npm-tools).
+wasm_opt=target/npm-tools/binaryen/node_modules/.bin/wasm-opt
+esbuild=target/npm-tools/esbuild/node_modules/.bin/esbuild
+if [ ! -x "$wasm_opt" ] || [ ! -x "$esbuild" ]; then bash scripts/build-pkg.sh >/dev/null; fi
+
+# build DIR OUT [FEATURES]: the package of the crate in DIR into OUT; prints its gzip size.
+build() {
+  local dir=$1 out=$2 features=${3:-}
+  local args=()
+  [ -z "$features" ] || args=(-- --features "$features")
+  (cd "$dir" && wasm-pack --quiet build --release --target web --out-dir "$out" --out-name hms_client "${args[@]}") >&2
+  "$root/$wasm_opt" -Oz "$out/hms_client_bg.wasm" -o "$out/hms_client_bg.wasm"
+  "$root/$esbuild" "$out/hms_client.js" --minify --format=esm --target=es2020 --log-level=warning --outfile="$out/hms_client.js" --allow-overwrite
+  cat "$out/hms_client_bg.wasm" "$out/hms_client.js" | gzip -9 | wc -c
+}
+
+first=""
+printf '| variant | .wasm + glue gzip (B) | vs %s |\n|---|---:|---:|\n' "${variants[0]}"
+for v in "${variants[@]}"; do
+  out=$root/target/size-levers/$v
+  rm -rf "$out"; mkdir -p "$out"
+  case $v in
+    shipped) size=$(build . "$out") ;;
+    alloc-lol|alloc-default) size=$(build . "$out" "$v") ;;
+    gloo-net) size=$(build . "$out" token-gloo-net) ;;
+    serde-options) size=$(build . "$out" lever-serde-options) ;;
+    serde-frames) size=$(build . "$out" "lever-serde-options lever-serde-frames") ;;
+    main)
+      wt=$root/target/size-levers/main-src
+      git worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"
+      git worktree add --detach "$wt" main >/dev/null 2>&1
+      # Reuse this checkout's build cache.
+      size=$(CARGO_TARGET_DIR=$root/target build "$wt" "$out")
+      git worktree remove --force "$wt"
+      ;;
+    *) echo "unknown variant $v" >&2; exit 2 ;;
+  esac
+  [ -n "$first" ] || first=$size
+  printf '| %s | %s | %+d |\n' "$v" "$size" $((size - first))
+done
