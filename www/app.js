@@ -5,7 +5,7 @@
 // Every peer-provided string (names, roles, reasons, room names) goes into the page through
 // textContent or attributes, never innerHTML: a peer called "<img onerror=...>" stays text.
 
-const SDK_URL = "/pkg/hms_client.js";
+const SDK_URL = "/pkg/index.js";
 const DEFAULT_END_REASON = "The meeting is over";
 const DEFAULT_REMOVE_REASON = "You were asked to leave";
 

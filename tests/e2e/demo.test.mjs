@@ -1,11 +1,12 @@
 // End-to-end tests of the demo app (www/) on the real SDK (pkg/) and the real room server,
-// in headless Chromium. Each test gets a fresh room; people get their own browser context.
-// Screenshots of every screen land in tests/artifacts/e2e/ for a person to look at.
+// in headless Chromium and Firefox (harness.mjs: BROWSERS). Each test gets a fresh room;
+// people get their own browser context. Screenshots of every screen land in
+// tests/artifacts/e2e/<browser>/ for a person to look at.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  LAPTOP, PHONE, Person, Server, assertNoPageProblems, freshRoomId, launchBrowser, withTimeout,
+  BROWSERS, LAPTOP, PHONE, Person, Server, assertNoPageProblems, closeBrowser, freshRoomId, launchBrowser,
 } from "./harness.mjs";
 
 const TEST_TIMEOUT = 90_000;
@@ -46,14 +47,14 @@ async function shot(person, name) {
   assert.equal(await person.overflowsSideways(), false, `${name}: the page is wider than the ${person.label} viewport`);
 }
 
-describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
+for (const browserName of BROWSERS) describe(`demo app end to end in ${browserName}`, { timeout: 10 * TEST_TIMEOUT }, () => {
   before(async () => {
     server = await Server.start();
-    browser = await launchBrowser();
+    browser = await launchBrowser(browserName);
   });
 
   after(async () => {
-    if (browser) await withTimeout(browser.close(), 15_000, "Chromium to close").catch((err) => console.error(err));
+    await closeBrowser(browser);
     await server?.stop();
   });
 
@@ -97,7 +98,7 @@ describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
     await evil.goto(server.origin, codes.guest);
     await evil.joinAndWait(evilName);
     await host.waitForPeers(["Hope (you)", "Gus", evilName]);
-    assert.equal(await host.page.locator("[data-testid=peer-list] img").count(), 0);
+    assert.equal(await host.locator("[data-testid=peer-list] img").count(), 0);
     assert.equal(await host.page.evaluate(() => window.__xss), undefined);
 
     // Live updates when people leave.
