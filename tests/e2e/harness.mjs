@@ -80,10 +80,14 @@ function run(bin, args, env, ms) {
  * A running hms-server. `start()` resolves once it printed `listening on 127.0.0.1:PORT`.
  */
 export class Server {
-  /** `www`: the app served at / (default www/); `pkg`: served at /pkg/ (default pkg/). */
-  static async start({ www = join(REPO, "www"), pkg = process.env.HMS_PKG_DIR ?? join(REPO, "pkg") } = {}) {
+  /**
+   * `www`: the app served at / (default www/); `pkg`: served at /pkg/ (default pkg/);
+   * `dataDir`: an existing data dir to use (default a fresh temp dir); `secret`: the
+   * HMS_SECRET (default a random one). `stop()` removes the data dir either way.
+   */
+  static async start({ www = join(REPO, "www"), pkg = process.env.HMS_PKG_DIR ?? join(REPO, "pkg"), dataDir, secret } = {}) {
     const server = new Server(www, pkg);
-    await server.#start();
+    await server.#start(dataDir, secret);
     return server;
   }
 
@@ -92,15 +96,20 @@ export class Server {
     this.pkg = pkg;
   }
 
+  /** The secret tokens are signed with (hex text, used as it is). */
+  get secret() {
+    return this.env.HMS_SECRET;
+  }
+
   #proc = null;
   #exited = null;
   logs = [];
 
-  async #start() {
+  async #start(dataDir, secret) {
     this.bin = serverBinary();
-    this.dataDir = await mkdtemp(join(tmpdir(), "hms-e2e-"));
+    this.dataDir = dataDir ?? await mkdtemp(join(tmpdir(), "hms-e2e-"));
     // A secret of the test's own, so nothing on the machine (config, old data dirs) matters.
-    this.env = { ...process.env, HMS_SECRET: randomBytes(32).toString("hex"), RUST_LOG: process.env.RUST_LOG ?? "info" };
+    this.env = { ...process.env, HMS_SECRET: secret ?? randomBytes(32).toString("hex"), RUST_LOG: process.env.RUST_LOG ?? "info" };
     await this.#spawn("127.0.0.1:0");
     this.managementToken = (await run(this.bin, ["token", "--management", "--data-dir", this.dataDir], this.env, 15_000)).trim();
     if (!this.managementToken) throw new Error("hms-server token --management printed nothing");
