@@ -15,8 +15,9 @@ const people = [];
 async function open(label, opts) {
   const person = await Person.open(browser, label, opts);
   // While the server is down, each reconnect attempt is a refused WebSocket: the browser
-  // logs it (Chromium: "WebSocket connection to ... failed"; Firefox: "can’t establish a connection").
-  person.allow(/WebSocket connection to .* failed|can.t establish a connection to the server/);
+  // logs it (Chromium: "WebSocket connection to ... failed"; Firefox: "can’t establish a
+  // connection to the server at ws://..." or "The connection to ws://... was interrupted").
+  person.allow(/WebSocket connection to .* failed|can.t establish a connection to the server at ws:|The connection to ws:.* was interrupted/);
   people.push(person);
   return person;
 }
