@@ -1,8 +1,8 @@
 // The examples (examples/vite-ts, examples/react, examples/webpack), each installed from the
 // package's tarball and built by scripts/package-tests.sh, served by the real server, in
-// Chromium and Firefox: the host ends the room with a reason and a lock; the guest's screen
-// shows who and why; the guest's rejoin is refused (423). And the React hook under
-// StrictMode's double mount (Vite's dev server, React's development build): one join per
+// Chromium and Firefox: closing a tab says goodbye at once; the host ends the room with a
+// reason and a lock; the guest's screen shows who and why; the guest's rejoin is refused
+// (423). And the React hook under StrictMode's double mount (Vite's dev server, React's development build): one join per
 // person, and unmounting leaves. Screenshots: tests/artifacts/e2e/<browser>/example-*.png.
 
 import assert from "node:assert/strict";
@@ -71,7 +71,7 @@ for (const browserName of BROWSERS) describe(`the examples in ${browserName}`, {
   }
 
   for (const name of EXAMPLES) {
-    test(`${name}: the host ends the room with a lock; the guest sees who and why and cannot rejoin`, { timeout: 90_000 }, async (t) => {
+    test(`${name}: a closed tab leaves at once; the host ends the room with a lock; the guest sees who and why and cannot rejoin`, { timeout: 90_000 }, async (t) => {
       const dist = join(exampleDir(name), "dist");
       assert.ok(existsSync(join(dist, "index.html")), `${dist} is not built: run scripts/package-tests.sh`);
       const server = await Server.start({ www: dist });
@@ -86,6 +86,14 @@ for (const browserName of BROWSERS) describe(`the examples in ${browserName}`, {
           await waitForPeerList(guest, ["Gus (you) · guest", "Hope · host"]);
           assert.equal(await guest.byTestId("end-form").isVisible(), false, "a guest has no End room form");
           await host.screenshot(`example-${name}-host-room`);
+
+          // Closing a tab says goodbye: the host's list drops that peer well within the
+          // server's 15 s reconnect window, which is what an unannounced drop would wait for.
+          const closer = await open("closer", { viewport: LAPTOP });
+          await joinAs(closer, server.origin, codes.guest, "Cleo");
+          await waitForPeerList(host, ["Hope (you) · host", "Gus · guest", "Cleo · guest"]);
+          await closer.page.close({ runBeforeUnload: true });
+          await waitForPeerList(host, ["Hope (you) · host", "Gus · guest"], 5_000);
 
           await host.byTestId("end-reason").fill("Standup is over");
           await host.byTestId("end-lock").check();

@@ -38,6 +38,11 @@ export function useHmsRoom(endpoint: string, roomCode: string, userName: string)
       client.onPeerLeave(update),
       client.onRemovedFromRoom((ev) => active && setState({ phase: "ended", message: removedMessage(ev) })),
     ];
+    // Closing the tab unmounts nothing: say goodbye then too (on beforeunload as well as
+    // pagehide: Firefox may close the page's WebSocket before pagehide runs).
+    const goodbye = () => void client.leave().catch(() => {});
+    const pageEvents = ["beforeunload", "pagehide"] as const;
+    for (const event of pageEvents) addEventListener(event, goodbye);
 
     (async () => {
       try {
@@ -52,6 +57,7 @@ export function useHmsRoom(endpoint: string, roomCode: string, userName: string)
 
     return () => {
       active = false;
+      for (const event of pageEvents) removeEventListener(event, goodbye);
       for (const off of unsubscribe) off();
       client.leave().catch(() => {}); // tells the server now; free() below releases the rest
       client.free();

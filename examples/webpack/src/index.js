@@ -117,8 +117,9 @@ el("leave").addEventListener("click", async () => {
 
 el("back").addEventListener("click", () => show("join"));
 
-// Closing the tab: say goodbye, so the others see us leave at once.
-addEventListener("pagehide", () => void client?.leave().catch(() => {}));
+// Closing the tab: say goodbye, so the others see us leave at once. On beforeunload too:
+// Firefox may close the page's WebSocket before pagehide runs. A second leave() is a no-op.
+for (const event of ["beforeunload", "pagehide"]) addEventListener(event, () => void client?.leave().catch(() => {}));
 
 el("join-code").value = params.get("code") ?? "";
 init().then(() => show("join"), (e) => say(el("loading"), `Could not load hms-client: ${describe(e)}`));
