@@ -2,8 +2,9 @@
 // package's tarball and built by scripts/package-tests.sh, served by the real server, in
 // Chromium and Firefox: closing a tab says goodbye at once; the host ends the room with a
 // reason and a lock; the guest's screen shows who and why; the guest's rejoin is refused
-// (423). And the React hook under StrictMode's double mount (Vite's dev server, React's development build): one join per
-// person, and unmounting leaves. Screenshots: tests/artifacts/e2e/<browser>/example-*.png.
+// (423). And the React hook under StrictMode's double mount (Vite's dev server, React's
+// development build): one join per person, and unmounting leaves.
+// Screenshots: tests/artifacts/e2e/<browser>/example-*.png.
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
