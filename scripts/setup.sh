@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build, the demo and the tests need on a fresh Debian machine
 # with Rust (rustup) and Node: idempotent, non-interactive, and it skips what is present.
-# Everything comes from the package registries (Debian, crates.io, npm); nothing else.
+# Everything comes from the package registries (Debian's, the Rust crate registry, npm); nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
