@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  BROWSERS, LAPTOP, PHONE, Person, Server, assertNoPageProblems, closeBrowser, freshRoomId, launchBrowser,
+  BROWSERS, LAPTOP, PHONE, Server, closeBrowser, freshRoomId, launchBrowser, withPeople,
 } from "./harness.mjs";
 
 const TEST_TIMEOUT = 90_000;
@@ -14,31 +14,9 @@ const TEST_TIMEOUT = 90_000;
 let server;
 let browser;
 
-/**
- * Runs `body(open)` where `open(label, opts)` opens a person's tab; afterwards fails on any
- * console error or page error, and on failure saves each tab's screen and the server's log.
- */
+/** A test of `body(open)` with people's tabs (harness.mjs: withPeople). */
 function scenario(name, body) {
-  test(name, { timeout: TEST_TIMEOUT }, async (t) => {
-    const people = [];
-    const open = async (label, opts) => {
-      const person = await Person.open(browser, label, opts);
-      people.push(person);
-      return person;
-    };
-    try {
-      await body(open);
-      assertNoPageProblems(people);
-    } catch (err) {
-      for (const p of people) {
-        await p.screenshot(`FAILED-${name.replace(/\W+/g, "-")}-${p.label}`).catch(() => {});
-      }
-      t.diagnostic(`server log tail:\n${server?.logText() ?? "(no server)"}`);
-      throw err;
-    } finally {
-      await Promise.all(people.map((p) => p.close().catch(() => {})));
-    }
-  });
+  test(name, { timeout: TEST_TIMEOUT }, (t) => withPeople(t, browser, server, name, body));
 }
 
 /** Screenshot + the check a person would do at a glance: nothing sticks out sideways. */

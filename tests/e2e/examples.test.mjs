@@ -11,8 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
-  BROWSERS, LAPTOP, PHONE, Person, REPO, Server, assertNoPageProblems, closeBrowser, freshRoomId, launchBrowser,
-  startViteDev,
+  BROWSERS, LAPTOP, PHONE, REPO, Server, closeBrowser, freshRoomId, launchBrowser, withDevServers, withPeople,
 } from "./harness.mjs";
 
 const EXAMPLES = ["vite-ts", "react", "webpack"];
@@ -51,33 +50,13 @@ for (const browserName of BROWSERS) describe(`the examples in ${browserName}`, {
   });
   after(() => closeBrowser(browser));
 
-  /** Runs `body(open, server)` with people opened by `open`; screenshots and logs on failure. */
-  async function scenario(t, label, server, body) {
-    const people = [];
-    const open = async (who, opts) => {
-      const person = await Person.open(browser, `${label}-${who}`, opts);
-      people.push(person);
-      return person;
-    };
-    try {
-      await body(open);
-      assertNoPageProblems(people);
-    } catch (err) {
-      for (const p of people) await p.screenshot(`FAILED-example-${p.label}`).catch(() => {});
-      t.diagnostic(`server log tail:\n${server.logText()}`);
-      throw err;
-    } finally {
-      await Promise.all(people.map((p) => p.close().catch(() => {})));
-    }
-  }
-
   for (const name of EXAMPLES) {
     test(`${name}: a closed tab leaves at once; the host ends the room with a lock; the guest sees who and why and cannot rejoin`, { timeout: 90_000 }, async (t) => {
       const dist = join(exampleDir(name), "dist");
       assert.ok(existsSync(join(dist, "index.html")), `${dist} is not built: run scripts/package-tests.sh`);
       const server = await Server.start({ www: dist });
       try {
-        await scenario(t, name, server, async (open) => {
+        await withPeople(t, browser, server, `example-${name}`, async (open) => {
           const codes = await server.roomCodes(freshRoomId(name));
           const host = await open("host", { viewport: LAPTOP });
           const guest = await open("guest", { viewport: PHONE, isMobile: true });
@@ -122,41 +101,32 @@ for (const browserName of BROWSERS) describe(`the examples in ${browserName}`, {
   }
 
   test("react: useHmsRoom under StrictMode (dev server): one join per person, and unmounting leaves", { timeout: 120_000 }, async (t) => {
-    const server = await Server.start();
-    const vite = await startViteDev(join(exampleDir("react"), "node_modules", "vite", "bin", "vite.js"), exampleDir("react"));
-    try {
-      await scenario(t, "react-strict", server, async (open) => {
-        const codes = await server.roomCodes(freshRoomId("strict"));
-        const host = await open("host", { viewport: LAPTOP });
-        const guest = await open("guest", { viewport: LAPTOP });
-        // The dev server is not the room server: the app takes it from ?server=.
-        for (const [who, code, name] of [[host, codes.host, "Hope"], [guest, codes.guest, "Gus"]]) {
-          await who.page.goto(`${vite.origin}/?${new URLSearchParams({ code, server: server.origin })}`);
-          await who.byTestId("join-screen").waitFor({ timeout: 20_000 });
-          await who.byTestId("join-name").fill(name);
-          await who.byTestId("join-submit").click();
-          await who.byTestId("room-screen").waitFor();
-        }
-        await waitForPeerList(host, ["Hope (you) · host", "Gus · guest"]);
-        await waitForPeerList(guest, ["Gus (you) · guest", "Hope · host"]);
-        // StrictMode did mount twice: two clients asked for a token, only one joined
-        // (the lists above show each person once).
-        const tokenRequests = await guest.page.evaluate(() =>
-          performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/v2/token")).length);
-        assert.equal(tokenRequests, 2, "StrictMode's first mount asked for a token too");
+    const vite = { bin: join(exampleDir("react"), "node_modules", "vite", "bin", "vite.js"), cwd: exampleDir("react") };
+    await withDevServers(t, vite, (server, dev) => withPeople(t, browser, server, "example-react-strict", async (open) => {
+      const codes = await server.roomCodes(freshRoomId("strict"));
+      const host = await open("host", { viewport: LAPTOP });
+      const guest = await open("guest", { viewport: LAPTOP });
+      // The dev server is not the room server: the app takes it from ?server=.
+      for (const [who, code, name] of [[host, codes.host, "Hope"], [guest, codes.guest, "Gus"]]) {
+        await who.page.goto(`${dev.origin}/?${new URLSearchParams({ code, server: server.origin })}`);
+        await who.byTestId("join-screen").waitFor({ timeout: 20_000 });
+        await who.byTestId("join-name").fill(name);
+        await who.byTestId("join-submit").click();
+        await who.byTestId("room-screen").waitFor();
+      }
+      await waitForPeerList(host, ["Hope (you) · host", "Gus · guest"]);
+      await waitForPeerList(guest, ["Gus (you) · guest", "Hope · host"]);
+      // StrictMode did mount twice: two clients asked for a token, only one joined
+      // (the lists above show each person once).
+      const tokenRequests = await guest.page.evaluate(() =>
+        performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/v2/token")).length);
+      assert.equal(tokenRequests, 2, "StrictMode's first mount asked for a token too");
 
-        // Leave unmounts the room component: the hook's cleanup leaves, and the host sees it.
-        await guest.byTestId("leave-button").click();
-        await guest.byTestId("join-screen").waitFor();
-        await waitForPeerList(host, ["Hope (you) · host"], 5_000);
-        await host.screenshot("example-react-strict-after-leave");
-      });
-    } catch (err) {
-      t.diagnostic(`vite output:\n${vite.output.join("").slice(-3000)}`);
-      throw err;
-    } finally {
-      await vite.stop();
-      await server.stop();
-    }
+      // Leave unmounts the room component: the hook's cleanup leaves, and the host sees it.
+      await guest.byTestId("leave-button").click();
+      await guest.byTestId("join-screen").waitFor();
+      await waitForPeerList(host, ["Hope (you) · host"], 5_000);
+      await host.screenshot("example-react-strict-after-leave");
+    }));
   });
 });

@@ -551,6 +551,53 @@ export class Person {
   }
 }
 
+/**
+ * Runs `body(open)`, where `open(label, opts)` opens a person's tab in `browser`; then
+ * fails on any console or page error they collected. On failure, saves each tab's screen
+ * (FAILED-<name>-<label>.png) and puts the server's log tail in the test's diagnostics.
+ * The tabs are closed either way.
+ */
+export async function withPeople(t, browser, server, name, body) {
+  const people = [];
+  const open = async (label, opts) => {
+    const person = await Person.open(browser, label, opts);
+    people.push(person);
+    return person;
+  };
+  try {
+    const result = await body(open);
+    assertNoPageProblems(people);
+    return result;
+  } catch (err) {
+    for (const p of people) await p.screenshot(`FAILED-${name.replace(/\W+/g, "-")}-${p.label}`).catch(() => {});
+    t.diagnostic(`server log tail:\n${server?.logText() ?? "(no server)"}`);
+    throw err;
+  } finally {
+    await Promise.all(people.map((p) => p.close().catch(() => {})));
+  }
+}
+
+/**
+ * Runs `body(server, vite)` with a fresh room server and a Vite dev server (startViteDev's
+ * `bin`, `cwd`, `root`); on failure the test's diagnostics get Vite's output. Both stop.
+ */
+export async function withDevServers(t, { bin, cwd, root }, body) {
+  const server = await Server.start();
+  try {
+    const vite = await startViteDev(bin, cwd, root);
+    try {
+      return await body(server, vite);
+    } catch (err) {
+      t.diagnostic(`vite output:\n${vite.output.join("").slice(-3000)}`);
+      throw err;
+    } finally {
+      await vite.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
 /** Fails with every console error and page error any of `people` collected. */
 export function assertNoPageProblems(people) {
   const problems = people.flatMap((p) => p.problems.map((m) => `[${p.label}] ${m}`));

@@ -19,8 +19,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import {
-  ARTIFACTS, BROWSERS, LAPTOP, Person, REPO, Server, assertNoPageProblems, closeBrowser, freshRoomId, launchBrowser,
-  startViteDev,
+  ARTIFACTS, BROWSERS, LAPTOP, REPO, Server, closeBrowser, freshRoomId, launchBrowser, withDevServers, withPeople,
 } from "./harness.mjs";
 
 const PACKAGE_TESTS = join(REPO, "tests", "package");
@@ -102,16 +101,15 @@ for (const browserName of BROWSERS) describe(`the package under each toolchain i
   after(() => closeBrowser(browser));
 
   /** Host joins and ends with a lock; a guest is refused; returns the host's page report. */
-  async function endToEnd(t, label, server, appOrigin) {
-    const room = freshRoomId(label);
-    const codes = await server.roomCodes(room);
-    const host = await Person.open(browser, `${label}-host`, { viewport: LAPTOP });
-    const guest = await Person.open(browser, `${label}-guest`, { viewport: LAPTOP });
-    // The locked room's refusal is the expected answer; Rollup's missing .wasm is the
-    // expected first try of the package's fallback.
-    guest.allow(/\b423\b/);
-    for (const p of [host, guest]) p.allow(/404.*hms_client_bg\.wasm/);
-    try {
+  function endToEnd(t, label, server, appOrigin) {
+    return withPeople(t, browser, server, `toolchain-${label}`, async (open) => {
+      const codes = await server.roomCodes(freshRoomId(label));
+      const host = await open("host", { viewport: LAPTOP });
+      const guest = await open("guest", { viewport: LAPTOP });
+      // The locked room's refusal is the expected answer; Rollup's missing .wasm is the
+      // expected first try of the package's fallback.
+      guest.allow(/\b423\b/);
+      for (const p of [host, guest]) p.allow(/404.*hms_client_bg\.wasm/);
       const hosted = await runApp(host, appOrigin, { ws: server.wsEndpoint, code: codes.host, end: "1" });
       assert.equal(hosted.data.beforeInit, "HmsError 9002 NotInitialized instanceof Error=true");
       assert.equal(hosted.data.result, "ok", `host: ${hosted.data.result}`);
@@ -121,14 +119,8 @@ for (const browserName of BROWSERS) describe(`the package under each toolchain i
       const guested = await runApp(guest, appOrigin, { ws: server.wsEndpoint, code: codes.guest });
       assert.equal(guested.data.result, "HmsError 423 RoomLocked");
       await guest.screenshot(`toolchain-${label}-guest-refused`);
-      assertNoPageProblems([host, guest]);
       return hosted;
-    } catch (err) {
-      t.diagnostic(`server log tail:\n${server.logText()}`);
-      throw err;
-    } finally {
-      await Promise.all([host.close().catch(() => {}), guest.close().catch(() => {})]);
-    }
+    });
   }
 
   for (const tc of BUILT) {
@@ -148,20 +140,12 @@ for (const browserName of BROWSERS) describe(`the package under each toolchain i
 
   for (const tc of DEV) {
     test(`${tc.name}: the dev server serves a working app, no config`, { timeout: 120_000 }, async (t) => {
-      const server = await Server.start();
-      const vite = await startViteDev(tc.bin, PACKAGE_TESTS, "app");
-      try {
+      await withDevServers(t, { bin: tc.bin, cwd: PACKAGE_TESTS, root: "app" }, async (server, vite) => {
         const { resources } = await endToEnd(t, tc.name, server, vite.origin);
         const paths = sdkRequests(resources, vite.origin);
         assertWasmSource(tc.wasm, paths);
         results.push({ browser: browserName, toolchain: tc.name, wasm: tc.wasm, requests: paths.filter((p) => /hms|\.wasm/.test(p)) });
-      } catch (err) {
-        t.diagnostic(`vite output:\n${vite.output.join("").slice(-3000)}`);
-        throw err;
-      } finally {
-        await vite.stop();
-        await server.stop();
-      }
+      });
     });
   }
 });
