@@ -1,6 +1,6 @@
 // The package's main entry for browsers and for bundlers that emit assets referenced by
-// `new URL(..., import.meta.url)` (webpack 5, Vite, Parcel, Rspack): init() fetches
-// hms_client_bg.wasm from beside this module, or from where the bundler put it.
+// `new URL(..., import.meta.url)` (webpack 5, Vite): init() fetches hms_client_bg.wasm
+// from beside this module, or from where the bundler put it.
 // Where that file is missing or answered by something else (Vite 6's dev server answers
 // with its HTML page), it falls back to the copy inlined in JS, loaded only then.
 

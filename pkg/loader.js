@@ -9,8 +9,8 @@ import wasmInit, { initSync as wasmInitSync, HmsClient as WasmHmsClient, HmsErro
 // here, and tests/package_entry.rs fails when they and the Rust table disagree.
 const NOT_INITIALIZED = { name: "NotInitialized", code: 9002, action: "INIT", isTerminal: false };
 
-let ready = false;
-let loading;
+let loaded; // the module's exports, once init() or initSync() has finished
+let loading; // init()'s promise while (or since) it runs
 
 /** The HmsError the SDK would make, made here because the module that makes them is not loaded. */
 function notInitialized() {
@@ -25,16 +25,15 @@ function notInitialized() {
 /** `HmsClient`, refusing with an HmsError until init() or initSync() has finished. */
 export class HmsClient extends WasmHmsClient {
   constructor(options) {
-    if (!ready) throw notInitialized();
+    if (!loaded) throw notInitialized();
     super(options);
   }
 }
 
 /** wasm-bindgen's initSync, marking the SDK ready. */
 export function initSync(module) {
-  const exports = wasmInitSync(module);
-  ready = true;
-  return exports;
+  loaded ??= wasmInitSync(module);
+  return loaded;
 }
 
 /**
@@ -44,10 +43,10 @@ export function initSync(module) {
  */
 export function makeInit(defaultSource) {
   return function init(input) {
+    if (loaded) return Promise.resolve(loaded);
     loading ??= (async () => {
-      const exports = await wasmInit(input === undefined ? { module_or_path: await defaultSource() } : input);
-      ready = true;
-      return exports;
+      loaded = await wasmInit(input === undefined ? { module_or_path: await defaultSource() } : input);
+      return loaded;
     })().catch((err) => {
       loading = undefined;
       throw err;
