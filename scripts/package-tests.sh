@@ -2,10 +2,9 @@
 # The npm package as its users get it. Installs the tarball scripts/build-pkg.sh made
 # (target/npm/hms-client-VERSION.tgz, what `npm publish` would upload) with npm into
 # tests/package/ and each examples/*/, as `npm install hms-client` would, then:
-#   - tsc --strict, without skipLibCheck, on tests/package/types/ (and the package
-#     README's usage example) under lib
-#     ["es2022","dom"] (bundler resolution) and ["esnext","dom"] (nodenext), with
-#     TypeScript 5 and TypeScript 7;
+#   - tsc --strict, without skipLibCheck, on tests/package/types/ and the package README's
+#     usage example, under lib ["es2022","dom"] (bundler resolution) and ["esnext","dom"]
+#     (nodenext), with TypeScript 5 and TypeScript 7;
 #   - builds tests/package/app with Vite 8, Vite 6, esbuild and Rollup, no plugin, no config
 #     (tests/package/build.mjs);
 #   - builds each example (`npm run build`: examples/vite-ts runs tsc --strict first).

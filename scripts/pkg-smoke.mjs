@@ -3,9 +3,9 @@
 //   node scripts/pkg-smoke.mjs pkg/index.js     # fetch of a file: URL fails in node: inline fallback
 //   node scripts/pkg-smoke.mjs pkg/inline.js
 //
-// Before init(): new HmsClient throws an HmsError NotInitialized (a real Error). After
-// init(): a client is made, and a call that needs a connection rejects with an HmsError
-// 6000 NotConnected. Exits non-zero with what went wrong.
+// Before init(): new HmsClient throws an HmsError NotInitialized (a real Error) with the
+// fields of the SDK's own errors. After init(): a client is made, and a call that needs a
+// connection rejects with an HmsError 6000 NotConnected. Exits non-zero with what went wrong.
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -38,6 +38,10 @@ try {
 }
 check(err instanceof m.HmsError && err instanceof Error && err.code === 6000 && err.name === "NotConnected",
   `endRoom before join: ${err?.name} ${err?.code}`);
+// The entry makes NotInitialized itself (pkg/loader.js): it must carry the same fields
+// as the errors the SDK makes (their values: tests/package_entry.rs).
+const fields = (e) => Object.keys(e ?? {}).sort().join(",");
+check(fields(early) === fields(err), `NotInitialized has the fields ${fields(early)}, the SDK's errors ${fields(err)}`);
 check(c.getLocalPeer() === undefined && Array.isArray(c.getPeers()) && typeof c.onPeerJoin(() => {}) === "function",
   "getLocalPeer/getPeers/onPeerJoin");
 c.free();
