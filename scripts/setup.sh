@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the build, the demo and the tests need on a fresh Debian machine
 # with Rust (rustup) and Node: idempotent, non-interactive, and it skips what is present.
-# Everything comes from the package registries (Debian, crates.io, npm); nothing else.
+# Everything comes from the package registries (Debian's, the Rust crate registry, npm); nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -11,13 +11,16 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# Debian packages: headless browsers and their drivers. (Debian's binaryen 108 is not
-# used: its wasm-opt corrupts wasm-bindgen's externref table; scripts/build-pkg.sh takes
-# a newer wasm-opt, and esbuild, from npm.)
+# Debian packages: headless browsers and their drivers; sqlite3 and Python's PyJWT for
+# docs/PRODUCTION.md's backup and token examples (run by the e2e suite with Debian's
+# python3). (Debian's binaryen 108 is not used: its wasm-opt corrupts wasm-bindgen's
+# externref table; scripts/build-pkg.sh takes a newer wasm-opt, and esbuild, from npm.)
 missing_debs=()
 command -v chromium >/dev/null || missing_debs+=(chromium)
 command -v chromedriver >/dev/null || missing_debs+=(chromium-driver)
 command -v firefox-esr >/dev/null || missing_debs+=(firefox-esr)
+command -v sqlite3 >/dev/null || missing_debs+=(sqlite3)
+/usr/bin/python3 -c "import jwt" 2>/dev/null || missing_debs+=(python3-jwt)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   log "apt-get install ${missing_debs[*]}"
   $SUDO apt-get update -qq
@@ -43,8 +46,11 @@ if [ "$have" != "$want" ]; then
   cargo_install wasm-bindgen-cli --version "$want" --force
 fi
 
-# npm packages of the browser end-to-end tests (playwright-core only: it drives Debian's
-# chromium and never downloads a browser). scripts/bench.sh installs bench/'s own.
+# npm packages of the browser end-to-end tests (puppeteer-core: it drives Debian's
+# chromium and firefox-esr and never downloads a browser; jsonwebtoken for
+# docs/PRODUCTION.md's example). scripts/bench.sh installs bench/'s own;
+# scripts/package-tests.sh those of tests/package/ and examples/ (they need the package's
+# tarball, which scripts/build-pkg.sh makes).
 for dir in tests/e2e; do
   if [ -f "$dir/package.json" ] && { [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; }; then
     log "npm ci in $dir"

@@ -5,10 +5,14 @@
 #
 #   native    cargo test --workspace: protocol, server integration tests (real server
 #             binary over real sockets, real SQLite files), SDK pure logic
-#   package   wasm-pack release build of pkg/ and its 44 KB gzip size budget
+#   package   wasm-pack release build of pkg/, its 44 KB gzip size budget, npm pack and a
+#             publish rehearsal (target/npm/hms-client-VERSION.tgz)
+#   toolchains the tarball installed as users do: tsc --strict under lib es2022 and
+#             esnext; an app built by Vite 8, Vite 6, esbuild and Rollup; examples/ built
 #   chrome    SDK browser tests (wasm-bindgen-test) in headless Chromium vs the real server
 #   firefox   the same in headless Firefox ESR
-#   e2e       the demo app driven by Playwright in headless Chromium vs the real server
+#   e2e       in headless Chromium and Firefox vs the real server: the demo app, the
+#             toolchain builds and Vite dev servers, the examples, docs/PRODUCTION.md
 #   load      a small run of the load tool: every peer of every ended room told exactly once
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +33,7 @@ suite() {
 
 suite native cargo test --workspace --locked
 suite package bash scripts/build-pkg.sh
+suite toolchains bash scripts/package-tests.sh
 suite chrome bash scripts/browser-tests.sh chrome
 suite firefox bash scripts/browser-tests.sh firefox
 suite e2e bash scripts/e2e-tests.sh

@@ -5,7 +5,7 @@
 // Every peer-provided string (names, roles, reasons, room names) goes into the page through
 // textContent or attributes, never innerHTML: a peer called "<img onerror=...>" stays text.
 
-const SDK_URL = "/pkg/hms_client.js";
+const SDK_URL = "/pkg/index.js";
 const DEFAULT_END_REASON = "The meeting is over";
 const DEFAULT_REMOVE_REASON = "You were asked to leave";
 
@@ -493,10 +493,14 @@ function wire() {
   ui.removeCancel.addEventListener("click", () => ui.removeDialog.close());
   ui.removeDialog.addEventListener("cancel", (e) => { if (ui.removeConfirm.disabled) e.preventDefault(); });
   // Closing or reloading the tab: say goodbye, so the others' lists drop this peer now
-  // rather than after the server's reconnect window.
-  window.addEventListener("pagehide", () => {
+  // rather than after the server's reconnect window. On beforeunload as well as pagehide:
+  // Firefox may close the page's WebSocket (1001) before pagehide runs (seen in the e2e
+  // tests); a second leave() is a no-op.
+  const goodbye = () => {
     if (session && !session.finished) session.client.leave().catch(() => {});
-  });
+  };
+  window.addEventListener("beforeunload", goodbye);
+  window.addEventListener("pagehide", goodbye);
   ui.backButton.addEventListener("click", () => {
     document.title = "hms-client demo";
     showJoin();

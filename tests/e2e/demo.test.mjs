@@ -1,11 +1,12 @@
 // End-to-end tests of the demo app (www/) on the real SDK (pkg/) and the real room server,
-// in headless Chromium. Each test gets a fresh room; people get their own browser context.
-// Screenshots of every screen land in tests/artifacts/e2e/ for a person to look at.
+// in headless Chromium and Firefox (harness.mjs: BROWSERS). Each test gets a fresh room;
+// people get their own browser context. Screenshots of every screen land in
+// tests/artifacts/e2e/<browser>/ for a person to look at.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  LAPTOP, PHONE, Person, Server, assertNoPageProblems, freshRoomId, launchBrowser, withTimeout,
+  BROWSERS, LAPTOP, PHONE, Server, closeBrowser, freshRoomId, launchBrowser, withPeople,
 } from "./harness.mjs";
 
 const TEST_TIMEOUT = 90_000;
@@ -13,31 +14,9 @@ const TEST_TIMEOUT = 90_000;
 let server;
 let browser;
 
-/**
- * Runs `body(open)` where `open(label, opts)` opens a person's tab; afterwards fails on any
- * console error or page error, and on failure saves each tab's screen and the server's log.
- */
+/** A test of `body(open)` with people's tabs (harness.mjs: withPeople). */
 function scenario(name, body) {
-  test(name, { timeout: TEST_TIMEOUT }, async (t) => {
-    const people = [];
-    const open = async (label, opts) => {
-      const person = await Person.open(browser, label, opts);
-      people.push(person);
-      return person;
-    };
-    try {
-      await body(open);
-      assertNoPageProblems(people);
-    } catch (err) {
-      for (const p of people) {
-        await p.screenshot(`FAILED-${name.replace(/\W+/g, "-")}-${p.label}`).catch(() => {});
-      }
-      t.diagnostic(`server log tail:\n${server?.logText() ?? "(no server)"}`);
-      throw err;
-    } finally {
-      await Promise.all(people.map((p) => p.close().catch(() => {})));
-    }
-  });
+  test(name, { timeout: TEST_TIMEOUT }, (t) => withPeople(t, browser, server, name, body));
 }
 
 /** Screenshot + the check a person would do at a glance: nothing sticks out sideways. */
@@ -46,14 +25,14 @@ async function shot(person, name) {
   assert.equal(await person.overflowsSideways(), false, `${name}: the page is wider than the ${person.label} viewport`);
 }
 
-describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
+for (const browserName of BROWSERS) describe(`demo app end to end in ${browserName}`, { timeout: 10 * TEST_TIMEOUT }, () => {
   before(async () => {
     server = await Server.start();
-    browser = await launchBrowser();
+    browser = await launchBrowser(browserName);
   });
 
   after(async () => {
-    if (browser) await withTimeout(browser.close(), 15_000, "Chromium to close").catch((err) => console.error(err));
+    await closeBrowser(browser);
     await server?.stop();
   });
 
@@ -97,7 +76,7 @@ describe("demo app end to end", { timeout: 10 * TEST_TIMEOUT }, () => {
     await evil.goto(server.origin, codes.guest);
     await evil.joinAndWait(evilName);
     await host.waitForPeers(["Hope (you)", "Gus", evilName]);
-    assert.equal(await host.page.locator("[data-testid=peer-list] img").count(), 0);
+    assert.equal(await host.locator("[data-testid=peer-list] img").count(), 0);
     assert.equal(await host.page.evaluate(() => window.__xss), undefined);
 
     // Live updates when people leave.

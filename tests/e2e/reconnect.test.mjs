@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  LAPTOP, PHONE, Person, Server, assertNoPageProblems, freshRoomId, launchBrowser, withTimeout,
+  BROWSERS, LAPTOP, PHONE, Person, Server, assertNoPageProblems, closeBrowser, freshRoomId, launchBrowser,
 } from "./harness.mjs";
 
 let server;
@@ -14,21 +14,23 @@ const people = [];
 
 async function open(label, opts) {
   const person = await Person.open(browser, label, opts);
-  // While the server is down, each reconnect attempt is a refused WebSocket: Chromium logs it.
-  person.allow(/WebSocket connection to .* failed/);
+  // While the server is down, each reconnect attempt is a refused WebSocket: the browser
+  // logs it (Chromium: "WebSocket connection to ... failed"; Firefox: "can’t establish a
+  // connection to the server at ws://..." or "The connection to ws://... was interrupted").
+  person.allow(/WebSocket connection to .* failed|can.t establish a connection to the server at ws:|The connection to ws:.* was interrupted/);
   people.push(person);
   return person;
 }
 
-describe("demo app across a server crash", { timeout: 180_000 }, () => {
+for (const browserName of BROWSERS) describe(`demo app across a server crash in ${browserName}`, { timeout: 180_000 }, () => {
   before(async () => {
     server = await Server.start();
-    browser = await launchBrowser();
+    browser = await launchBrowser(browserName);
   });
 
   after(async () => {
-    await Promise.all(people.map((p) => p.close().catch(() => {})));
-    if (browser) await withTimeout(browser.close(), 15_000, "Chromium to close").catch((err) => console.error(err));
+    await Promise.all(people.splice(0).map((p) => p.close().catch(() => {})));
+    await closeBrowser(browser);
     await server?.stop();
   });
 
