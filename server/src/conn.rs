@@ -3,7 +3,7 @@
 //! a delivery that crosses to another server node can sit beside the in-process queue
 //! without the rooms knowing.
 
-use std::sync::Arc;
+use crate::frame::Text;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -31,14 +31,28 @@ pub enum Close {
 }
 
 /// Something for a connection's writer to do.
-#[derive(Debug)]
 pub enum Out {
     /// Send a text frame (already serialized, shared by every receiver).
-    Text(Arc<str>),
+    Text(Text),
     /// Send a text frame and report when it has been written.
-    TextAck(Arc<str>, oneshot::Sender<()>),
+    TextAck(Text, oneshot::Sender<()>),
+    /// Build a frame meant for this connection alone (a `peer-list`) and send it. The
+    /// rooms queue it under their lock, in order with everything else, and the writer
+    /// builds it outside any lock.
+    Build(Box<dyn FnOnce() -> Text + Send>),
     /// Send a close frame for this reason, then stop.
     Close(Close),
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Out::Text(t) => f.debug_tuple("Text").field(t).finish(),
+            Out::TextAck(t, _) => f.debug_tuple("TextAck").field(t).finish(),
+            Out::Build(_) => f.write_str("Build"),
+            Out::Close(c) => f.debug_tuple("Close").field(c).finish(),
+        }
+    }
 }
 
 /// Where a connection's frames go.

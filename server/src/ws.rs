@@ -5,7 +5,7 @@
 
 use crate::app::{App, Opened};
 use crate::conn::{Close, Out};
-use crate::frame;
+use crate::frame::{self, Text};
 use crate::signaling::{self, Ctx};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -95,23 +95,40 @@ fn close_msg(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
 }
 
-/// The frames for one outgoing text message: one `Message::Text` when small,
-/// continuation fragments when big.
-fn text_frames(t: &str) -> Vec<Message> {
-    let b = t.as_bytes();
-    if b.len() <= FRAGMENT_BYTES {
-        return vec![Message::Text(t.to_owned().into())];
+/// The frames of one outgoing text message: one `Message::Text` when small,
+/// continuation fragments when big. Each points into the shared frame: no copy and no
+/// allocation per connection.
+enum TextFrames {
+    One(Option<Message>),
+    Fragments { bytes: Bytes, at: usize },
+}
+
+impl Iterator for TextFrames {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        match self {
+            TextFrames::One(m) => m.take(),
+            TextFrames::Fragments { bytes, at } => {
+                if *at >= bytes.len() {
+                    return None;
+                }
+                let end = (*at + FRAGMENT_BYTES).min(bytes.len());
+                let op = if *at == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+                let f = Frame::message(bytes.slice(*at..end), op, end == bytes.len());
+                *at = end;
+                Some(Message::Frame(f))
+            }
+        }
     }
-    let chunks: Vec<&[u8]> = b.chunks(FRAGMENT_BYTES).collect();
-    let last = chunks.len() - 1;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-            Message::Frame(Frame::message(Bytes::copy_from_slice(c), op, i == last))
-        })
-        .collect()
+}
+
+fn text_frames(t: Text) -> TextFrames {
+    if t.len() <= FRAGMENT_BYTES {
+        TextFrames::One(Some(Message::Text(t)))
+    } else {
+        TextFrames::Fragments { bytes: Bytes::from(t), at: 0 }
+    }
 }
 
 /// `GET /ws`: the handshake is done here rather than by axum's WebSocketUpgrade,
@@ -183,7 +200,7 @@ pub async fn upgrade(
 /// Sends a terminal push straight on the socket (before the writer exists) and closes.
 async fn reject(mut socket: WebSocket, push: ServerPush, close_code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = socket.send(Message::Text(frame::push(&push).to_string().into())).await;
+        let _ = socket.send(Message::Text(frame::push(&push))).await;
         let _ = socket.send(close_msg(close_code, reason)).await;
         // Give the client a moment to answer the close, so it sees a clean close.
         while let Some(Ok(m)) = socket.next().await {
@@ -256,15 +273,16 @@ async fn write_loop(
         let mut last = false;
         while let Some(out) = next.take() {
             let msgs = match out {
-                Out::Text(t) => text_frames(&t),
+                Out::Text(t) => text_frames(t),
                 Out::TextAck(t, ack) => {
                     acks.push(ack);
-                    text_frames(&t)
+                    text_frames(t)
                 }
+                Out::Build(build) => text_frames(build()),
                 Out::Close(why) => {
                     last = true;
                     let (code, reason) = close_frame(why);
-                    vec![close_msg(code, reason)]
+                    TextFrames::One(Some(close_msg(code, reason)))
                 }
             };
             for msg in msgs {
@@ -467,9 +485,9 @@ mod tests {
     #[test]
     fn big_text_is_split_into_fragments_small_text_is_not() {
         let small = "x".repeat(FRAGMENT_BYTES);
-        assert!(matches!(&text_frames(&small)[..], [Message::Text(t)] if t.as_str() == small));
+        assert!(matches!(&text_frames(Text::from(small.clone())).collect::<Vec<_>>()[..], [Message::Text(t)] if t.as_str() == small));
         let big = "é".repeat(FRAGMENT_BYTES); // 2 bytes a char: fragments split chars
-        let frames = text_frames(&big);
+        let frames: Vec<Message> = text_frames(Text::from(big.clone())).collect();
         assert_eq!(frames.len(), 2);
         let mut joined = Vec::new();
         for (i, m) in frames.iter().enumerate() {
@@ -493,7 +511,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            for m in text_frames(&sent).into_iter().chain(text_frames("after")) {
+            for m in text_frames(Text::from(sent)).chain(text_frames(Text::from("after"))) {
                 ws.feed(m).await.unwrap();
             }
             ws.flush().await.unwrap();

@@ -221,6 +221,7 @@ fn drain(rx: &mut mpsc::Receiver<Out>, stats: &mut Stats) -> bool {
                 let _ = ack.send(());
                 t
             }
+            Out::Build(build) => build(),
             Out::Close(_) => return true,
         };
         let f: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("server frame is not JSON ({e}): {text}"));

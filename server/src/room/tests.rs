@@ -40,6 +40,7 @@ impl Peer {
                     let _ = done.send(());
                     serde_json::from_str(&t).unwrap()
                 }
+                Out::Build(build) => serde_json::from_str(&build()).unwrap(),
                 Out::Close(why) => json!({"close": format!("{why:?}")}),
             });
         }
