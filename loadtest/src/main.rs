@@ -3,6 +3,7 @@
 
 mod cli;
 mod limits;
+mod pages;
 mod peer;
 mod server;
 mod stats;
@@ -231,6 +232,25 @@ async fn run(args: Args) -> Result<bool, String> {
         rss_loaded = Some(server::rss_bytes(s.pid)?);
     }
 
+    // The paged read of a big room's list, before the rooms end.
+    let mut page_failures = Vec::new();
+    let mut page_read = None;
+    let sizes = room_sizes(args.peers, args.rooms);
+    if let Some(r) = (args.page_read_min_peers > 0).then(|| sizes.iter().position(|n| *n >= args.page_read_min_peers)).flatten() {
+        let plan = &plans[r];
+        let reader = format!("reader-{run_id}");
+        let tok = tokens.token(&plan.room_id, "page-reader", "guest").await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match pages::read(&format!("{base}/ws?peer={reader}&token={tok}"), &reader, left).await {
+            Ok(read) => {
+                page_failures = pages::verify(plan, &reader, &read);
+                eprintln!("paged read: {} peers in {} pages in {:.1} ms", read.seen.len(), read.pages, ms(read.elapsed));
+                page_read = Some(read);
+            }
+            Err(e) => page_failures.push(format!("paged read of {}: {e}", plan.room_id)),
+        }
+    }
+
     // End phase: every host ends its room at once; wait for every peer to finish.
     let _ = end_tx.send(true);
     let ending = Instant::now();
@@ -264,6 +284,14 @@ async fn run(args: Args) -> Result<bool, String> {
     // Verification and figures.
     let mut failures = phase_failures;
     failures.extend(verify::verify(&plans, &reports));
+    failures.extend(page_failures);
+    // The server's own view: per room, from the notices queued to the last one written.
+    let fan_outs = spawned.as_ref().map(|s| s.fan_outs()).unwrap_or_default();
+    let server_last: Vec<Duration> = fan_outs.iter().map(|f| Duration::from_micros(f.last_us.saturating_sub(f.start_us))).collect();
+    let server_span = match (fan_outs.iter().map(|f| f.start_us).min(), fan_outs.iter().map(|f| f.last_us).max()) {
+        (Some(a), Some(b)) => Some(Duration::from_micros(b.saturating_sub(a))),
+        _ => None,
+    };
     let joins: Vec<Duration> = reports.iter().filter_map(|r| r.join_latency).collect();
     let (fan, last_per_room) = verify::fan_out(&plans, &reports);
     let end_answers: Vec<Duration> = reports
@@ -288,6 +316,14 @@ async fn run(args: Args) -> Result<bool, String> {
     print_summary("fan-out (end-room -> push)", &fan_s);
     print_summary("fan-out to the last peer", &last_s);
     print_summary("end-room answered", &end_s);
+    let server_s = summarize(&server_last);
+    if !fan_outs.is_empty() {
+        print_summary("server: queued -> last written", &server_s);
+        println!("  server: all rooms' notices   : {:.3} ms from the first queued to the last written ({} rooms)", server_span.map(ms).unwrap_or(0.0), fan_outs.len());
+    }
+    if let Some(r) = &page_read {
+        println!("  paged read of the peer list : {} peers in {} pages of up to 100 in {:.1} ms", r.seen.len(), r.pages, ms(r.elapsed));
+    }
     println!("  rooms ended in              : {:.3} s (until every socket closed)", end_span.as_secs_f64());
     if let (Some(i), Some(l)) = (rss_idle, rss_loaded) {
         println!(
@@ -304,6 +340,9 @@ async fn run(args: Args) -> Result<bool, String> {
             "fan_out_last_ms": summary_json(&last_s), "end_room_answer_ms": summary_json(&end_s),
             "joins_per_s": joins_per_s, "join_span_s": join_span.as_secs_f64(),
             "rss_idle_bytes": rss_idle, "rss_loaded_bytes": rss_loaded, "rss_per_peer_bytes": rss_per_peer,
+            "server_fan_out_last_ms": summary_json(&server_s),
+            "server_fan_out_span_ms": server_span.map(ms),
+            "page_read": page_read.as_ref().map(|r| serde_json::json!({"peers": r.seen.len(), "pages": r.pages, "ms": ms(r.elapsed)})),
             "failures": failures.len(),
         });
         if let Err(e) = std::fs::write(path, json.to_string()) {

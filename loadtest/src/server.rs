@@ -58,7 +58,8 @@ pub async fn spawn(bin: &Path, secret: &str, extra: &[String], wait: Duration) -
         .args(extra)
         .env("HMS_SECRET", secret)
         // Per-connection info logs would cost the server more than the load itself.
-        .env("RUST_LOG", std::env::var("HMS_LOADTEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+        // The `fanout` lines (one per ended room) are the server's own fan-out times.
+        .env("RUST_LOG", std::env::var("HMS_LOADTEST_SERVER_LOG").unwrap_or_else(|_| "warn,fanout=info".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
@@ -87,6 +88,41 @@ impl SpawnedServer {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// One ended room as the server logged it: when its notices were queued and when the
+/// first and last were written and flushed (µs since the Unix epoch), and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerFanOut {
+    /// Notices queued (after the durable write).
+    pub start_us: u64,
+    /// The first notice written and flushed.
+    pub first_us: u64,
+    /// The last notice written and flushed.
+    pub last_us: u64,
+    /// Notices queued.
+    pub peers: u64,
+    /// Notices written within the server's flush bound.
+    pub written: u64,
+}
+
+/// Reads one `fanout` log line of the server (`... start_us=.. first_us=.. last_us=..`).
+pub fn parse_fan_out(line: &str) -> Option<ServerFanOut> {
+    if !line.contains("end-room notices written") {
+        return None;
+    }
+    let field = |k: &str| -> Option<u64> {
+        let at = line.find(&format!(" {k}="))? + k.len() + 2;
+        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    Some(ServerFanOut { start_us: field("start_us")?, first_us: field("first_us")?, last_us: field("last_us")?, peers: field("peers")?, written: field("written")? })
+}
+
+impl SpawnedServer {
+    /// The server's own fan-out lines so far.
+    pub fn fan_outs(&self) -> Vec<ServerFanOut> {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default().lines().filter_map(parse_fan_out).collect()
     }
 }
 
@@ -126,6 +162,13 @@ mod tests {
         assert_eq!(parse_listening("listening on 127.0.0.1:0"), None);
         assert_eq!(parse_listening("starting"), None);
         assert_eq!(parse_listening("listening on 127.0.0.1:http"), None);
+    }
+
+    #[test]
+    fn reads_the_fan_out_lines() {
+        let l = "2026-01-01T00:00:00Z  INFO fanout: end-room notices written room=\"r\" peers=99 written=99 start_us=1000 first_us=1200 last_us=5000";
+        assert_eq!(parse_fan_out(l), Some(ServerFanOut { start_us: 1000, first_us: 1200, last_us: 5000, peers: 99, written: 99 }));
+        assert_eq!(parse_fan_out("INFO room ended peers=3"), None);
     }
 
     #[test]
