@@ -11,6 +11,7 @@ mod token;
 mod verify;
 
 use clap::Parser;
+use futures_util::StreamExt;
 use cli::Args;
 use stats::{ms, summarize, Summary};
 use std::process::ExitCode;
@@ -255,26 +256,36 @@ async fn run(args: Args) -> Result<bool, String> {
     let _ = end_tx.send(true);
     let ending = Instant::now();
     let mut reports = Vec::with_capacity(handles.len());
-    let mut pending = handles;
-    let all = futures_util::future::join_all(pending.iter_mut());
-    match tokio::time::timeout_at(deadline.into(), all).await {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(rep) => reports.push(rep),
-                    Err(e) => phase_failures.push(format!("a peer task failed: {e}")),
-                }
+    // One stream of every peer task, drained until the deadline and, past it, for a few
+    // seconds more after `stop` (every task returns at once on stop). A task's result is
+    // taken exactly once (polling a finished JoinHandle again would panic).
+    let mut pending: futures_util::stream::FuturesUnordered<_> = handles.into_iter().collect();
+    let mut take = |r: Result<PeerReport, tokio::task::JoinError>, failures: &mut Vec<String>| match r {
+        Ok(rep) => reports.push(rep),
+        Err(e) => failures.push(format!("a peer task failed: {e}")),
+    };
+    let mut timed_out = false;
+    while !pending.is_empty() {
+        match tokio::time::timeout_at(deadline.into(), pending.next()).await {
+            Ok(Some(r)) => take(r, &mut phase_failures),
+            Ok(None) => break,
+            Err(_) => {
+                timed_out = true;
+                break;
             }
         }
-        Err(_) => {
-            phase_failures.push(format!("timed out after {} s waiting for the rooms to end", args.timeout_s));
-            let _ = stop_tx.send(true);
-            // Every task returns at once on stop.
-            for h in pending {
-                match tokio::time::timeout(Duration::from_secs(5), h).await {
-                    Ok(Ok(rep)) => reports.push(rep),
-                    Ok(Err(e)) => phase_failures.push(format!("a peer task failed: {e}")),
-                    Err(_) => phase_failures.push("a peer task ignored stop".into()),
+    }
+    if timed_out {
+        phase_failures.push(format!("timed out after {} s waiting for the rooms to end", args.timeout_s));
+        let _ = stop_tx.send(true);
+        let grace = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !pending.is_empty() {
+            match tokio::time::timeout_at(grace, pending.next()).await {
+                Ok(Some(r)) => take(r, &mut phase_failures),
+                Ok(None) => break,
+                Err(_) => {
+                    phase_failures.push(format!("{} peer tasks ignored stop", pending.len()));
+                    break;
                 }
             }
         }
