@@ -30,12 +30,38 @@ use tokio_util::sync::CancellationToken;
 /// An upgraded connection.
 pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Text messages longer than this go out as fragments of this size. Tungstenite
-/// serializes a whole message into the connection's output buffer, whose capacity is
-/// kept for the connection's life; one `peer-list` of a 10,000-peer room would pin
-/// ~1.5 MB per connection. Fragments keep the buffer near this size. The message is
-/// unchanged for the receiver (RFC 6455 section 5.4: fragments are reassembled).
-const FRAGMENT_BYTES: usize = 16 * 1024;
+/// A connection's buffers, the largest part of its memory (docs/SERVER.md, "Memory per
+/// connection"). Tungstenite allocates `read` up front, and grows its output buffer to
+/// what it was ever asked to hold at once (about `write` plus one frame) and keeps that
+/// capacity for the connection's life: so text messages longer than `fragment` go out
+/// as fragments of that size (RFC 6455 section 5.4: the receiver reassembles them; the
+/// message is unchanged). Control frames are small, and the biggest messages (a small
+/// room's `peer-list`, a large room's `on-peer-batch`) are a few fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Buffers {
+    read: usize,
+    write: usize,
+    fragment: usize,
+}
+
+const BUFFERS: Buffers = Buffers { read: 2 * 1024, write: 4 * 1024, fragment: 4 * 1024 };
+
+/// The buffer sizes in force: [`BUFFERS`], or `HMS_WS_BUFFERS=read:write:fragment` (bytes),
+/// which exists only to measure what each size costs (scripts/memory-ab.sh) in one build.
+fn buffers() -> Buffers {
+    static B: std::sync::OnceLock<Buffers> = std::sync::OnceLock::new();
+    *B.get_or_init(|| {
+        let Ok(v) = std::env::var("HMS_WS_BUFFERS") else { return BUFFERS };
+        let n: Vec<usize> = v.split(':').filter_map(|x| x.parse().ok()).collect();
+        match n[..] {
+            [read, write, fragment] if read >= 256 && fragment >= 256 => Buffers { read, write, fragment },
+            _ => {
+                tracing::warn!("HMS_WS_BUFFERS must be read:write:fragment in bytes (each at least 256); using the defaults");
+                BUFFERS
+            }
+        }
+    })
+}
 
 /// Open WebSocket connections per client IP.
 #[derive(Default)]
@@ -113,7 +139,7 @@ impl Iterator for TextFrames {
                 if *at >= bytes.len() {
                     return None;
                 }
-                let end = (*at + FRAGMENT_BYTES).min(bytes.len());
+                let end = (*at + buffers().fragment).min(bytes.len());
                 let op = if *at == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
                 let f = Frame::message(bytes.slice(*at..end), op, end == bytes.len());
                 *at = end;
@@ -124,7 +150,7 @@ impl Iterator for TextFrames {
 }
 
 fn text_frames(t: Text) -> TextFrames {
-    if t.len() <= FRAGMENT_BYTES {
+    if t.len() <= buffers().fragment {
         TextFrames::One(Some(Message::Text(t)))
     } else {
         TextFrames::Fragments { bytes: Bytes::from(t), at: 0 }
@@ -169,9 +195,10 @@ pub async fn upgrade(
     let hard = (app.config().limits.max_frame_bytes * 4).max(1 << 20);
     // Small socket buffers: the library defaults (128 KiB each way) would cost a lot of
     // memory per idle peer; control frames are small.
+    let b = buffers();
     let cfg = WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(b.read)
+        .write_buffer_size(b.write)
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard));
     let task_app = app.clone();
@@ -227,7 +254,10 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
         let e = RpcError::new(code::RATE_LIMITED, format!("too many connections from your address (limit {max_ip})"));
         return reject(socket, ServerPush::Error(e), 1008, "too many connections").await;
     }
-    let (peer, outbox) = match signaling::open(&app, &query).await {
+    let opened = signaling::open(&app, &query).await;
+    // The query holds the token: not kept for the connection's life.
+    drop(query);
+    let (peer, outbox) = match opened {
         Ok(Opened::Placed { peer, outbox }) => (peer, outbox),
         Ok(Opened::Missed(notice)) => return reject(socket, ServerPush::PeerLeaveRequest(notice), 1000, "removed").await,
         Err(e) => {
@@ -484,9 +514,9 @@ mod tests {
 
     #[test]
     fn big_text_is_split_into_fragments_small_text_is_not() {
-        let small = "x".repeat(FRAGMENT_BYTES);
+        let small = "x".repeat(BUFFERS.fragment);
         assert!(matches!(&text_frames(Text::from(small.clone())).collect::<Vec<_>>()[..], [Message::Text(t)] if t.as_str() == small));
-        let big = "é".repeat(FRAGMENT_BYTES); // 2 bytes a char: fragments split chars
+        let big = "é".repeat(BUFFERS.fragment); // 2 bytes a char: fragments split chars
         let frames: Vec<Message> = text_frames(Text::from(big.clone())).collect();
         assert_eq!(frames.len(), 2);
         let mut joined = Vec::new();
@@ -495,7 +525,7 @@ mod tests {
             let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
             assert_eq!(f.header().opcode, op);
             assert_eq!(f.header().is_final, i == frames.len() - 1);
-            assert!(f.payload().len() <= FRAGMENT_BYTES);
+            assert!(f.payload().len() <= BUFFERS.fragment);
             joined.extend_from_slice(f.payload());
         }
         assert_eq!(joined, big.as_bytes());
