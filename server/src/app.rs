@@ -15,7 +15,6 @@ use crate::frame::Text;
 use crate::registry::Rooms;
 use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, END_NOTICE_TTL};
 use crate::store::{Ender, RoomCode, SessionRecord, Store};
-use futures_util::StreamExt;
 use hms_protocol::{peer_list, JoinParams, PeerLeaveRequest, PeerListCall};
 use serde_json::Value;
 use std::path::Path;
@@ -279,27 +278,19 @@ impl App {
             return Err(Error::Internal("could not store the room's state; try again".into()));
         }
         let fan_out = crate::clock::now_micros();
-        let (requester_conn, acks) = self.rooms.finish_end_room(room_id, by_id, reason).await;
-        tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers = acks.len(), "room ended");
+        let (requester_conn, notices) = self.rooms.finish_end_room(room_id, by_id, reason).await;
+        let peers = notices.queued();
+        tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers, "room ended");
         // A slow peer cannot hold this up for longer than the flush bound: it is cut off
         // when its queue fills anyway.
         let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
-        let peers = acks.len();
-        let mut written = acks.into_iter().collect::<futures_util::stream::FuturesUnordered<_>>();
-        let (mut first, mut last, mut n) = (None, None, 0usize);
-        let _ = tokio::time::timeout(flush, async {
-            while written.next().await.is_some() {
-                let at = crate::clock::now_micros();
-                first.get_or_insert(at);
-                last = Some(at);
-                n += 1;
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(flush, notices.wait()).await;
         // The server's own view of the fan-out (the load tool reads it beside the
         // clients' view, since both share the machine): when the notices were queued and
         // when the first and the last were written and flushed, µs since the Unix epoch.
-        tracing::info!(target: "fanout", room = ?room_id, peers, written = n, start_us = fan_out, first_us = first.unwrap_or(0), last_us = last.unwrap_or(0), "end-room notices written");
+        let (first_us, last_us) = notices.times_us();
+        let written = notices.written();
+        tracing::info!(target: "fanout", room = ?room_id, peers, written, start_us = fan_out, first_us, last_us, "end-room notices written");
         if let Requester::Peer(p, answer) = by {
             // The requester's place may have moved to a newer connection meanwhile.
             let me = requester_conn.unwrap_or_else(|| p.conn.clone());

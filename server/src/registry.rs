@@ -4,15 +4,15 @@
 //! becomes another variant here, and `app` does not change. The methods are async
 //! because a shared registry waits on the network; the local one never waits.
 
-use crate::conn::ConnHandle;
+use crate::conn::{ConnHandle, Fanout};
 use crate::error::Error;
 use crate::frame::Text;
 use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub, PeerBatchFrame};
 use hms_protocol::{FindPeerParams, PeerLeaveRequest, Role};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// Where the rooms live. See the module doc.
 pub enum Rooms {
@@ -101,13 +101,8 @@ impl Rooms {
     }
 
     /// Second half of an end: everyone else is told; returns the requester's connection
-    /// and one receiver per notice, fired once written.
-    pub async fn finish_end_room(
-        &self,
-        room_id: &str,
-        requested_by: Option<&str>,
-        reason: &str,
-    ) -> (Option<ConnHandle>, Vec<oneshot::Receiver<()>>) {
+    /// and the notices' fan-out (it tells when they are written).
+    pub async fn finish_end_room(&self, room_id: &str, requested_by: Option<&str>, reason: &str) -> (Option<ConnHandle>, Arc<Fanout>) {
         match self {
             Rooms::Local(h) => h.finish_end_room(room_id, requested_by, reason),
         }

@@ -339,7 +339,7 @@ async fn write_loop(
             }
         }
         for ack in acks.drain(..) {
-            let _ = ack.send(());
+            ack.written();
         }
         if last {
             break;

@@ -218,7 +218,7 @@ fn drain(rx: &mut mpsc::Receiver<Out>, stats: &mut Stats) -> bool {
         let text = match out {
             Out::Text(t) => t,
             Out::TextAck(t, ack) => {
-                let _ = ack.send(());
+                ack.written();
                 t
             }
             Out::Build(build) => build(),

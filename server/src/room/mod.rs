@@ -19,7 +19,7 @@ mod paging;
 
 pub use batch::PeerBatchFrame;
 
-use crate::conn::{Close, ConnHandle, Out};
+use crate::conn::{Close, ConnHandle, Fanout, Out};
 use crate::error::Error;
 use crate::frame::{self, Text};
 use hms_protocol::{Action, PeerInfo, PeerLeaveRequest, PeerNotification, Permissions, PolicyChange, Role, RoomState, ServerPush};
@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Where a peer id of a room stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +100,8 @@ pub const END_NOTICE_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 struct Tombstone {
     user_id: String,
-    notice: PeerLeaveRequest,
+    /// Shared by every peer of an ended room.
+    notice: std::sync::Arc<PeerLeaveRequest>,
     until: Instant,
 }
 
@@ -273,7 +273,7 @@ impl Hub {
         let key = (room_id.to_owned(), peer_id.to_owned());
         if let Some(t) = st.tombstones.get(&key) {
             if t.until > Instant::now() && t.user_id == user_id {
-                return Ok(Connected::Missed(t.notice.clone()));
+                return Ok(Connected::Missed((*t.notice).clone()));
             }
             st.tombstones.remove(&key);
         }
@@ -568,20 +568,18 @@ impl Hub {
     /// Second half of `end-room` (after the lock is on disk): every peer but the
     /// requester gets `on-peer-leave-request {requested_by, reason, room_end: true}` and
     /// a close (1000); disconnected peers get it if they reconnect within the window.
-    /// Returns the requester's connection (to answer, then close) and one receiver per
-    /// notice, fired once it is written.
-    pub fn finish_end_room(
-        &self,
-        room_id: &str,
-        requested_by: Option<&str>,
-        reason: &str,
-    ) -> (Option<ConnHandle>, Vec<oneshot::Receiver<()>>) {
+    /// Returns the requester's connection (to answer, then close) and the fan-out of the
+    /// notices, which tells when they are written.
+    pub fn finish_end_room(&self, room_id: &str, requested_by: Option<&str>, reason: &str) -> (Option<ConnHandle>, std::sync::Arc<Fanout>) {
         let mut st = self.lock(room_id);
-        let notice = PeerLeaveRequest { requested_by: requested_by.map(str::to_owned), reason: reason.to_owned(), room_end: true };
-        let f = frame::push(&ServerPush::PeerLeaveRequest(notice.clone()));
+        let notice = std::sync::Arc::new(PeerLeaveRequest { requested_by: requested_by.map(str::to_owned), reason: reason.to_owned(), room_end: true });
+        let f = frame::push(&ServerPush::PeerLeaveRequest((*notice).clone()));
         let until = Instant::now() + self.reconnect_window;
-        let Some(mut room) = st.rooms.remove(room_id) else { return (None, Vec::new()) };
-        let mut acks = Vec::new();
+        let fanout = Fanout::new();
+        let Some(mut room) = st.rooms.remove(room_id) else {
+            fanout.seal();
+            return (None, fanout);
+        };
         let mut requester = None;
         // Connections that have not joined yet were never part of the session: they stay,
         // and their `join` starts a new session (or gets 423 when the room is locked).
@@ -590,7 +588,7 @@ impl Hub {
             if Some(peer_id.as_str()) == requested_by {
                 // The requester's answer may never arrive (its socket can drop after the
                 // end was stored): a reconnect of it learns the outcome from this.
-                let t = Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
+                let t = Tombstone { user_id: slot.user_id, notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
                 st.tombstones.insert((room_id.to_owned(), peer_id), t);
                 requester = slot.conn;
                 continue;
@@ -599,24 +597,21 @@ impl Hub {
                 waiting.peers.insert(peer_id, slot);
                 continue;
             }
-            if slot.visible() && !self.reconnect_window.is_zero() {
-                st.tombstones.insert(
-                    (room_id.to_owned(), peer_id.clone()),
-                    Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until },
-                );
-            }
-            if let Some(c) = slot.conn {
-                let (done, wait) = oneshot::channel();
-                if c.send(Out::TextAck(f.clone(), done)) {
-                    acks.push(wait);
+            if let Some(c) = &slot.conn {
+                if c.send(Out::TextAck(f.clone(), fanout.ack())) {
+                    fanout.queued_one();
                 }
                 c.send(Out::Close(Close::RoomEnded));
+            }
+            if slot.visible() && !self.reconnect_window.is_zero() {
+                st.tombstones.insert((room_id.to_owned(), peer_id), Tombstone { user_id: slot.user_id, notice: notice.clone(), until });
             }
         }
         if !waiting.peers.is_empty() {
             st.rooms.insert(room_id.to_owned(), waiting);
         }
-        (requester, acks)
+        fanout.seal();
+        (requester, fanout)
     }
 
     /// Removes `target` from the room: it gets `on-peer-leave-request {room_end: false}`
@@ -642,7 +637,7 @@ impl Hub {
             .ok_or_else(|| Error::NotFound(format!("no peer {target:?} in this room")))?;
         let notice = PeerLeaveRequest { requested_by: requester.map(|(p, _)| p.to_owned()), reason: reason.to_owned(), room_end: false };
         if !self.reconnect_window.is_zero() {
-            let t = Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until: Instant::now() + self.reconnect_window };
+            let t = Tombstone { user_id: slot.user_id.clone(), notice: std::sync::Arc::new(notice.clone()), until: Instant::now() + self.reconnect_window };
             st.tombstones.insert((room_id.to_owned(), target.to_owned()), t);
         }
         let conn = st.rooms.get(room_id).and_then(|r| r.peers.get(target)).and_then(|s| s.conn.clone());
@@ -681,7 +676,7 @@ impl Hub {
     /// Remembers (after a restart, from the store's end records) that `peer_id` of
     /// `user_id` ended the room: a reconnect of it before `until` gets `notice`.
     pub fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
-        let t = Tombstone { user_id: user_id.to_owned(), notice, until };
+        let t = Tombstone { user_id: user_id.to_owned(), notice: std::sync::Arc::new(notice), until };
         self.lock(room_id).tombstones.insert((room_id.to_owned(), peer_id.to_owned()), t);
     }
 

@@ -37,7 +37,7 @@ impl Peer {
             v.push(match o {
                 Out::Text(t) => serde_json::from_str(&t).unwrap(),
                 Out::TextAck(t, done) => {
-                    let _ = done.send(());
+                    done.written();
                     serde_json::from_str(&t).unwrap()
                 }
                 Out::Build(build) => serde_json::from_str(&build()).unwrap(),
@@ -153,7 +153,7 @@ fn end_room_notifies_others_and_locks() {
     assert!(h.is_locked("r"));
     let (req, acks) = h.finish_end_room("r", Some("a"), "done");
     assert_eq!(req.unwrap().id, 1);
-    assert_eq!(acks.len(), 2);
+    assert_eq!(acks.queued(), 2);
     for p in [&mut b, &mut c] {
         let f = p.drain();
         let f: Vec<&Value> = f.iter().filter(|f| f.get("method").map(|m| m != "on-peer-join").unwrap_or(true)).collect();
@@ -228,7 +228,7 @@ fn full_queue_cuts_the_slow_peer_not_the_room() {
     a.drain();
     h.begin_end_room("r", Some(("a", 1)), false).unwrap();
     let (_req, acks) = h.finish_end_room("r", Some("a"), "bye");
-    assert_eq!(acks.len(), 1, "c got its notice; b's full queue was skipped");
+    assert_eq!(acks.queued(), 1, "c got its notice; b's full queue was skipped");
     assert_eq!(b.drain().len(), 3);
 }
 
