@@ -202,7 +202,7 @@ pub async fn upgrade(
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard));
     let task_app = app.clone();
-    app.spawn(async move {
+    let conn_task = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -212,7 +212,9 @@ pub async fn upgrade(
         };
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
         run(task_app, gate, socket, addr.ip(), query).await;
-    });
+    };
+    task_sizes().0.get_or_init(|| std::mem::size_of_val(&conn_task));
+    app.spawn(conn_task);
     let mut res = axum::response::Response::new(axum::body::Body::empty());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let rh = res.headers_mut();
@@ -222,6 +224,13 @@ pub async fn upgrade(
         rh.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     res
+}
+
+/// The sizes of a connection's two task futures (reader and writer), known at the first
+/// connection.
+fn task_sizes() -> &'static (std::sync::OnceLock<usize>, std::sync::OnceLock<usize>) {
+    static S: (std::sync::OnceLock<usize>, std::sync::OnceLock<usize>) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+    &S
 }
 
 /// Sends a terminal push straight on the socket (before the writer exists) and closes.
@@ -273,7 +282,15 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     let done = CancellationToken::new();
     let limits = &app.config().limits;
     let write_timeout = Duration::from_secs(limits.write_timeout_secs.max(1));
-    let writer = tokio::spawn(write_loop(sink, outbox.rx, done.clone(), write_timeout));
+    let writer = write_loop(sink, outbox.rx, done.clone(), write_timeout);
+    let sizes = task_sizes();
+    if sizes.1.set(std::mem::size_of_val(&writer)).is_ok() {
+        // Once per process: what each connection's two tasks hold (docs/SERVER.md,
+        // "Memory per connection").
+        let conn = sizes.0.get().copied().unwrap_or(0);
+        tracing::info!(target: "memory", connection_task_bytes = conn, writer_task_bytes = std::mem::size_of_val(&writer), "per-connection task state");
+    }
+    let writer = tokio::spawn(writer);
     let ctx = Ctx { app: app.clone(), peer };
     let hold = read_loop(&ctx, stream, &done, &outbox.kill).await;
     signaling::closed(&ctx, hold).await;

@@ -292,3 +292,14 @@ fn session_ends_when_room_empties() {
     assert_eq!(h.counts(), (0, 0));
     drop(a);
 }
+
+/// The fixed part of a peer's record, printed for docs/SERVER.md ("Memory per
+/// connection": `cargo test -p hms-server fixed_sizes -- --nocapture`) and bounded here
+/// (a deterministic size, like the package budget), so that it does not creep up.
+#[test]
+fn fixed_sizes_of_a_peer_record_and_a_queued_frame() {
+    let (slot, out) = (std::mem::size_of::<Slot>(), std::mem::size_of::<Out>());
+    println!("Slot {slot} B, Out {out} B, a queue block of 32 Outs {} B", 32 * out);
+    assert!(slot <= 192, "Slot grew to {slot} B");
+    assert!(out <= 48, "Out grew to {out} B");
+}
