@@ -44,7 +44,7 @@ struct Buffers {
     fragment: usize,
 }
 
-const BUFFERS: Buffers = Buffers { read: 2 * 1024, write: 4 * 1024, fragment: 4 * 1024 };
+const BUFFERS: Buffers = Buffers { read: 1024, write: 2 * 1024, fragment: 2 * 1024 };
 
 /// The buffer sizes in force: [`BUFFERS`], or `HMS_WS_BUFFERS=read:write:fragment` (bytes),
 /// which exists only to measure what each size costs (scripts/memory-ab.sh) in one build.
