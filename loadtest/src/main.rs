@@ -170,6 +170,8 @@ async fn run(args: Args) -> Result<bool, String> {
     }
 
     let rss_idle = spawned.as_ref().map(|s| server::rss_bytes(s.pid)).transpose()?;
+    let cpu = |s: &Option<server::SpawnedServer>| s.as_ref().and_then(|s| server::cpu_time(s.pid).ok());
+    let cpu_start = cpu(&spawned);
 
     // Join phase.
     let (joined_tx, mut joined_rx) = mpsc::unbounded_channel();
@@ -233,6 +235,7 @@ async fn run(args: Args) -> Result<bool, String> {
         rss_loaded = Some(server::rss_bytes(s.pid)?);
     }
 
+    let cpu_joined = cpu(&spawned);
     // The paged read of a big room's list, before the rooms end.
     let mut page_failures = Vec::new();
     let mut page_read = None;
@@ -252,6 +255,7 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
 
+    let cpu_ending = cpu(&spawned);
     // End phase: every host ends its room at once; wait for every peer to finish.
     let _ = end_tx.send(true);
     let ending = Instant::now();
@@ -291,6 +295,11 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
     let end_span = ending.elapsed();
+    let cpu_ended = cpu(&spawned);
+    // The server's own CPU time per phase: the machine is shared, so wall-clock figures
+    // include waiting for a core; this does not.
+    let cpu_ms = |a: Option<Duration>, b: Option<Duration>| Some(ms(b?.saturating_sub(a?)));
+    let (cpu_join_ms, cpu_end_ms) = (cpu_ms(cpu_start, cpu_joined), cpu_ms(cpu_ending, cpu_ended));
 
     // Verification and figures.
     let mut failures = phase_failures;
@@ -332,6 +341,9 @@ async fn run(args: Args) -> Result<bool, String> {
         print_summary("server: queued -> last written", &server_s);
         println!("  server: all rooms' notices   : {:.3} ms from the first queued to the last written ({} rooms)", server_span.map(ms).unwrap_or(0.0), fan_outs.len());
     }
+    if let (Some(j), Some(e)) = (cpu_join_ms, cpu_end_ms) {
+        println!("  server CPU time             : {j:.0} ms while joining, {e:.0} ms while ending the rooms (user + system)");
+    }
     if let Some(r) = &page_read {
         println!("  paged read of the peer list : {} peers in {} pages of up to 100 in {:.1} ms", r.seen.len(), r.pages, ms(r.elapsed));
     }
@@ -353,6 +365,7 @@ async fn run(args: Args) -> Result<bool, String> {
             "rss_idle_bytes": rss_idle, "rss_loaded_bytes": rss_loaded, "rss_per_peer_bytes": rss_per_peer,
             "server_fan_out_last_ms": summary_json(&server_s),
             "server_fan_out_span_ms": server_span.map(ms),
+            "server_cpu_join_ms": cpu_join_ms, "server_cpu_end_ms": cpu_end_ms,
             "page_read": page_read.as_ref().map(|r| serde_json::json!({"peers": r.seen.len(), "pages": r.pages, "ms": ms(r.elapsed)})),
             "failures": failures.len(),
         });

@@ -126,6 +126,32 @@ impl SpawnedServer {
     }
 }
 
+/// CPU time (user + system) a process has used, from `/proc/<pid>/stat`: what the
+/// server itself spent, whatever else shares the cores (clock ticks: 10 ms resolution).
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    parse_cpu_ticks(&stat).map(|t| std::time::Duration::from_millis(t * 1000 / ticks_per_second())).ok_or_else(|| format!("no CPU times in /proc/{pid}/stat"))
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2) may hold spaces, so fields are counted after its `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 /// `listening on 127.0.0.1:PORT` -> `127.0.0.1:PORT`.
 pub fn parse_listening(line: &str) -> Option<&str> {
     let addr = line.trim().strip_prefix("listening on ")?.trim();
@@ -169,6 +195,13 @@ mod tests {
         let l = "2026-01-01T00:00:00Z  INFO fanout: end-room notices written room=\"r\" peers=99 written=99 start_us=1000 first_us=1200 last_us=5000";
         assert_eq!(parse_fan_out(l), Some(ServerFanOut { start_us: 1000, first_us: 1200, last_us: 5000, peers: 99, written: 99 }));
         assert_eq!(parse_fan_out("INFO room ended peers=3"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_even_with_spaces_in_the_name() {
+        let stat = "4242 (hms server) S 1 2 3 4 5 6 7 8 9 10 250 31 0 0 20 0 4 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(281));
+        assert!(cpu_time(std::process::id()).is_ok());
     }
 
     #[test]
