@@ -151,12 +151,20 @@ pub fn peer_list(peers: &[(Text, Text)], room: &RoomState, peer_count: Option<u6
     push_raw(m::PEER_LIST, &s)
 }
 
-/// The answer to `find-peer` / `peer-iter-next` ([`PeersIteration`]) from cached peer JSON.
-pub fn peers_iteration(id: &Value, iterator: &str, total: u64, eof: bool, peers: &[Text]) -> Text {
-    let mut s = String::with_capacity(96 + peers.iter().map(|p| p.len() + 1).sum::<usize>());
+/// `{"jsonrpc":"2.0","id":<id>,"result":` : the start of a success answer whose result
+/// follows, ready-made (the same bytes as [`result`] writes).
+fn result_start(id: &Value, capacity: usize) -> String {
+    let mut s = String::with_capacity(40 + capacity);
     s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
     push_json(&mut s, id);
-    s.push_str(",\"result\":{\"iterator\":");
+    s.push_str(",\"result\":");
+    s
+}
+
+/// The answer to `find-peer` / `peer-iter-next` ([`hms_protocol::PeersIteration`]) from cached peer JSON.
+pub fn peers_iteration(id: &Value, iterator: &str, total: u64, eof: bool, peers: &[Text]) -> Text {
+    let mut s = result_start(id, 64 + peers.iter().map(|p| p.len() + 1).sum::<usize>());
+    s.push_str("{\"iterator\":");
     push_json(&mut s, &iterator);
     s.push_str(",\"total\":");
     push_json(&mut s, &total);
@@ -170,10 +178,7 @@ pub fn peers_iteration(id: &Value, iterator: &str, total: u64, eof: bool, peers:
 
 /// The answer to `get-peer`: the peer's cached JSON as the result.
 pub fn peer_result(id: &Value, peer: &str) -> Text {
-    let mut s = String::with_capacity(40 + peer.len());
-    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
-    push_json(&mut s, id);
-    s.push_str(",\"result\":");
+    let mut s = result_start(id, peer.len() + 1);
     s.push_str(peer);
     s.push('}');
     Text::from(s)
