@@ -337,11 +337,9 @@ impl HmsClient {
     /// An iterator over the room's whole peer list, page by page, in join order (100ms's
     /// `HMSPeerListIterator`): `limit` peers a page, 1 to 100, default 10. The peers it
     /// returns become peers this client knows (`getPeers`).
-    #[wasm_bindgen(js_name = getPeerListIterator)]
-    pub fn get_peer_list_iterator(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "HmsPeerListIteratorOptions | undefined")] options: JsValue,
-    ) -> HmsPeerListIterator {
+    /// (Typed by hand in `js.rs`, where the options can be optional.)
+    #[wasm_bindgen(js_name = getPeerListIterator, skip_typescript)]
+    pub fn get_peer_list_iterator(&self, options: JsValue) -> HmsPeerListIterator {
         let limit = read_options(&options, |v| Some(PeerListIteratorOptions::read(v))).unwrap_or_default().page();
         HmsPeerListIterator { inner: Rc::downgrade(&self.inner), limit, state: Rc::default() }
     }
