@@ -56,6 +56,15 @@ for (const f of readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort()
   rows.push([`load ${label}: end-room -> each peer's push`, ms(l.fan_out_ms.p50), q(l.fan_out_ms), "-", "-"]);
   rows.push([`load ${label}: end-room sent -> {} answer (host)`, ms(l.end_room_answer_ms.p50), q(l.end_room_answer_ms), "-", "-"]);
   rows.push([`load ${label}: end-room -> last peer of a room`, ms(l.fan_out_last_ms.p50), q(l.fan_out_last_ms) + ` (n=${l.fan_out_last_ms.n} rooms)`, "-", "-"]);
+  if (l.server_fan_out_last_ms && l.server_fan_out_last_ms.n) {
+    rows.push([`load ${label}: server: notices queued -> last written`, ms(l.server_fan_out_last_ms.p50), q(l.server_fan_out_last_ms) + ` (n=${l.server_fan_out_last_ms.n} rooms)`, "-", "-"]);
+  }
+  if (l.server_cpu_join_ms != null && l.server_cpu_end_ms != null) {
+    rows.push([`load ${label}: server CPU time (user+system), joining / ending`, `${Math.round(l.server_cpu_join_ms)} / ${Math.round(l.server_cpu_end_ms)} ms`, "from /proc/<pid>/stat, 10 ms ticks", "-", "-"]);
+  }
+  if (l.page_read) {
+    rows.push([`load ${label}: paged read of a room's peer list`, ms(l.page_read.ms), `${l.page_read.peers} peers in ${l.page_read.pages} pages`, "-", "-"]);
+  }
   if (l.rss_per_peer_bytes != null) {
     rows.push([`load ${label}: server RSS per connected peer`, kb(l.rss_per_peer_bytes), `idle ${(l.rss_idle_bytes / 1048576).toFixed(1)} MiB -> ${(l.rss_loaded_bytes / 1048576).toFixed(1)} MiB`, "-", "-"]);
   }
@@ -64,3 +73,48 @@ for (const f of readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort()
 console.log("| metric | median | spread | comparison (peer or floor) | ratio |");
 console.log("|---|---:|---|---|---:|");
 for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+
+// Issue 11 (big rooms): its table, before (the recorded run of commit 7f73636 in
+// docs/BENCHMARKS.md, the figures the issue quotes) beside this run, with the server's
+// own fan-out time (notices queued -> last written and flushed) beside the clients' view.
+const loads = readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).map(read);
+const load = (peers, rooms) => loads.find((l) => l.peers === peers && l.rooms === rooms);
+const big = load(10000, 1);
+const many = load(10000, 100);
+if (big || many) {
+  const na = "- (not run)";
+  const cpu = (l, k) => (l && l[k] != null ? `; server CPU ${Math.round(l[k])} ms` : "");
+  const serverView = (l) => (l && l.server_fan_out_last_ms && l.server_fan_out_last_ms.n ? `server: queued -> last written ${ms(l.server_fan_out_last_ms.max)}${cpu(l, "server_cpu_end_ms")}` : "-");
+  const out = [];
+  out.push([
+    "joins/s into one room of 10,000",
+    "103 (97 s to fill it)",
+    big ? `${Math.round(big.joins_per_s)} (${big.join_span_s.toFixed(1)} s to fill it)` : na,
+    `>= 3,000, within 2x of 100 small rooms${many ? ` (this run: ${Math.round(many.joins_per_s)}/s)` : ""}`,
+    big && big.server_cpu_join_ms != null ? `server CPU while joining ${Math.round(big.server_cpu_join_ms)} ms` : "-",
+  ]);
+  out.push([
+    "end-room -> last of 10,000 peers in one room",
+    "356 ms",
+    big ? ms(big.fan_out_last_ms.max) : na,
+    "<= 100 ms",
+    serverView(big),
+  ]);
+  out.push([
+    "end-room -> last peer, 10,000 peers in 100 rooms ended at once",
+    "354 ms",
+    many ? ms(many.fan_out_last_ms.max) : na,
+    "<= 100 ms",
+    many && many.server_fan_out_span_ms != null ? `server: first queued -> last written, all rooms ${ms(many.server_fan_out_span_ms)}${cpu(many, "server_cpu_end_ms")}` : "-",
+  ]);
+  const rss = (l) => (l && l.rss_per_peer_bytes != null ? kb(l.rss_per_peer_bytes) : "-");
+  out.push(["server memory per connected peer, 10k in 100 rooms / 10k in one room", "30.7 / 54.9 KiB", `${rss(many)} / ${rss(big)}`, "<= 16 KiB, the same for both", "-"]);
+  const pr = big && big.page_read;
+  out.push(["paged read of the 10,000-peer room's list (every peer once)", "- (no paged list)", pr ? `${ms(pr.ms)} (${pr.peers} peers, ${pr.pages} pages)` : na, "every peer exactly once (verified)", "-"]);
+  console.log();
+  console.log("Issue 11 (big rooms): before = the recorded run of commit 7f73636 (docs/BENCHMARKS.md); after = this run");
+  console.log();
+  console.log("| measure | before | after | goal | server's own view |");
+  console.log("|---|---:|---:|---|---|");
+  for (const r of out) console.log(`| ${r.join(" | ")} |`);
+}

@@ -6,12 +6,12 @@
 use crate::error::{ErrorAction, ErrorName, SdkError};
 use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
 use crate::listener::GlobalListener;
-use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, TokenOptions};
+use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
 use crate::pending::Kind;
 use crate::session::{Out, Session};
 use crate::timer::Timer;
 use crate::transport::{Transport, WsEvent};
-use crate::wire::{decode, encode, read_options, Frame, Keys};
+use crate::wire::{decode, encode, encode_page, read_options, Frame, Keys};
 use hms_protocol::JoinParams;
 use js_sys::{Array, Function, Promise};
 use std::cell::{Cell, RefCell};
@@ -23,6 +23,8 @@ pub(crate) struct Settle {
     resolve: Function,
     reject: Function,
     promise: Promise,
+    /// A page request: the iterator that asked, updated when its page arrives.
+    iter: Option<Rc<RefCell<IterState>>>,
 }
 
 /// A new promise and what settles it.
@@ -32,7 +34,7 @@ fn new_promise() -> Settle {
     // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
     // settling would be a no-op rather than a panic.
     let (resolve, reject) = fns.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
-    Settle { resolve, reject, promise }
+    Settle { resolve, reject, promise, iter: None }
 }
 
 fn rejected(e: &SdkError) -> Promise {
@@ -90,6 +92,20 @@ impl Inner {
                     // Replacing an older closing socket closes that one (its Drop).
                     let old = self.closing.replace(t);
                     drop(old);
+                }
+                Out::SendPage { id, call } => {
+                    if let (Some(text), Some(t)) = (encode_page(&id, &call), self.transport.borrow().as_ref()) {
+                        let _ = t.send(&text);
+                    }
+                }
+                Out::ResolvePage(s, page) => {
+                    if let Some(it) = &s.iter {
+                        let mut it = it.borrow_mut();
+                        it.iterator = Some(page.iterator);
+                        it.eof = page.eof;
+                        it.total = page.total;
+                    }
+                    let _ = s.resolve.call1(&JsValue::UNDEFINED, &to_js(&page.peers));
                 }
                 Out::Resolve(s) => {
                     let _ = s.resolve.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
@@ -158,6 +174,7 @@ impl Inner {
                 self.session.borrow_mut().touch(now());
                 match decode(&self.keys, &text) {
                     Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
+                    Some(Frame::Page(id, page)) => self.session.borrow_mut().on_page(&id, page),
                     Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
                     None => Vec::new(),
                 }
@@ -301,10 +318,30 @@ impl HmsClient {
         }
     }
 
-    /// Everyone in the room, the local peer first; empty when not joined.
+    /// The peers this client knows, the local peer first; empty when not joined. In a
+    /// small room that is everyone. In a large room (see `getPeerCount`) it is the local
+    /// peer, the first page the server sent at join, the peers read with
+    /// `getPeerListIterator`, and the joins and leaves the server reports to this role.
     #[wasm_bindgen(js_name = getPeers, unchecked_return_type = "HmsPeer[]")]
     pub fn get_peers(&self) -> Array {
         self.inner.session.borrow().peers().iter().map(to_js).collect()
+    }
+
+    /// How many peers the room has, the local one included (0 when not joined). In a
+    /// large room this is the server's count, which `getPeers()` may not all know.
+    #[wasm_bindgen(js_name = getPeerCount)]
+    pub fn get_peer_count(&self) -> f64 {
+        self.inner.session.borrow().peer_count() as f64
+    }
+
+    /// An iterator over the room's whole peer list, page by page, in join order (100ms's
+    /// `HMSPeerListIterator`): `limit` peers a page, 1 to 100, default 10. The peers it
+    /// returns become peers this client knows (`getPeers`).
+    /// (Typed by hand in `js.rs`, where the options can be optional.)
+    #[wasm_bindgen(js_name = getPeerListIterator, skip_typescript)]
+    pub fn get_peer_list_iterator(&self, options: JsValue) -> HmsPeerListIterator {
+        let limit = read_options(&options, |v| Some(PeerListIteratorOptions::read(v))).unwrap_or_default().page();
+        HmsPeerListIterator { inner: Rc::downgrade(&self.inner), limit, state: Rc::default() }
     }
 
     /// The room while joined, else `undefined`.
@@ -406,5 +443,57 @@ impl Drop for HmsClient {
         for cbs in [&i.on_removed, &i.on_peer_join, &i.on_peer_leave, &i.on_error, &i.on_reconnecting, &i.on_reconnected, &i.on_state] {
             cbs.clear();
         }
+    }
+}
+
+/// Where an [`HmsPeerListIterator`] is.
+#[derive(Default)]
+pub(crate) struct IterState {
+    /// The server's iterator id, after the first page.
+    iterator: Option<String>,
+    /// The last page said nothing follows.
+    eof: bool,
+    /// The last page's `total`.
+    total: u64,
+}
+
+/// Reads a room's peer list page by page, in the shape of 100ms's `HMSPeerListIterator`:
+/// `hasNext()`, `next()`, `getTotal()`. Made by `HmsClient.getPeerListIterator()`.
+#[wasm_bindgen]
+pub struct HmsPeerListIterator {
+    inner: Weak<Inner>,
+    limit: u32,
+    state: Rc<RefCell<IterState>>,
+}
+
+#[wasm_bindgen]
+impl HmsPeerListIterator {
+    /// Whether another page may follow (true before the first `next()`).
+    #[wasm_bindgen(js_name = hasNext)]
+    pub fn has_next(&self) -> bool {
+        !self.state.borrow().eof
+    }
+
+    /// The room's peer count as of the last page (0 before the first).
+    #[wasm_bindgen(js_name = getTotal)]
+    pub fn get_total(&self) -> f64 {
+        self.state.borrow().total as f64
+    }
+
+    /// The next page of peers. Rejects with 6000 NotConnected when not joined (or the
+    /// client was freed), with 404 when the server forgot the iterator (unused for
+    /// 60 s, or more than 8 open): make a new one.
+    #[wasm_bindgen(unchecked_return_type = "Promise<HmsPeer[]>")]
+    pub fn next(&self) -> Promise {
+        let Some(inner) = self.inner.upgrade() else {
+            return rejected(&SdkError::new(ErrorName::NotConnected, ErrorAction::PeerList, "the client was freed"));
+        };
+        let iterator = self.state.borrow().iterator.clone();
+        let mut settle = new_promise();
+        settle.iter = Some(self.state.clone());
+        let promise = settle.promise.clone();
+        let outs = inner.session.borrow_mut().peer_page(random_uuid(), iterator, self.limit, now(), settle);
+        inner.run(outs);
+        promise
     }
 }

@@ -3,7 +3,7 @@
 //! traits, so native tests check them against the protocol's own serde types: a field
 //! added or renamed there and not here fails `cargo test`.
 
-use hms_protocol::{ClientCall, Permissions};
+use hms_protocol::{ClientCall, PeerListCall, Permissions};
 
 /// Where a frame's `params` are written: a JS object in the browser, a JSON map in tests.
 pub trait Writer {
@@ -36,6 +36,33 @@ pub fn write_params(call: &ClientCall, w: &mut impl Writer) {
             w.string("reason", &p.reason);
         }
         ClientCall::Ping(p) => w.number("timestamp", p.timestamp as f64),
+    }
+}
+
+/// Writes a peer-list call's params (`find-peer`, `peer-iter-next`, `get-peer`).
+pub fn write_page_params(call: &PeerListCall, w: &mut impl Writer) {
+    let limit = match call {
+        PeerListCall::FindPeer(f) => f.limit,
+        PeerListCall::PeerIterNext(n) => {
+            w.string("iterator", &n.iterator);
+            n.limit
+        }
+        PeerListCall::GetPeer(g) => {
+            w.string("peer_id", &g.peer_id);
+            None
+        }
+    };
+    if let Some(l) = limit {
+        w.number("limit", l as f64);
+    }
+}
+
+/// The wire name of a peer-list call.
+pub fn page_method(call: &PeerListCall) -> &'static str {
+    match call {
+        PeerListCall::FindPeer(_) => hms_protocol::method::FIND_PEER,
+        PeerListCall::PeerIterNext(_) => hms_protocol::method::PEER_ITER_NEXT,
+        PeerListCall::GetPeer(_) => hms_protocol::method::GET_PEER,
     }
 }
 
@@ -97,6 +124,23 @@ mod tests {
             write_params(&call, &mut ours);
             let theirs = serde_json::to_value(&call).unwrap();
             assert_eq!(Value::Object(ours), theirs["params"], "{}", call.method());
+        }
+    }
+
+    #[test]
+    fn page_params_match_the_protocols_serde_frames() {
+        use hms_protocol::{FindPeerParams, GetPeerParams, PeerIterNextParams};
+        for call in [
+            PeerListCall::FindPeer(FindPeerParams { limit: Some(100), ..FindPeerParams::default() }),
+            PeerListCall::FindPeer(FindPeerParams::default()),
+            PeerListCall::PeerIterNext(PeerIterNextParams { iterator: "41".into(), limit: Some(10) }),
+            PeerListCall::GetPeer(GetPeerParams { peer_id: "p".into() }),
+        ] {
+            let mut ours = Map::new();
+            write_page_params(&call, &mut ours);
+            let theirs = serde_json::to_value(&call).unwrap();
+            assert_eq!(Value::Object(ours), theirs["params"], "{}", page_method(&call));
+            assert_eq!(theirs["method"], page_method(&call));
         }
     }
 

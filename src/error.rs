@@ -123,6 +123,8 @@ pub enum ErrorAction {
     EndRoom,
     /// `removePeer`.
     RemovePeer,
+    /// `HmsPeerListIterator.next()` (a page of a large room's peer list).
+    PeerList,
     /// Reconnecting after the connection was lost.
     ReconnectSignal,
 }

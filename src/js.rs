@@ -28,6 +28,12 @@ export interface HmsClient {
    * Rejects with an HmsError: the server's code (404 unknown or disabled code), or 2003.
    */
   getAuthTokenByRoomCode(code: string, options?: HmsTokenOptions): Promise<string>;
+  /**
+   * An iterator over the room's whole peer list, page by page, in join order (100ms's
+   * `HMSPeerListIterator`): `limit` peers a page, 1 to 100, default 10. The peers it
+   * returns become peers this client knows (`getPeers`).
+   */
+  getPeerListIterator(options?: HmsPeerListIteratorOptions): HmsPeerListIterator;
 }
 export type HmsRemovedCallback = (ev: RemovedFromRoomEvent) => void;
 export type HmsPeerCallback = (peer: HmsPeer) => void;

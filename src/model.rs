@@ -213,6 +213,28 @@ impl TokenOptions {
     }
 }
 
+/// `HmsPeerListIteratorOptions`: what `getPeerListIterator` takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Tsify)]
+#[tsify(rename = "HmsPeerListIteratorOptions")]
+pub struct PeerListIteratorOptions {
+    /// Peers per page, 1 to 100 (default 10, as 100ms's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub limit: Option<u32>,
+}
+
+impl PeerListIteratorOptions {
+    /// Reads the options (all optional).
+    pub fn read(src: &impl Source) -> Self {
+        Self { limit: src.number("limit").map(|l| l.clamp(1.0, hms_protocol::peer_list::MAX_PAGE as f64) as u32) }
+    }
+
+    /// The page size in force.
+    pub fn page(&self) -> u32 {
+        hms_protocol::peer_list::page_size(self.limit) as u32
+    }
+}
+
 /// The body of `POST /v2/token`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenRequest<'a> {

@@ -15,6 +15,8 @@ pub enum Kind {
     EndRoom,
     /// `peer-leave-request`.
     RemovePeer,
+    /// `find-peer` / `peer-iter-next`: settled with the page.
+    PeerPage,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Join => ErrorAction::Join,
             Kind::EndRoom => ErrorAction::EndRoom,
             Kind::RemovePeer => ErrorAction::RemovePeer,
+            Kind::PeerPage => ErrorAction::PeerList,
         }
     }
 }

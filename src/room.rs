@@ -195,6 +195,9 @@ pub struct RoomData {
     pub peers: Peers,
     /// The room and its session, from `peer-list`.
     pub room: Option<RoomState>,
+    /// A large room's peer count (the server's, from `peer-list` and `on-peer-batch`);
+    /// `None` in a small room, where `peers` is everyone.
+    pub peer_count: Option<u64>,
 }
 
 impl RoomData {

@@ -12,8 +12,8 @@ use crate::model::{ConnectionState, HmsPeer, HmsRoom, RemovedEvent};
 use crate::pending::{Entry, Kind, Pending};
 use crate::room::{Peer, Peers, RoomData};
 use hms_protocol::{
-    code, Action, ClientCall, EndRoomParams, JoinParams, LeaveParams, PeerLeaveRequest, PeerLeaveRequestParams, Role, RoomState,
-    RpcError, ServerPush,
+    code, Action, ClientCall, EndRoomParams, FindPeerParams, JoinParams, LeaveParams, PeerBatch, PeerIterNextParams,
+    PeerLeaveRequest, PeerLeaveRequestParams, PeerListCall, Role, RoomState, RpcError, ServerPush,
 };
 
 /// How often an `endRoom` whose outcome stays unknown is sent at most: the first send,
@@ -34,10 +34,22 @@ pub enum Push {
     },
     /// `peer-list`.
     PeerList {
-        /// Every peer, the local one included.
+        /// Every peer, the local one included (a large room: the local one and the
+        /// first page).
         peers: Peers,
         /// The room.
         room: RoomState,
+        /// A large room's peer count (absent in small rooms).
+        peer_count: Option<u64>,
+    },
+    /// `on-peer-batch` (large rooms): apply `left`, then `joined`.
+    PeerBatch {
+        /// Peers that joined.
+        joined: Peers,
+        /// Ids of peers that left.
+        left: Vec<String>,
+        /// The room's count after the batch.
+        peer_count: u64,
     },
     /// `on-peer-join`.
     PeerJoin(Peer),
@@ -53,13 +65,32 @@ impl From<ServerPush> for Push {
     fn from(p: ServerPush) -> Self {
         match p {
             ServerPush::PolicyChange(p) => Push::Policy { role: p.name, roles: p.known_roles.into_values().collect() },
-            ServerPush::PeerList(l) => Push::PeerList { peers: l.peers.into_values().collect(), room: l.room },
+            ServerPush::PeerList(l) => Push::PeerList { peers: l.peers.into_values().collect(), room: l.room, peer_count: l.peer_count },
             ServerPush::PeerJoin(p) => Push::PeerJoin(p.into()),
             ServerPush::PeerLeave(p) => Push::PeerLeave(p.into()),
             ServerPush::PeerLeaveRequest(r) => Push::LeaveRequest(r),
             ServerPush::Error(e) => Push::Error(e),
         }
     }
+}
+
+impl From<PeerBatch> for Push {
+    fn from(b: PeerBatch) -> Self {
+        Push::PeerBatch { joined: b.joined.into_iter().collect(), left: b.left, peer_count: b.peer_count }
+    }
+}
+
+/// A page of the room's peer list (the answer to `find-peer` / `peer-iter-next`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<P> {
+    /// The iterator to continue with.
+    pub iterator: String,
+    /// Matching peers in the room.
+    pub total: u64,
+    /// No peer after this page.
+    pub eof: bool,
+    /// The page's peers.
+    pub peers: P,
 }
 
 /// A join under way: done when the answer, the policy and the peer list are all in.
@@ -121,6 +152,15 @@ pub enum Out<T> {
         /// The method and params.
         call: ClientCall,
     },
+    /// Send a peer-list request.
+    SendPage {
+        /// The request id.
+        id: String,
+        /// The method and params.
+        call: PeerListCall,
+    },
+    /// Resolve a page request's promise with its peers.
+    ResolvePage(T, Page<Vec<HmsPeer>>),
     /// Resolve a request's promise (with `undefined`).
     Resolve(T),
     /// Reject a request's promise.
@@ -365,9 +405,10 @@ impl<T> Session<T> {
                 }
                 self.check_joined()
             }
-            Push::PeerList { peers, room } => {
+            Push::PeerList { peers, room, peer_count } => {
                 let old = std::mem::replace(&mut self.room.peers, peers);
                 self.room.room = Some(room);
+                self.room.peer_count = peer_count;
                 if let Some(p) = self.progress() {
                     p.peer_list = true;
                 }
@@ -387,25 +428,13 @@ impl<T> Session<T> {
                 }
                 self.check_joined()
             }
-            Push::PeerJoin(p) => {
-                let p = p.view();
-                let is_local = p.peer_id() == self.local_id;
-                // A peer already in the list is updated silently: one join per peer.
-                let known = self.room.peers.upsert(p);
-                if matches!(self.stage, Stage::Joined) && !is_local && !known {
-                    vec![Out::PeerJoin(self.room.to_js_peer(p, &self.local_id))]
-                } else {
-                    Vec::new()
-                }
-            }
-            Push::PeerLeave(p) => {
-                let Some(gone) = self.room.peers.remove(p.view().peer_id()) else { return Vec::new() };
-                let peer = self.room.to_js_peer(gone.view(), &self.local_id);
-                if matches!(self.stage, Stage::Joined) && !peer.is_local {
-                    vec![Out::PeerLeave(peer)]
-                } else {
-                    Vec::new()
-                }
+            Push::PeerJoin(p) => self.peer_joined(p.view()).into_iter().collect(),
+            Push::PeerLeave(p) => self.peer_left(p.view().peer_id()).into_iter().collect(),
+            Push::PeerBatch { joined, left, peer_count } => {
+                let mut outs: Vec<Out<T>> = left.iter().filter_map(|id| self.peer_left(id)).collect();
+                outs.extend(joined.iter().filter_map(|p| self.peer_joined(p)));
+                self.room.peer_count = Some(peer_count);
+                outs
             }
             Push::LeaveRequest(req) => self.on_removed(req),
             Push::Error(e) => match self.stage {
@@ -414,6 +443,53 @@ impl<T> Session<T> {
                 _ => self.end_session(Vec::new(), from_rpc(e, ErrorAction::Join), Out::Detach, false, true),
             },
         }
+    }
+
+    /// A peer joined (a push, or a batch's entry): its `onPeerJoin`, unless it is known
+    /// already (updated silently: one join per peer) or is the local peer.
+    fn peer_joined(&mut self, p: crate::room::PeerRef<'_>) -> Option<Out<T>> {
+        let is_local = p.peer_id() == self.local_id;
+        let known = self.room.peers.upsert(p);
+        (matches!(self.stage, Stage::Joined) && !is_local && !known).then(|| Out::PeerJoin(self.room.to_js_peer(p, &self.local_id)))
+    }
+
+    /// A peer left: its `onPeerLeave` if this client knew it.
+    fn peer_left(&mut self, peer_id: &str) -> Option<Out<T>> {
+        let gone = self.room.peers.remove(peer_id)?;
+        let peer = self.room.to_js_peer(gone.view(), &self.local_id);
+        (matches!(self.stage, Stage::Joined) && !peer.is_local).then_some(Out::PeerLeave(peer))
+    }
+
+    /// Requests a page of the room's peer list: the first (`iterator: None`, `find-peer`)
+    /// or the next of an iterator (`peer-iter-next`). Only while joined: while
+    /// reconnecting, the server may have dropped the iterator with the old connection.
+    pub fn peer_page(&mut self, request_id: String, iterator: Option<String>, limit: u32, now: f64, settle: T) -> Vec<Out<T>> {
+        self.now = now;
+        if !matches!(self.stage, Stage::Joined) {
+            return vec![Out::Reject(settle, err(ErrorName::NotConnected, ErrorAction::PeerList, "not joined: call join() first and wait for it"))];
+        }
+        let limit = Some(limit);
+        let call = match iterator {
+            None => PeerListCall::FindPeer(FindPeerParams { limit, ..FindPeerParams::default() }),
+            Some(iterator) => PeerListCall::PeerIterNext(PeerIterNextParams { iterator, limit }),
+        };
+        let mut entry = Entry::new(request_id.clone(), Kind::PeerPage, None, now + self.cfg.request_timeout, settle);
+        entry.sends = 1;
+        self.pending.insert(entry);
+        vec![Out::SendPage { id: request_id, call }]
+    }
+
+    /// The answer to a page request arrived (call [`Session::touch`] first). Its peers
+    /// become peers this client knows (`getPeers`), without `onPeerJoin`: they did not
+    /// just join. Errors come through [`Session::on_answer`].
+    pub fn on_page(&mut self, id: &str, page: Page<Peers>) -> Vec<Out<T>> {
+        let Some(entry) = self.pending.take(id) else { return Vec::new() };
+        let mut peers = Vec::with_capacity(page.peers.len());
+        for p in page.peers.iter() {
+            peers.push(self.room.to_js_peer(p, &self.local_id));
+            self.room.peers.upsert(p);
+        }
+        vec![Out::ResolvePage(entry.settle, Page { iterator: page.iterator, total: page.total, eof: page.eof, peers })]
     }
 
     fn on_removed(&mut self, req: PeerLeaveRequest) -> Vec<Out<T>> {
@@ -767,6 +843,15 @@ impl<T> Session<T> {
             return Vec::new();
         }
         self.room.sorted_peers(&self.local_id)
+    }
+
+    /// `getPeerCount()`: every peer in the room, the local one included (in a large room
+    /// the server's count, which `getPeers()` may not all know); 0 when not joined.
+    pub fn peer_count(&self) -> u64 {
+        if !self.in_room() {
+            return 0;
+        }
+        self.room.peer_count.unwrap_or(self.room.peers.len() as u64)
     }
 
     /// `getRoom()`: defined while joined (and while reconnecting).

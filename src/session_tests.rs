@@ -286,6 +286,8 @@ fn kinds(outs: &[Out<u32>]) -> Vec<&'static str> {
         .into_iter()
         .map(|o| match o {
             Out::Send { call, .. } => call.method(),
+            Out::SendPage { .. } => "page",
+            Out::ResolvePage(..) => "resolve-page",
             Out::Resolve(_) => "resolve",
             Out::Reject(..) => "reject",
             Out::PeerJoin(_) => "peer-join",
@@ -638,4 +640,79 @@ fn connection_states_follow_100ms_names() {
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
     assert_eq!(states(&s.on_close(1006, 0.0)), vec![ConnectionState::Failed]);
+}
+
+// ---- large rooms ----
+
+/// A client joined to a large room of `count` whose first page lists `others`.
+fn joined_large(me: &str, others: &[(&str, &str, &str)], count: u64) -> S {
+    let mut s = S::new(1000.0);
+    s.begin_join(me.into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
+    s.on_open(0.0);
+    assert!(s.on_answer("j", Ok(())).is_empty());
+    assert!(s.on_push(policy("guest")).is_empty());
+    let mut map = serde_json::Map::new();
+    map.insert(me.into(), peer_json(me, "Me", "guest", 0));
+    for (i, (id, name, role)) in others.iter().enumerate() {
+        map.insert(id.to_string(), peer_json(id, name, role, 1 + i as u64));
+    }
+    let list = push(json!({"method":"peer-list","params":{"peers":map,"room":{"room_id":"r1","name":"Room"},
+        "peer_count":count,"large_room_optimization":true}}));
+    assert_eq!(kinds(&s.on_push(list)), ["resolve"]);
+    s
+}
+
+#[test]
+fn a_large_room_counts_every_peer_but_knows_only_some() {
+    let s = joined_large("me", &[("h", "Host", "host")], 10_000);
+    assert_eq!(s.peer_count(), 10_000);
+    assert_eq!(s.peers().len(), 2, "the peers this client knows: itself and the first page");
+    let small = joined("me", "guest", &[("a", "A", "guest")]);
+    assert_eq!(small.peer_count(), 2, "a small room: every peer is known");
+    assert_eq!(S::new(1000.0).peer_count(), 0, "not joined");
+}
+
+#[test]
+fn a_batch_applies_leaves_then_joins_once_each() {
+    let mut s = joined_large("me", &[("h", "Host", "host"), ("g", "G", "guest")], 100);
+    let batch: hms_protocol::PeerBatch = serde_json::from_value(json!({
+        "joined":[peer_json("n", "New", "guest", 5), peer_json("me", "Me", "guest", 0), peer_json("h", "Host", "host", 1)],
+        "left":["g", "stranger"], "peer_count": 101})).unwrap();
+    let outs = s.on_push(batch);
+    // g was known: one leave; a stranger's leave is nothing; the receiver itself and a
+    // peer already known are no joins.
+    assert_eq!(kinds(&outs), ["peer-leave", "peer-join"]);
+    assert!(matches!(fx(&outs)[1], Out::PeerJoin(p) if p.peer_id == "n"));
+    assert_eq!(s.peer_count(), 101);
+    assert!(s.peers().iter().all(|p| p.peer_id != "g"));
+}
+
+#[test]
+fn pages_are_requested_answered_remembered_and_failed() {
+    use crate::session::Page;
+    use hms_protocol::PeerListCall;
+    let mut s = joined_large("me", &[], 3);
+    let outs = s.peer_page("p1".into(), None, 2, 10.0, 7);
+    match &fx(&outs)[..] {
+        [Out::SendPage { id, call: PeerListCall::FindPeer(f) }] => assert_eq!((id.as_str(), f.limit), ("p1", Some(2))),
+        other => panic!("expected find-peer, got {other:?}"),
+    }
+    let one: crate::room::Peers = [serde_json::from_value::<hms_protocol::PeerNotification>(peer_json("a", "A", "guest", 1)).unwrap()].into_iter().collect();
+    let outs = s.on_page("p1", Page { iterator: "it".into(), total: 3, eof: false, peers: one });
+    match &fx(&outs)[..] {
+        [Out::ResolvePage(7, p)] => assert_eq!((p.iterator.as_str(), p.total, p.eof, p.peers[0].peer_id.as_str()), ("it", 3, false, "a")),
+        other => panic!("expected the page, got {other:?}"),
+    }
+    assert!(s.peers().iter().any(|p| p.peer_id == "a"), "a paged peer is a peer this client knows");
+    let outs = s.peer_page("p2".into(), Some("it".into()), 2, 11.0, 8);
+    assert!(matches!(&fx(&outs)[..], [Out::SendPage { call: PeerListCall::PeerIterNext(n), .. }] if n.iterator == "it"));
+    let outs = s.on_answer("p2", Err(RpcError::new(404, "unknown or expired iterator: start again with find-peer")));
+    assert!(matches!(&fx(&outs)[..], [Out::Reject(8, e)] if e.code == 404 && e.action == crate::error::ErrorAction::PeerList));
+    // A page in flight when the connection drops is rejected, not left hanging.
+    s.peer_page("p3".into(), Some("it".into()), 2, 12.0, 9);
+    let outs = s.on_close(1006, 13.0);
+    assert!(fx(&outs).iter().any(|o| matches!(o, Out::Reject(9, _))), "{outs:?}");
+    // Not joined: refused locally.
+    let mut idle = S::new(1000.0);
+    assert!(matches!(&fx(&idle.peer_page("x".into(), None, 10, 0.0, 10))[..], [Out::Reject(10, e)] if e.code == 6000));
 }

@@ -10,12 +10,12 @@
 
 #![cfg_attr(feature = "lever-serde-frames", allow(dead_code, unused_imports))]
 
-use crate::codec::{read_permissions, write_params, Writer};
+use crate::codec::{page_method, read_permissions, write_page_params, write_params, Writer};
 use crate::js::{json_parse_js, json_stringify};
 use crate::model::Source;
 use crate::room::{Peer, Peers};
-use crate::session::Push;
-use hms_protocol::{ClientCall, PeerLeaveRequest, Permissions, Role, RoomState, RpcError};
+use crate::session::{Page, Push};
+use hms_protocol::{ClientCall, PeerLeaveRequest, PeerListCall, Permissions, Role, RoomState, RpcError};
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -38,6 +38,8 @@ keys! {
     peers = "peers", room = "room", room_id = "room_id", session_id = "session_id", started_at = "started_at",
     peer_id = "peer_id", info = "info", data = "data", user_id = "user_id", role = "role", joined_at = "joined_at",
     requested_by = "requested_by", reason = "reason", room_end = "room_end",
+    result = "result", iterator = "iterator", total = "total", eof = "eof", peer_count = "peer_count",
+    joined = "joined", left = "left",
 }
 
 
@@ -74,6 +76,8 @@ impl Source for JsValue {
 pub(crate) enum Frame {
     /// An answer to request `id`.
     Answer(String, Result<(), RpcError>),
+    /// An answer carrying a page of the peer list (its result has an `iterator`).
+    Page(String, Page<Peers>),
     /// A push.
     Push(Push),
 }
@@ -116,6 +120,12 @@ pub(crate) fn read_options<T: serde::de::DeserializeOwned>(v: &JsValue, by_hand:
 fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
     if let Some(id) = get(v, &k.id).as_string() {
         let error = get(v, &k.error);
+        let r = get(v, &k.result);
+        if let (false, Some(iterator)) = (error.is_object(), get(&r, &k.iterator).as_string()) {
+            let peers = peer_array(k, &get(&r, &k.peers));
+            let total = get(&r, &k.total).as_f64().map_or(0, |n| n as u64);
+            return Some(Frame::Page(id, Page { iterator, total, eof: get(&r, &k.eof).as_bool().unwrap_or(false), peers }));
+        }
         let result = if error.is_object() { Err(rpc_error(k, &error)) } else { Ok(()) };
         return Some(Frame::Answer(id, result));
     }
@@ -128,17 +138,8 @@ fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
         hms_protocol::method::PEER_LIST => {
             let r = get(&p, &k.room);
             Push::PeerList {
-                peers: {
-                    let mut peers = Peers::default();
-                    for n in values(&get(&p, &k.peers)) {
-                        let info = get(&n, &k.info);
-                        let joined_at = get(&n, &k.joined_at).as_f64().map_or(0, |t| t as u64);
-                        let (id, name, data, user, role) =
-                            (string(&n, &k.peer_id), string(&info, &k.name), string(&info, &k.data), string(&info, &k.user_id), string(&n, &k.role));
-                        peers.push(&id, &name, &data, &user, &role, joined_at);
-                    }
-                    peers
-                },
+                peers: peer_array(k, &get(&p, &k.peers)),
+                peer_count: get(&p, &k.peer_count).as_f64().map(|n| n as u64),
                 room: RoomState {
                     room_id: string(&r, &k.room_id),
                     name: string(&r, &k.name),
@@ -147,6 +148,11 @@ fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
                 },
             }
         }
+        hms_protocol::method::ON_PEER_BATCH => Push::PeerBatch {
+            joined: peer_array(k, &get(&p, &k.joined)),
+            left: values(&get(&p, &k.left)).iter().filter_map(JsValue::as_string).collect(),
+            peer_count: get(&p, &k.peer_count).as_f64().map_or(0, |n| n as u64),
+        },
         hms_protocol::method::ON_PEER_JOIN => Push::PeerJoin(peer(k, &p)),
         hms_protocol::method::ON_PEER_LEAVE => Push::PeerLeave(peer(k, &p)),
         hms_protocol::method::ON_PEER_LEAVE_REQUEST => Push::LeaveRequest(PeerLeaveRequest {
@@ -190,6 +196,19 @@ fn role(k: &Keys, r: &JsValue) -> Role {
     }
 }
 
+/// The peers of an object's values or an array's items (`peer-list`'s map, a page, a batch).
+fn peer_array(k: &Keys, list: &JsValue) -> Peers {
+    let mut peers = Peers::default();
+    for n in values(list) {
+        let info = get(&n, &k.info);
+        let joined_at = get(&n, &k.joined_at).as_f64().map_or(0, |t| t as u64);
+        let (id, name, data, user, role) =
+            (string(&n, &k.peer_id), string(&info, &k.name), string(&info, &k.data), string(&info, &k.user_id), string(&n, &k.role));
+        peers.push(&id, &name, &data, &user, &role, joined_at);
+    }
+    peers
+}
+
 fn peer(k: &Keys, n: &JsValue) -> Peer {
     let info = get(n, &k.info);
     Peer::new(
@@ -214,6 +233,18 @@ impl Writer for JsWriter {
     fn number(&mut self, key: &str, value: f64) {
         let _ = Reflect::set(&self.0, &JsValue::from_str(key), &JsValue::from_f64(value));
     }
+}
+
+/// A peer-list request frame as JSON text (`codec::write_page_params`).
+pub(crate) fn encode_page(id: &str, call: &PeerListCall) -> Option<String> {
+    let mut frame = JsWriter(Object::new());
+    frame.string("jsonrpc", hms_protocol::JSONRPC_VERSION);
+    frame.string("id", id);
+    frame.string("method", page_method(call));
+    let mut params = JsWriter(Object::new());
+    write_page_params(call, &mut params);
+    let _ = Reflect::set(&frame.0, &JsValue::from_str("params"), &params.0);
+    json_stringify(&frame.0).ok().map(String::from)
 }
 
 /// A client frame as JSON text: `{"jsonrpc":"2.0","id"?,"method","params"}`. Written

@@ -732,3 +732,42 @@ async fn end_room_answer_lost_with_the_socket_still_resolves() {
     let tok = token(&late, &room, "guest", "late").await;
     assert_hms_error(&join(&late, &tok, "Late").await.unwrap_err(), 423, "RoomLocked");
 }
+
+/// The paged peer list through the SDK against the real server: every peer exactly once
+/// across pages in join order, `hasNext()` false at the end, `getTotal()` and
+/// `getPeerCount()` the room's count; an iterator of a client that is not joined
+/// rejects with 6000.
+#[wasm_bindgen_test]
+async fn peer_list_iterator_pages_through_everyone_once() {
+    let room = uid("pages");
+    let host = join_as(&room, "host", "Host").await;
+    let mut guests = Vec::new();
+    for i in 0..4 {
+        guests.push(join_as(&room, "guest", &format!("G{i}")).await);
+    }
+    wait_until("the host knows everyone", 5000.0, || host.get_peer_count() == 5.0).await;
+    let it = host.get_peer_list_iterator(obj(&[("limit", JsValue::from(2))]));
+    assert!(it.has_next(), "true before the first page");
+    let mut names = Vec::new();
+    let mut pages = 0;
+    while it.has_next() {
+        let page: Array = JsFuture::from(it.next()).await.expect("a page").unchecked_into();
+        assert!(page.length() <= 2, "at most `limit` a page");
+        names.extend(page.iter().map(|p| prop_str(&p, "name")));
+        pages += 1;
+        assert!(pages <= 5, "the iteration ends");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["Host", "G0", "G1", "G2", "G3"], "join order, each peer once");
+    assert_eq!(it.get_total(), 5.0);
+    // The default page size (10) takes everyone in one page.
+    let all = host.get_peer_list_iterator(JsValue::UNDEFINED);
+    let page: Array = JsFuture::from(all.next()).await.unwrap().unchecked_into();
+    assert_eq!((page.length(), all.has_next()), (5, false));
+
+    let idle = client_for(ws(), None);
+    let err = JsFuture::from(idle.get_peer_list_iterator(JsValue::UNDEFINED).next()).await.unwrap_err();
+    assert_hms_error(&err, 6000, "NotConnected");
+    assert_eq!(idle.get_peer_count(), 0.0);
+    drop(guests);
+}

@@ -52,6 +52,11 @@ pub struct Args {
     /// Do not add the generous default limits to `serve` (use the server's own defaults).
     #[arg(long)]
     pub server_default_limits: bool,
+    /// Before the rooms end, a reader joins the first room with at least this many peers,
+    /// reads its whole peer list page by page (`find-peer`, `peer-iter-next`) and checks
+    /// that every peer was listed exactly once. 0 = no paged read.
+    #[arg(long, default_value_t = 1000)]
+    pub page_read_min_peers: usize,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

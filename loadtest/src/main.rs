@@ -3,6 +3,7 @@
 
 mod cli;
 mod limits;
+mod pages;
 mod peer;
 mod server;
 mod stats;
@@ -10,6 +11,7 @@ mod token;
 mod verify;
 
 use clap::Parser;
+use futures_util::StreamExt;
 use cli::Args;
 use stats::{ms, summarize, Summary};
 use std::process::ExitCode;
@@ -168,6 +170,8 @@ async fn run(args: Args) -> Result<bool, String> {
     }
 
     let rss_idle = spawned.as_ref().map(|s| server::rss_bytes(s.pid)).transpose()?;
+    let cpu = |s: &Option<server::SpawnedServer>| s.as_ref().and_then(|s| server::cpu_time(s.pid).ok());
+    let cpu_start = cpu(&spawned);
 
     // Join phase.
     let (joined_tx, mut joined_rx) = mpsc::unbounded_channel();
@@ -231,39 +235,83 @@ async fn run(args: Args) -> Result<bool, String> {
         rss_loaded = Some(server::rss_bytes(s.pid)?);
     }
 
+    let cpu_joined = cpu(&spawned);
+    // The paged read of a big room's list, before the rooms end.
+    let mut page_failures = Vec::new();
+    let mut page_read = None;
+    let sizes = room_sizes(args.peers, args.rooms);
+    if let Some(r) = (args.page_read_min_peers > 0).then(|| sizes.iter().position(|n| *n >= args.page_read_min_peers)).flatten() {
+        let plan = &plans[r];
+        let reader = format!("reader-{run_id}");
+        let tok = tokens.token(&plan.room_id, "page-reader", "guest").await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match pages::read(&format!("{base}/ws?peer={reader}&token={tok}"), &reader, left).await {
+            Ok(read) => {
+                page_failures = pages::verify(plan, &reader, &read);
+                eprintln!("paged read: {} peers in {} pages in {:.1} ms", read.seen.len(), read.pages, ms(read.elapsed));
+                page_read = Some(read);
+            }
+            Err(e) => page_failures.push(format!("paged read of {}: {e}", plan.room_id)),
+        }
+    }
+
+    let cpu_ending = cpu(&spawned);
     // End phase: every host ends its room at once; wait for every peer to finish.
     let _ = end_tx.send(true);
     let ending = Instant::now();
     let mut reports = Vec::with_capacity(handles.len());
-    let mut pending = handles;
-    let all = futures_util::future::join_all(pending.iter_mut());
-    match tokio::time::timeout_at(deadline.into(), all).await {
-        Ok(results) => {
-            for r in results {
-                match r {
-                    Ok(rep) => reports.push(rep),
-                    Err(e) => phase_failures.push(format!("a peer task failed: {e}")),
-                }
+    // One stream of every peer task, drained until the deadline and, past it, for a few
+    // seconds more after `stop` (every task returns at once on stop). A task's result is
+    // taken exactly once (polling a finished JoinHandle again would panic).
+    let mut pending: futures_util::stream::FuturesUnordered<_> = handles.into_iter().collect();
+    let mut take = |r: Result<PeerReport, tokio::task::JoinError>, failures: &mut Vec<String>| match r {
+        Ok(rep) => reports.push(rep),
+        Err(e) => failures.push(format!("a peer task failed: {e}")),
+    };
+    let mut timed_out = false;
+    while !pending.is_empty() {
+        match tokio::time::timeout_at(deadline.into(), pending.next()).await {
+            Ok(Some(r)) => take(r, &mut phase_failures),
+            Ok(None) => break,
+            Err(_) => {
+                timed_out = true;
+                break;
             }
         }
-        Err(_) => {
-            phase_failures.push(format!("timed out after {} s waiting for the rooms to end", args.timeout_s));
-            let _ = stop_tx.send(true);
-            // Every task returns at once on stop.
-            for h in pending {
-                match tokio::time::timeout(Duration::from_secs(5), h).await {
-                    Ok(Ok(rep)) => reports.push(rep),
-                    Ok(Err(e)) => phase_failures.push(format!("a peer task failed: {e}")),
-                    Err(_) => phase_failures.push("a peer task ignored stop".into()),
+    }
+    if timed_out {
+        phase_failures.push(format!("timed out after {} s waiting for the rooms to end", args.timeout_s));
+        let _ = stop_tx.send(true);
+        let grace = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !pending.is_empty() {
+            match tokio::time::timeout_at(grace, pending.next()).await {
+                Ok(Some(r)) => take(r, &mut phase_failures),
+                Ok(None) => break,
+                Err(_) => {
+                    phase_failures.push(format!("{} peer tasks ignored stop", pending.len()));
+                    break;
                 }
             }
         }
     }
     let end_span = ending.elapsed();
+    let cpu_ended = cpu(&spawned);
+    // The server's own CPU time per phase: the machine is shared, so wall-clock figures
+    // include waiting for a core; this does not.
+    let cpu_ms = |a: Option<Duration>, b: Option<Duration>| Some(ms(b?.saturating_sub(a?)));
+    let (cpu_join_ms, cpu_end_ms) = (cpu_ms(cpu_start, cpu_joined), cpu_ms(cpu_ending, cpu_ended));
 
     // Verification and figures.
     let mut failures = phase_failures;
     failures.extend(verify::verify(&plans, &reports));
+    failures.extend(page_failures);
+    // The server's own view: per room, from the notices queued to the last one written.
+    let fan_outs = spawned.as_ref().map(|s| s.fan_outs()).unwrap_or_default();
+    let server_last: Vec<Duration> = fan_outs.iter().map(|f| Duration::from_micros(f.last_us.saturating_sub(f.start_us))).collect();
+    let server_span = match (fan_outs.iter().map(|f| f.start_us).min(), fan_outs.iter().map(|f| f.last_us).max()) {
+        (Some(a), Some(b)) => Some(Duration::from_micros(b.saturating_sub(a))),
+        _ => None,
+    };
     let joins: Vec<Duration> = reports.iter().filter_map(|r| r.join_latency).collect();
     let (fan, last_per_room) = verify::fan_out(&plans, &reports);
     let end_answers: Vec<Duration> = reports
@@ -288,6 +336,17 @@ async fn run(args: Args) -> Result<bool, String> {
     print_summary("fan-out (end-room -> push)", &fan_s);
     print_summary("fan-out to the last peer", &last_s);
     print_summary("end-room answered", &end_s);
+    let server_s = summarize(&server_last);
+    if !fan_outs.is_empty() {
+        print_summary("server: queued -> last written", &server_s);
+        println!("  server: all rooms' notices   : {:.3} ms from the first queued to the last written ({} rooms)", server_span.map(ms).unwrap_or(0.0), fan_outs.len());
+    }
+    if let (Some(j), Some(e)) = (cpu_join_ms, cpu_end_ms) {
+        println!("  server CPU time             : {j:.0} ms while joining, {e:.0} ms while ending the rooms (user + system)");
+    }
+    if let Some(r) = &page_read {
+        println!("  paged read of the peer list : {} peers in {} pages of up to 100 in {:.1} ms", r.seen.len(), r.pages, ms(r.elapsed));
+    }
     println!("  rooms ended in              : {:.3} s (until every socket closed)", end_span.as_secs_f64());
     if let (Some(i), Some(l)) = (rss_idle, rss_loaded) {
         println!(
@@ -304,6 +363,10 @@ async fn run(args: Args) -> Result<bool, String> {
             "fan_out_last_ms": summary_json(&last_s), "end_room_answer_ms": summary_json(&end_s),
             "joins_per_s": joins_per_s, "join_span_s": join_span.as_secs_f64(),
             "rss_idle_bytes": rss_idle, "rss_loaded_bytes": rss_loaded, "rss_per_peer_bytes": rss_per_peer,
+            "server_fan_out_last_ms": summary_json(&server_s),
+            "server_fan_out_span_ms": server_span.map(ms),
+            "server_cpu_join_ms": cpu_join_ms, "server_cpu_end_ms": cpu_end_ms,
+            "page_read": page_read.as_ref().map(|r| serde_json::json!({"peers": r.seen.len(), "pages": r.pages, "ms": ms(r.elapsed)})),
             "failures": failures.len(),
         });
         if let Err(e) = std::fs::write(path, json.to_string()) {

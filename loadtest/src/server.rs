@@ -58,7 +58,8 @@ pub async fn spawn(bin: &Path, secret: &str, extra: &[String], wait: Duration) -
         .args(extra)
         .env("HMS_SECRET", secret)
         // Per-connection info logs would cost the server more than the load itself.
-        .env("RUST_LOG", std::env::var("HMS_LOADTEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+        // The `fanout` lines (one per ended room) are the server's own fan-out times.
+        .env("RUST_LOG", std::env::var("HMS_LOADTEST_SERVER_LOG").unwrap_or_else(|_| "warn,fanout=info".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
@@ -88,6 +89,67 @@ impl SpawnedServer {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
+}
+
+/// One ended room as the server logged it: when its notices were queued and when the
+/// first and last were written and flushed (µs since the Unix epoch), and how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerFanOut {
+    /// Notices queued (after the durable write).
+    pub start_us: u64,
+    /// The first notice written and flushed.
+    pub first_us: u64,
+    /// The last notice written and flushed.
+    pub last_us: u64,
+    /// Notices queued.
+    pub peers: u64,
+    /// Notices written within the server's flush bound.
+    pub written: u64,
+}
+
+/// Reads one `fanout` log line of the server (`... start_us=.. first_us=.. last_us=..`).
+pub fn parse_fan_out(line: &str) -> Option<ServerFanOut> {
+    if !line.contains("end-room notices written") {
+        return None;
+    }
+    let field = |k: &str| -> Option<u64> {
+        let at = line.find(&format!(" {k}="))? + k.len() + 2;
+        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    Some(ServerFanOut { start_us: field("start_us")?, first_us: field("first_us")?, last_us: field("last_us")?, peers: field("peers")?, written: field("written")? })
+}
+
+impl SpawnedServer {
+    /// The server's own fan-out lines so far.
+    pub fn fan_outs(&self) -> Vec<ServerFanOut> {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default().lines().filter_map(parse_fan_out).collect()
+    }
+}
+
+/// CPU time (user + system) a process has used, from `/proc/<pid>/stat`: what the
+/// server itself spent, whatever else shares the cores (clock ticks: 10 ms resolution).
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    parse_cpu_ticks(&stat).map(|t| std::time::Duration::from_millis(t * 1000 / ticks_per_second())).ok_or_else(|| format!("no CPU times in /proc/{pid}/stat"))
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2) may hold spaces, so fields are counted after its `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// `listening on 127.0.0.1:PORT` -> `127.0.0.1:PORT`.
@@ -126,6 +188,20 @@ mod tests {
         assert_eq!(parse_listening("listening on 127.0.0.1:0"), None);
         assert_eq!(parse_listening("starting"), None);
         assert_eq!(parse_listening("listening on 127.0.0.1:http"), None);
+    }
+
+    #[test]
+    fn reads_the_fan_out_lines() {
+        let l = "2026-01-01T00:00:00Z  INFO fanout: end-room notices written room=\"r\" peers=99 written=99 start_us=1000 first_us=1200 last_us=5000";
+        assert_eq!(parse_fan_out(l), Some(ServerFanOut { start_us: 1000, first_us: 1200, last_us: 5000, peers: 99, written: 99 }));
+        assert_eq!(parse_fan_out("INFO room ended peers=3"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_even_with_spaces_in_the_name() {
+        let stat = "4242 (hms server) S 1 2 3 4 5 6 7 8 9 10 250 31 0 0 20 0 4 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(281));
+        assert!(cpu_time(std::process::id()).is_ok());
     }
 
     #[test]

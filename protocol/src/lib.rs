@@ -10,11 +10,13 @@ pub mod error;
 pub mod jsonrpc;
 pub mod messages;
 pub mod method;
+pub mod peer_list;
 pub mod permissions;
 
 pub use error::{code, RpcError};
 pub use jsonrpc::{ClientCall, ClientRequest, Response, ServerFrame, ServerPush};
 pub use messages::*;
+pub use peer_list::{FindPeerParams, GetPeerParams, PeerBatch, PeerIterNextParams, PeerListCall, PeersIteration};
 pub use permissions::{Action, Permissions, Role};
 
 /// The JSON-RPC version string every request carries.

@@ -112,13 +112,21 @@ pub struct RoomState {
     pub started_at: Option<u64>,
 }
 
-/// `peer-list` params: everyone in the room (the joiner included) and the room itself.
+/// `peer-list` params: everyone in the room (the joiner included) and the room itself; in
+/// a large room, the joiner, the first page and the count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerList {
     /// Every joined peer by id, the receiver included.
     pub peers: BTreeMap<String, PeerNotification>,
     /// The room and its session.
     pub room: RoomState,
+    /// Large rooms only: how many peers the room has (`peers` is then only the receiver
+    /// and the first page; the rest is read with `find-peer`). Absent in small rooms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_count: Option<u64>,
+    /// `true` in a large room (100ms's name for the mode); absent in small rooms.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub large_room_optimization: bool,
 }
 
 /// `on-policy-change` params: the local peer's role and all roles of the room's template.

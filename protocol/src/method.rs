@@ -23,3 +23,13 @@ pub const ON_PEER_JOIN: &str = "on-peer-join";
 pub const ON_PEER_LEAVE: &str = "on-peer-leave";
 /// Server -> client: you are being removed, or the room is ending.
 pub const ON_PEER_LEAVE_REQUEST: &str = "on-peer-leave-request";
+
+/// Client -> server: start reading the room's peer list page by page (100ms's name).
+pub const FIND_PEER: &str = "find-peer";
+/// Client -> server: the next page of a `find-peer` iterator (100ms's name).
+pub const PEER_ITER_NEXT: &str = "peer-iter-next";
+/// Client -> server: one peer of the room by id (100ms's name).
+pub const GET_PEER: &str = "get-peer";
+/// Server -> client, large rooms only: the joins and leaves of one short tick, coalesced
+/// (our method: 100ms does not publish its own).
+pub const ON_PEER_BATCH: &str = "on-peer-batch";

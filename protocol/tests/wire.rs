@@ -117,3 +117,71 @@ fn response_is_always_an_object() {
     let err = to_json(&Response::<Value, Empty>::err(Value::Null, RpcError::new(code::PARSE_ERROR, "bad json")));
     assert_eq!(err, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad json"}}));
 }
+
+/// Every example frame of docs/PROTOCOL.md's large-room parts decodes into the protocol's
+/// types and serializes back to the same JSON: the docs and the types cannot drift.
+#[test]
+fn large_room_examples_in_the_docs_match_the_types() {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let mut frames: Vec<Value> = Vec::new();
+    let mut pending = String::new();
+    let mut in_block = false;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            pending.clear();
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        // A frame starts at a line opening an object; a frame may span lines.
+        if line.starts_with("{\"") {
+            pending.clear();
+        }
+        pending.push_str(line);
+        if let Ok(v) = serde_json::from_str::<Value>(&pending) {
+            frames.push(v);
+            pending.clear();
+        } else if !pending.starts_with('{') {
+            pending.clear();
+        }
+    }
+    let mut checked = 0;
+    for f in &frames {
+        let method = f["method"].as_str().unwrap_or_default();
+        let params = f["params"].clone();
+        match method {
+            "find-peer" | "peer-iter-next" | "get-peer" => {
+                let call = PeerListCall::parse(method, params).unwrap_or_else(|e| panic!("{f}: {e}"));
+                let back = to_json(&call);
+                assert_eq!(back["method"], method);
+                // get-peer's alias aside, the params come back as written.
+                assert_eq!(back["params"], f["params"], "{f}");
+            }
+            "on-peer-batch" => {
+                let b: PeerBatch = serde_json::from_value(params.clone()).unwrap();
+                assert_eq!(to_json(&b), params);
+            }
+            "peer-list" if params.get("peer_count").is_some() => {
+                let push: ServerPush = serde_json::from_value(f.clone()).unwrap();
+                assert!(matches!(&push, ServerPush::PeerList(l) if l.large_room_optimization && l.peer_count == Some(10000)));
+                assert_eq!(&to_json(&push), f);
+            }
+            _ => {
+                let Some(result) = f.get("result") else { continue };
+                if result.get("iterator").is_some() {
+                    let it: PeersIteration = serde_json::from_value(result.clone()).unwrap();
+                    assert_eq!(&to_json(&it), result);
+                } else if result.get("peer_id").is_some() {
+                    let p: PeerNotification = serde_json::from_value(result.clone()).unwrap();
+                    assert_eq!(&to_json(&p), result);
+                } else {
+                    continue;
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 8, "find-peer, peer-iter-next, get-peer (request + answer each), the large peer-list, on-peer-batch");
+}

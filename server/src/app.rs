@@ -13,9 +13,10 @@ use crate::conn::{Close, ConnHandle, Out, Outbox};
 use crate::error::Error;
 use crate::frame::Text;
 use crate::registry::Rooms;
-use crate::room::{ActiveRoom, Connected, Effects, Hub, END_NOTICE_TTL};
+use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, END_NOTICE_TTL};
 use crate::store::{Ender, RoomCode, SessionRecord, Store};
-use hms_protocol::{JoinParams, PeerLeaveRequest};
+use hms_protocol::{peer_list, JoinParams, PeerLeaveRequest, PeerListCall};
+use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,6 +91,23 @@ pub enum Target {
     Role(String),
 }
 
+/// A large room's joins and leaves go out once per tick: wait, take what came in,
+/// serialize it once outside the room's lock, queue it to the subscribers; again while
+/// more came in meanwhile.
+async fn flush_batches(rooms: &Rooms, room: &str, token: u64, stopping: &CancellationToken, tick: Duration) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stopping.cancelled() => return,
+        }
+        let Some(batch) = rooms.take_batch(room, token).await else { return };
+        let frame = (!batch.is_empty()).then(|| batch.encode());
+        if !rooms.send_batch(room, token, frame).await {
+            return;
+        }
+    }
+}
+
 /// The message a caller sees when the database fails (the detail is logged).
 fn db_failed(e: Error) -> Error {
     tracing::error!(error = %e, "store failure");
@@ -112,7 +130,12 @@ impl App {
             config.template.known_roles(),
             config.template.id.clone(),
             Duration::from_secs(config.limits.reconnect_window_secs),
-        );
+        )
+        .with_large_rooms(LargeRooms {
+            threshold: config.template.large_room_peers,
+            first_page: peer_list::DEFAULT_PAGE as usize,
+            quiet_roles: config.template.quiet_roles(),
+        });
         let rooms = Arc::new(Rooms::Local(hub));
         for room in store.disabled_rooms().await? {
             rooms.set_locked(&room, true).await;
@@ -254,12 +277,20 @@ impl App {
             self.rooms.abort_end_room(room_id, &ticket).await;
             return Err(Error::Internal("could not store the room's state; try again".into()));
         }
-        let (requester_conn, acks) = self.rooms.finish_end_room(room_id, by_id, reason).await;
-        tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers = acks.len(), "room ended");
+        let fan_out = crate::clock::now_micros();
+        let (requester_conn, notices) = self.rooms.finish_end_room(room_id, by_id, reason).await;
+        let peers = notices.queued();
+        tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers, "room ended");
         // A slow peer cannot hold this up for longer than the flush bound: it is cut off
         // when its queue fills anyway.
         let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
-        let _ = tokio::time::timeout(flush, futures_util::future::join_all(acks)).await;
+        let _ = tokio::time::timeout(flush, notices.wait()).await;
+        // The server's own view of the fan-out (the load tool reads it beside the
+        // clients' view, since both share the machine): when the notices were queued and
+        // when the first and the last were written and flushed, µs since the Unix epoch.
+        let (first_us, last_us) = notices.times_us();
+        let written = notices.written();
+        tracing::info!(target: "fanout", room = ?room_id, peers, written, start_us = fan_out, first_us, last_us, "end-room notices written");
         if let Requester::Peer(p, answer) = by {
             // The requester's place may have moved to a newer connection meanwhile.
             let me = requester_conn.unwrap_or_else(|| p.conn.clone());
@@ -267,6 +298,17 @@ impl App {
             me.send(Out::Close(Close::RoomEnded));
         }
         Ok(())
+    }
+
+    /// `find-peer`, `peer-iter-next`, `get-peer`: reads the room's peer list for a joined
+    /// peer; the answer to request `id`, ready to send.
+    pub async fn read_peer_list(&self, p: &PeerConn, id: &Value, call: &PeerListCall) -> Result<Text, Error> {
+        let (room, peer, conn) = (p.room.as_str(), p.peer.as_str(), p.conn.id);
+        match call {
+            PeerListCall::FindPeer(f) => self.rooms.find_peer(room, peer, conn, id, f).await,
+            PeerListCall::PeerIterNext(n) => self.rooms.peer_iter_next(room, peer, conn, id, &n.iterator, n.limit).await,
+            PeerListCall::GetPeer(g) => self.rooms.get_peer(room, peer, conn, id, &g.peer_id).await,
+        }
     }
 
     /// Removes one peer: it gets `on-peer-leave-request {room_end: false}` and is
@@ -362,11 +404,17 @@ impl App {
             tracing::info!(peer = %peer, room = %room, "peer dropped: holding its place for the reconnect window");
             self.hold(room.to_owned(), peer.to_owned(), gen);
         }
+        if let Some(token) = fx.batch {
+            let tick = Duration::from_millis(self.config.template.peer_batch_ms);
+            let (rooms, stopping, room) = (self.rooms.clone(), self.stopping.clone(), room.to_owned());
+            self.tasks.spawn(async move { flush_batches(&rooms, &room, token, &stopping, tick).await });
+        }
     }
 
     /// After the reconnect window, a held place that was not reclaimed is given up.
     fn hold(&self, room: String, peer: String, gen: u64) {
         let window = Duration::from_secs(self.config.limits.reconnect_window_secs);
+        let tick = Duration::from_millis(self.config.template.peer_batch_ms);
         let stopping = self.stopping.clone();
         let (rooms, store) = (self.rooms.clone(), self.store.clone());
         self.tasks.spawn(async move {
@@ -377,6 +425,9 @@ impl App {
             let fx = rooms.hold_expired(&room, &peer, gen).await;
             if let Some(sid) = fx.session_emptied {
                 store.session_emptied(&sid);
+            }
+            if let Some(token) = fx.batch {
+                flush_batches(&rooms, &room, token, &stopping, tick).await;
             }
         });
     }

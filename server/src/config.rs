@@ -12,6 +12,8 @@ use std::path::Path;
 pub const DEFAULT_TEMPLATE_TOML: &str = r#"
 [template]
 id = "default"
+large_room_peers = 500
+peer_batch_ms = 50
 
 [template.roles.host]
 priority = 100
@@ -19,6 +21,7 @@ permissions = { endRoom = true, removeOthers = true, mute = true, unmute = true,
 
 [template.roles.guest]
 priority = 1
+peer_updates = false
 permissions = { endRoom = false, removeOthers = false, mute = false, unmute = false, changeRole = false }
 "#;
 
@@ -55,6 +58,8 @@ fn default_template() -> Template {
     toml::from_str::<TemplateFile>(DEFAULT_TEMPLATE_TOML).map(|f| f.template).unwrap_or_else(|_| Template {
         id: "default".into(),
         roles: BTreeMap::new(),
+        large_room_peers: default_large_room_peers(),
+        peer_batch_ms: default_peer_batch_ms(),
     })
 }
 
@@ -85,10 +90,31 @@ pub struct Template {
     /// Roles by name.
     #[serde(default)]
     pub roles: BTreeMap<String, RoleConfig>,
+    /// A room becomes a large room (paged peer list, coalesced notices; see
+    /// docs/PROTOCOL.md) at the join that brings it to this many peers. 0 = never, 1 =
+    /// every room from its first join. Default 500.
+    #[serde(default = "default_large_room_peers")]
+    pub large_room_peers: usize,
+    /// In large rooms, joins and leaves are collected for this long and sent as one
+    /// `on-peer-batch`, in ms. Default 50.
+    #[serde(default = "default_peer_batch_ms")]
+    pub peer_batch_ms: u64,
 }
 
 fn default_template_id() -> String {
     "default".to_owned()
+}
+
+fn default_large_room_peers() -> usize {
+    500
+}
+
+fn default_peer_batch_ms() -> u64 {
+    50
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One role in the config file: `[template.roles.<name>]`.
@@ -101,6 +127,10 @@ pub struct RoleConfig {
     /// camelCase permission flags, as 100ms names them; missing ones are false.
     #[serde(default)]
     pub permissions: Permissions,
+    /// In large rooms, whether peers of this role get `on-peer-batch` (the joins and
+    /// leaves of each tick). Small rooms tell every role, as always. Default true.
+    #[serde(default = "yes")]
+    pub peer_updates: bool,
 }
 
 impl Template {
@@ -110,6 +140,11 @@ impl Template {
             .iter()
             .map(|(name, r)| (name.clone(), Role { name: name.clone(), priority: r.priority, permissions: r.permissions }))
             .collect()
+    }
+
+    /// The roles that get no join and leave notices in large rooms.
+    pub fn quiet_roles(&self) -> std::collections::HashSet<String> {
+        self.roles.iter().filter(|(_, r)| !r.peer_updates).map(|(n, _)| n.clone()).collect()
     }
 }
 
@@ -189,6 +224,9 @@ impl Config {
         if self.template.roles.is_empty() {
             return bad("the template has no roles");
         }
+        if !(1..=10_000).contains(&self.template.peer_batch_ms) {
+            return bad("template.peer_batch_ms must be 1 to 10000");
+        }
         if self.limits.send_queue == 0 {
             return bad("limits.send_queue must be at least 1");
         }
@@ -225,6 +263,8 @@ mod tests {
         assert!(roles["host"].permissions.end_room && roles["host"].permissions.remove_others);
         assert!(!roles["guest"].permissions.end_room && !roles["guest"].permissions.remove_others);
         assert_eq!(Config::default().template.roles.len(), 2);
+        assert_eq!(t.quiet_roles(), ["guest".to_owned()].into(), "guests get no batches in large rooms");
+        assert_eq!((t.large_room_peers, t.peer_batch_ms), (500, 50));
     }
 
     #[test]

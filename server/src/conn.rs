@@ -3,8 +3,10 @@
 //! a delivery that crosses to another server node can sit beside the in-process queue
 //! without the rooms knowing.
 
+use crate::frame::Text;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Why a connection is closed. The transport picks the WebSocket close code for each.
@@ -31,14 +33,125 @@ pub enum Close {
 }
 
 /// Something for a connection's writer to do.
-#[derive(Debug)]
 pub enum Out {
     /// Send a text frame (already serialized, shared by every receiver).
-    Text(Arc<str>),
-    /// Send a text frame and report when it has been written.
-    TextAck(Arc<str>, oneshot::Sender<()>),
+    Text(Text),
+    /// Send a text frame and report to its fan-out when it has been written and flushed.
+    TextAck(Text, Ack),
+    /// Build a frame meant for this connection alone (a `peer-list`) and send it. The
+    /// rooms queue it under their lock, in order with everything else, and the writer
+    /// builds it outside any lock.
+    Build(Box<dyn FnOnce() -> Text + Send>),
     /// Send a close frame for this reason, then stop.
     Close(Close),
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Out::Text(t) => f.debug_tuple("Text").field(t).finish(),
+            Out::TextAck(t, _) => f.debug_tuple("TextAck").field(t).finish(),
+            Out::Build(_) => f.write_str("Build"),
+            Out::Close(c) => f.debug_tuple("Close").field(c).finish(),
+        }
+    }
+}
+
+/// One fan-out's writes (an end-room's notices to every peer): how many frames were
+/// queued, how many written, and when the first and the last were written and flushed.
+/// One shared counter rather than a channel per peer: a fan-out to 10,000 peers costs no
+/// allocation per peer for it.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    queued: AtomicUsize,
+    /// Acks not finished yet, plus one until [`Fanout::seal`].
+    pending: AtomicUsize,
+    written: AtomicUsize,
+    first_us: AtomicU64,
+    last_us: AtomicU64,
+    all_done: Notify,
+}
+
+impl Fanout {
+    /// A fan-out about to be queued.
+    pub fn new() -> Arc<Self> {
+        let f = Fanout::default();
+        f.pending.store(1, Ordering::Relaxed);
+        Arc::new(f)
+    }
+
+    /// The ack for one more frame of this fan-out.
+    pub fn ack(self: &Arc<Self>) -> Ack {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        Ack { fanout: self.clone(), written: false }
+    }
+
+    /// Counts a frame that was queued (its [`Ack`] went into a queue).
+    pub fn queued_one(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every frame is queued: [`Fanout::wait`] can now finish.
+    pub fn seal(&self) {
+        self.finish_one();
+    }
+
+    fn finish_one(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Stores a permit if nobody waits yet, so `wait` cannot miss it.
+            self.all_done.notify_one();
+        }
+    }
+
+    /// Resolves once every queued frame was written or given up (its connection ended).
+    pub async fn wait(&self) {
+        if self.pending.load(Ordering::Acquire) > 0 {
+            self.all_done.notified().await;
+        }
+    }
+
+    /// Frames queued.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Frames written and flushed so far.
+    pub fn written(&self) -> usize {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// When the first and the last frame were written and flushed, µs since the Unix
+    /// epoch (0 = none yet).
+    pub fn times_us(&self) -> (u64, u64) {
+        (self.first_us.load(Ordering::Relaxed), self.last_us.load(Ordering::Relaxed))
+    }
+}
+
+/// One frame's share of a [`Fanout`]: finished when dropped, as written if
+/// [`Ack::written`] was called, else as given up (its connection ended first).
+#[derive(Debug)]
+pub struct Ack {
+    fanout: Arc<Fanout>,
+    written: bool,
+}
+
+impl Ack {
+    /// The frame was written and flushed.
+    pub fn written(mut self) {
+        self.written = true;
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if self.written {
+            let now = crate::clock::now_micros();
+            let _ = self.fanout.first_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            self.fanout.last_us.fetch_max(now, Ordering::Relaxed);
+            self.fanout.written.fetch_add(1, Ordering::Relaxed);
+        }
+        self.fanout.finish_one();
+    }
 }
 
 /// Where a connection's frames go.
@@ -104,6 +217,24 @@ impl ConnHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_fanout_finishes_when_every_ack_is_written_or_dropped() {
+        let f = Fanout::new();
+        let (a, b) = (f.ack(), f.ack());
+        f.queued_one();
+        f.queued_one();
+        f.seal();
+        a.written();
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), f.wait()).await.is_err(), "one ack is still out");
+        drop(b); // its connection ended unwritten
+        tokio::time::timeout(std::time::Duration::from_secs(1), f.wait()).await.expect("done");
+        assert_eq!((f.queued(), f.written()), (2, 1));
+        assert!(f.times_us().0 > 0 && f.times_us().0 <= f.times_us().1);
+        let empty = Fanout::new();
+        empty.seal();
+        tokio::time::timeout(std::time::Duration::from_secs(1), empty.wait()).await.expect("nothing to wait for");
+    }
 
     #[test]
     fn a_full_queue_kills_the_connection_once() {

@@ -4,14 +4,15 @@
 //! becomes another variant here, and `app` does not change. The methods are async
 //! because a shared registry waits on the network; the local one never waits.
 
-use crate::conn::ConnHandle;
+use crate::conn::{ConnHandle, Fanout};
 use crate::error::Error;
-use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub};
-use hms_protocol::{PeerLeaveRequest, Role};
+use crate::frame::Text;
+use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub, PeerBatchFrame};
+use hms_protocol::{FindPeerParams, PeerLeaveRequest, Role};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// Where the rooms live. See the module doc.
 pub enum Rooms {
@@ -51,7 +52,7 @@ impl Rooms {
     /// `join`: `ok` (the serialized answer) goes out first, then the policy and the peer
     /// list; the others are told.
     #[allow(clippy::too_many_arguments)]
-    pub async fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Arc<str>) -> Result<Effects, Error> {
+    pub async fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Text) -> Result<Effects, Error> {
         match self {
             Rooms::Local(h) => h.join(room_id, peer_id, conn_id, name, data, ok),
         }
@@ -100,13 +101,8 @@ impl Rooms {
     }
 
     /// Second half of an end: everyone else is told; returns the requester's connection
-    /// and one receiver per notice, fired once written.
-    pub async fn finish_end_room(
-        &self,
-        room_id: &str,
-        requested_by: Option<&str>,
-        reason: &str,
-    ) -> (Option<ConnHandle>, Vec<oneshot::Receiver<()>>) {
+    /// and the notices' fan-out (it tells when they are written).
+    pub async fn finish_end_room(&self, room_id: &str, requested_by: Option<&str>, reason: &str) -> (Option<ConnHandle>, Arc<Fanout>) {
         match self {
             Rooms::Local(h) => h.finish_end_room(room_id, requested_by, reason),
         }
@@ -116,6 +112,42 @@ impl Rooms {
     pub async fn remove_peer(&self, room_id: &str, requester: Option<(&str, u64)>, target: &str, reason: &str) -> Result<Effects, Error> {
         match self {
             Rooms::Local(h) => h.remove_peer(room_id, requester, target, reason),
+        }
+    }
+
+    /// `find-peer`: a new iterator of the peer's and its first page, as the answer to `id`.
+    pub async fn find_peer(&self, room_id: &str, peer_id: &str, conn_id: u64, id: &Value, params: &FindPeerParams) -> Result<Text, Error> {
+        match self {
+            Rooms::Local(h) => h.find_peer(room_id, peer_id, conn_id, id, params),
+        }
+    }
+
+    /// `peer-iter-next`: the next page of one of the peer's iterators, as the answer to `id`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn peer_iter_next(&self, room_id: &str, peer_id: &str, conn_id: u64, id: &Value, iterator: &str, limit: Option<u32>) -> Result<Text, Error> {
+        match self {
+            Rooms::Local(h) => h.peer_iter_next(room_id, peer_id, conn_id, id, iterator, limit),
+        }
+    }
+
+    /// `get-peer`: one peer of the room, as the answer to `id`.
+    pub async fn get_peer(&self, room_id: &str, peer_id: &str, conn_id: u64, id: &Value, target: &str) -> Result<Text, Error> {
+        match self {
+            Rooms::Local(h) => h.get_peer(room_id, peer_id, conn_id, id, target),
+        }
+    }
+
+    /// Takes a large room's pending joins and leaves for flush `token`.
+    pub async fn take_batch(&self, room_id: &str, token: u64) -> Option<PeerBatchFrame> {
+        match self {
+            Rooms::Local(h) => h.take_batch(room_id, token),
+        }
+    }
+
+    /// Queues a batch to the room's subscribers; whether another flush is due.
+    pub async fn send_batch(&self, room_id: &str, token: u64, frame: Option<Text>) -> bool {
+        match self {
+            Rooms::Local(h) => h.send_batch(room_id, token, frame),
         }
     }
 

@@ -5,7 +5,7 @@
 use crate::app::{App, Opened, PeerConn, Requester};
 use crate::conn::Out;
 use crate::error::Error;
-use crate::frame;
+use crate::frame::{self, Call};
 use hms_protocol::{ClientCall, PingParams};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +35,14 @@ pub async fn handle_text(ctx: &Ctx, text: &str) {
         }
     };
     let (app, p) = (&ctx.app, &ctx.peer);
+    let call = match call {
+        Call::Room(c) => c,
+        Call::PeerList(read) => {
+            let answer = app.read_peer_list(p, &id, &read).await.unwrap_or_else(|e| frame::error(&id, e.to_rpc()));
+            p.conn.send(Out::Text(answer));
+            return;
+        }
+    };
     let done = match call {
         ClientCall::Ping(ping) => {
             p.conn.send(Out::Text(frame::result(&id, PingParams { timestamp: ping.timestamp })));

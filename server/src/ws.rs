@@ -5,7 +5,7 @@
 
 use crate::app::{App, Opened};
 use crate::conn::{Close, Out};
-use crate::frame;
+use crate::frame::{self, Text};
 use crate::signaling::{self, Ctx};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -30,12 +30,38 @@ use tokio_util::sync::CancellationToken;
 /// An upgraded connection.
 pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Text messages longer than this go out as fragments of this size. Tungstenite
-/// serializes a whole message into the connection's output buffer, whose capacity is
-/// kept for the connection's life; one `peer-list` of a 10,000-peer room would pin
-/// ~1.5 MB per connection. Fragments keep the buffer near this size. The message is
-/// unchanged for the receiver (RFC 6455 section 5.4: fragments are reassembled).
-const FRAGMENT_BYTES: usize = 16 * 1024;
+/// A connection's buffers, the largest part of its memory (docs/SERVER.md, "Memory per
+/// connection"). Tungstenite allocates `read` up front, and grows its output buffer to
+/// what it was ever asked to hold at once (about `write` plus one frame) and keeps that
+/// capacity for the connection's life: so text messages longer than `fragment` go out
+/// as fragments of that size (RFC 6455 section 5.4: the receiver reassembles them; the
+/// message is unchanged). Control frames are small, and the biggest messages (a small
+/// room's `peer-list`, a large room's `on-peer-batch`) are a few fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Buffers {
+    read: usize,
+    write: usize,
+    fragment: usize,
+}
+
+const BUFFERS: Buffers = Buffers { read: 1024, write: 2 * 1024, fragment: 2 * 1024 };
+
+/// The buffer sizes in force: [`BUFFERS`], or `HMS_WS_BUFFERS=read:write:fragment` (bytes),
+/// which exists only to measure what each size costs (scripts/memory-ab.sh) in one build.
+fn buffers() -> Buffers {
+    static B: std::sync::OnceLock<Buffers> = std::sync::OnceLock::new();
+    *B.get_or_init(|| {
+        let Ok(v) = std::env::var("HMS_WS_BUFFERS") else { return BUFFERS };
+        let n: Vec<usize> = v.split(':').filter_map(|x| x.parse().ok()).collect();
+        match n[..] {
+            [read, write, fragment] if read >= 256 && fragment >= 256 => Buffers { read, write, fragment },
+            _ => {
+                tracing::warn!("HMS_WS_BUFFERS must be read:write:fragment in bytes (each at least 256); using the defaults");
+                BUFFERS
+            }
+        }
+    })
+}
 
 /// Open WebSocket connections per client IP.
 #[derive(Default)]
@@ -95,23 +121,40 @@ fn close_msg(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
 }
 
-/// The frames for one outgoing text message: one `Message::Text` when small,
-/// continuation fragments when big.
-fn text_frames(t: &str) -> Vec<Message> {
-    let b = t.as_bytes();
-    if b.len() <= FRAGMENT_BYTES {
-        return vec![Message::Text(t.to_owned().into())];
+/// The frames of one outgoing text message: one `Message::Text` when small,
+/// continuation fragments when big. Each points into the shared frame: no copy and no
+/// allocation per connection.
+enum TextFrames {
+    One(Option<Message>),
+    Fragments { bytes: Bytes, at: usize },
+}
+
+impl Iterator for TextFrames {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        match self {
+            TextFrames::One(m) => m.take(),
+            TextFrames::Fragments { bytes, at } => {
+                if *at >= bytes.len() {
+                    return None;
+                }
+                let end = (*at + buffers().fragment).min(bytes.len());
+                let op = if *at == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+                let f = Frame::message(bytes.slice(*at..end), op, end == bytes.len());
+                *at = end;
+                Some(Message::Frame(f))
+            }
+        }
     }
-    let chunks: Vec<&[u8]> = b.chunks(FRAGMENT_BYTES).collect();
-    let last = chunks.len() - 1;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-            Message::Frame(Frame::message(Bytes::copy_from_slice(c), op, i == last))
-        })
-        .collect()
+}
+
+fn text_frames(t: Text) -> TextFrames {
+    if t.len() <= buffers().fragment {
+        TextFrames::One(Some(Message::Text(t)))
+    } else {
+        TextFrames::Fragments { bytes: Bytes::from(t), at: 0 }
+    }
 }
 
 /// `GET /ws`: the handshake is done here rather than by axum's WebSocketUpgrade,
@@ -152,13 +195,14 @@ pub async fn upgrade(
     let hard = (app.config().limits.max_frame_bytes * 4).max(1 << 20);
     // Small socket buffers: the library defaults (128 KiB each way) would cost a lot of
     // memory per idle peer; control frames are small.
+    let b = buffers();
     let cfg = WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(b.read)
+        .write_buffer_size(b.write)
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard));
     let task_app = app.clone();
-    app.spawn(async move {
+    let conn_task = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -168,7 +212,9 @@ pub async fn upgrade(
         };
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
         run(task_app, gate, socket, addr.ip(), query).await;
-    });
+    };
+    task_sizes().0.get_or_init(|| std::mem::size_of_val(&conn_task));
+    app.spawn(conn_task);
     let mut res = axum::response::Response::new(axum::body::Body::empty());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let rh = res.headers_mut();
@@ -180,10 +226,17 @@ pub async fn upgrade(
     res
 }
 
+/// The sizes of a connection's two task futures (reader and writer), known at the first
+/// connection.
+fn task_sizes() -> &'static (std::sync::OnceLock<usize>, std::sync::OnceLock<usize>) {
+    static S: (std::sync::OnceLock<usize>, std::sync::OnceLock<usize>) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+    &S
+}
+
 /// Sends a terminal push straight on the socket (before the writer exists) and closes.
 async fn reject(mut socket: WebSocket, push: ServerPush, close_code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = socket.send(Message::Text(frame::push(&push).to_string().into())).await;
+        let _ = socket.send(Message::Text(frame::push(&push))).await;
         let _ = socket.send(close_msg(close_code, reason)).await;
         // Give the client a moment to answer the close, so it sees a clean close.
         while let Some(Ok(m)) = socket.next().await {
@@ -210,7 +263,10 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
         let e = RpcError::new(code::RATE_LIMITED, format!("too many connections from your address (limit {max_ip})"));
         return reject(socket, ServerPush::Error(e), 1008, "too many connections").await;
     }
-    let (peer, outbox) = match signaling::open(&app, &query).await {
+    let opened = signaling::open(&app, &query).await;
+    // The query holds the token: not kept for the connection's life.
+    drop(query);
+    let (peer, outbox) = match opened {
         Ok(Opened::Placed { peer, outbox }) => (peer, outbox),
         Ok(Opened::Missed(notice)) => return reject(socket, ServerPush::PeerLeaveRequest(notice), 1000, "removed").await,
         Err(e) => {
@@ -226,7 +282,15 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     let done = CancellationToken::new();
     let limits = &app.config().limits;
     let write_timeout = Duration::from_secs(limits.write_timeout_secs.max(1));
-    let writer = tokio::spawn(write_loop(sink, outbox.rx, done.clone(), write_timeout));
+    let writer = write_loop(sink, outbox.rx, done.clone(), write_timeout);
+    let sizes = task_sizes();
+    if sizes.1.set(std::mem::size_of_val(&writer)).is_ok() {
+        // Once per process: what each connection's two tasks hold (docs/SERVER.md,
+        // "Memory per connection").
+        let conn = sizes.0.get().copied().unwrap_or(0);
+        tracing::info!(target: "memory", connection_task_bytes = conn, writer_task_bytes = std::mem::size_of_val(&writer), "per-connection task state");
+    }
+    let writer = tokio::spawn(writer);
     let ctx = Ctx { app: app.clone(), peer };
     let hold = read_loop(&ctx, stream, &done, &outbox.kill).await;
     signaling::closed(&ctx, hold).await;
@@ -256,15 +320,16 @@ async fn write_loop(
         let mut last = false;
         while let Some(out) = next.take() {
             let msgs = match out {
-                Out::Text(t) => text_frames(&t),
+                Out::Text(t) => text_frames(t),
                 Out::TextAck(t, ack) => {
                     acks.push(ack);
-                    text_frames(&t)
+                    text_frames(t)
                 }
+                Out::Build(build) => text_frames(build()),
                 Out::Close(why) => {
                     last = true;
                     let (code, reason) = close_frame(why);
-                    vec![close_msg(code, reason)]
+                    TextFrames::One(Some(close_msg(code, reason)))
                 }
             };
             for msg in msgs {
@@ -291,7 +356,7 @@ async fn write_loop(
             }
         }
         for ack in acks.drain(..) {
-            let _ = ack.send(());
+            ack.written();
         }
         if last {
             break;
@@ -466,10 +531,10 @@ mod tests {
 
     #[test]
     fn big_text_is_split_into_fragments_small_text_is_not() {
-        let small = "x".repeat(FRAGMENT_BYTES);
-        assert!(matches!(&text_frames(&small)[..], [Message::Text(t)] if t.as_str() == small));
-        let big = "é".repeat(FRAGMENT_BYTES); // 2 bytes a char: fragments split chars
-        let frames = text_frames(&big);
+        let small = "x".repeat(BUFFERS.fragment);
+        assert!(matches!(&text_frames(Text::from(small.clone())).collect::<Vec<_>>()[..], [Message::Text(t)] if t.as_str() == small));
+        let big = "é".repeat(BUFFERS.fragment); // 2 bytes a char: fragments split chars
+        let frames: Vec<Message> = text_frames(Text::from(big.clone())).collect();
         assert_eq!(frames.len(), 2);
         let mut joined = Vec::new();
         for (i, m) in frames.iter().enumerate() {
@@ -477,7 +542,7 @@ mod tests {
             let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
             assert_eq!(f.header().opcode, op);
             assert_eq!(f.header().is_final, i == frames.len() - 1);
-            assert!(f.payload().len() <= FRAGMENT_BYTES);
+            assert!(f.payload().len() <= BUFFERS.fragment);
             joined.extend_from_slice(f.payload());
         }
         assert_eq!(joined, big.as_bytes());
@@ -493,7 +558,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            for m in text_frames(&sent).into_iter().chain(text_frames("after")) {
+            for m in text_frames(Text::from(sent)).chain(text_frames(Text::from("after"))) {
                 ws.feed(m).await.unwrap();
             }
             ws.flush().await.unwrap();

@@ -218,9 +218,10 @@ fn drain(rx: &mut mpsc::Receiver<Out>, stats: &mut Stats) -> bool {
         let text = match out {
             Out::Text(t) => t,
             Out::TextAck(t, ack) => {
-                let _ = ack.send(());
+                ack.written();
                 t
             }
+            Out::Build(build) => build(),
             Out::Close(_) => return true,
         };
         let f: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("server frame is not JSON ({e}): {text}"));

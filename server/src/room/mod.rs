@@ -3,20 +3,30 @@
 //! close codes: every connection is a [`ConnHandle`] (a queue), frames come ready-made
 //! from [`crate::frame`], and closes carry a [`Close`] reason.
 //!
-//! All state sits behind one short-lived mutex that is never held across an `.await`;
-//! sending is a non-blocking queue push, so a slow peer can never stall a room: when its
-//! queue is full it is cut off and its connection task treats it like a dropped socket.
+//! State is split into shards by room id, each behind a short-lived mutex that is never
+//! held across an `.await` or while a big frame is serialized, so rooms on different
+//! shards (many rooms ended at once) never wait for each other. Sending is a
+//! non-blocking queue push, so a slow peer can never stall a room: when its queue is full
+//! it is cut off and its connection task treats it like a dropped socket.
+//!
+//! Every peer's JSON is serialized once, when it joins, and reused by every frame that
+//! carries it. A room that reaches [`LargeRooms::threshold`] peers becomes a large room:
+//! joiners get a first page instead of everyone ([`paging`]), and joins and leaves are
+//! coalesced per tick for the roles that subscribe ([`batch`]).
 
-use crate::conn::{Close, ConnHandle, Out};
+mod batch;
+mod paging;
+
+pub use batch::PeerBatchFrame;
+
+use crate::conn::{Close, ConnHandle, Fanout, Out};
 use crate::error::Error;
-use crate::frame;
-use hms_protocol::{
-    Action, PeerInfo, PeerLeaveRequest, PeerList, PeerNotification, Permissions, PolicyChange, Role, RoomState, ServerPush,
-};
+use crate::frame::{self, Text};
+use hms_protocol::{Action, PeerInfo, PeerLeaveRequest, PeerNotification, Permissions, PolicyChange, Role, RoomState, ServerPush};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Where a peer id of a room stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +46,17 @@ struct Slot {
     state: SlotState,
     conn: Option<ConnHandle>,
     user_id: String,
-    role: String,
+    /// The role's name, shared with every slot of the role.
+    role: Text,
     permissions: Permissions,
-    peer: PeerNotification,
+    /// In a large room, whether this peer gets the coalesced joins and leaves.
+    subscribed: bool,
+    /// The peer's [`PeerNotification`] as JSON, serialized once at join (empty before).
+    json: Text,
+    /// Its place in the room's join order ([`paging::Roster`]); 0 before join.
+    seq: u64,
+    /// Its open peer-list iterators (bounded, they expire).
+    cursors: Vec<paging::Cursor>,
 }
 
 impl Slot {
@@ -64,6 +82,12 @@ struct Room {
     session: Option<Session>,
     peers: HashMap<String, Slot>,
     ending: bool,
+    /// Large-room mode (one way: set at the join that reaches the threshold).
+    large: bool,
+    /// The visible peers in join order.
+    roster: paging::Roster,
+    /// Large rooms: joins and leaves waiting for the next tick.
+    batch: batch::Pending,
 }
 
 /// How long the peer that ended a room is told so if it reconnects: its `end-room` may
@@ -76,7 +100,8 @@ pub const END_NOTICE_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 struct Tombstone {
     user_id: String,
-    notice: PeerLeaveRequest,
+    /// Shared by every peer of an ended room.
+    notice: std::sync::Arc<PeerLeaveRequest>,
     until: Instant,
 }
 
@@ -109,6 +134,9 @@ pub struct Effects {
     pub session_emptied: Option<String>,
     /// A peer is now held: after the window, call [`Hub::hold_expired`] with this generation.
     pub hold: Option<u64>,
+    /// A large room's batch of joins and leaves was started: after the tick, flush it
+    /// with [`Hub::take_batch`] and [`Hub::send_batch`] under this token.
+    pub batch: Option<u64>,
 }
 
 /// An `end-room` in progress (between the state check and the fan-out).
@@ -135,12 +163,31 @@ pub struct ActiveRoom {
     pub peers: BTreeMap<String, PeerNotification>,
 }
 
+/// When a room becomes a large room, and who is told of joins and leaves then.
+#[derive(Debug, Clone, Default)]
+pub struct LargeRooms {
+    /// A room becomes large at the join that brings it to this many peers; 0 = never,
+    /// 1 = from the first join.
+    pub threshold: usize,
+    /// Peers besides the joiner in a large room's `peer-list` (the first page).
+    pub first_page: usize,
+    /// Roles that get no `on-peer-batch` in large rooms.
+    pub quiet_roles: HashSet<String>,
+}
+
+/// Shards of the room state. Rooms hash to one; a power of two.
+const SHARDS: usize = 64;
+
 /// All rooms of the server.
 pub struct Hub {
-    state: Mutex<State>,
+    shards: Box<[Mutex<State>]>,
+    hasher: std::collections::hash_map::RandomState,
     known_roles: BTreeMap<String, Role>,
-    template_id: String,
+    /// Each role's name, shared by its slots, and its `on-policy-change` frame,
+    /// serialized once.
+    roles: HashMap<String, (Text, Text)>,
     reconnect_window: Duration,
+    large: LargeRooms,
 }
 
 fn now_ms() -> u64 {
@@ -150,13 +197,44 @@ fn now_ms() -> u64 {
 impl Hub {
     /// A hub for rooms using `known_roles`; dropped peers are held for `reconnect_window`.
     pub fn new(known_roles: BTreeMap<String, Role>, template_id: String, reconnect_window: Duration) -> Self {
-        Self { state: Mutex::new(State::default()), known_roles, template_id, reconnect_window }
+        let roles = known_roles
+            .keys()
+            .map(|name| {
+                let policy = ServerPush::PolicyChange(PolicyChange {
+                    name: name.clone(),
+                    known_roles: known_roles.clone(),
+                    template_id: template_id.clone(),
+                });
+                (name.clone(), (Text::from(name.clone()), frame::push(&policy)))
+            })
+            .collect();
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(State::default())).collect(),
+            hasher: Default::default(),
+            known_roles,
+            roles,
+            reconnect_window,
+            large: LargeRooms::default(),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// Sets when rooms become large rooms (off by default).
+    pub fn with_large_rooms(mut self, large: LargeRooms) -> Self {
+        self.large = large;
+        self
+    }
+
+    /// The shard of `room_id`, locked.
+    fn lock(&self, room_id: &str) -> MutexGuard<'_, State> {
+        let mut h = self.hasher.build_hasher();
+        h.write(room_id.as_bytes());
+        Self::guard(&self.shards[h.finish() as usize & (SHARDS - 1)])
+    }
+
+    fn guard(m: &Mutex<State>) -> MutexGuard<'_, State> {
         // A panic while holding the lock would poison it; the state is still consistent
         // enough to go on (every mutation is a few field writes), so keep serving.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The template's roles.
@@ -166,7 +244,7 @@ impl Hub {
 
     /// Marks rooms as locked (from the database at startup, or the REST API).
     pub fn set_locked(&self, room_id: &str, locked: bool) {
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         if locked {
             st.locked.insert(room_id.to_owned());
         } else {
@@ -176,7 +254,7 @@ impl Hub {
 
     /// Whether joins to the room are refused.
     pub fn is_locked(&self, room_id: &str) -> bool {
-        self.lock().locked.contains(room_id)
+        self.lock(room_id).locked.contains(room_id)
     }
 
     /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
@@ -188,20 +266,20 @@ impl Hub {
         role: &str,
         conn: ConnHandle,
     ) -> Result<Connected, Error> {
-        let Some(role_def) = self.known_roles.get(role) else {
+        let (Some(role_def), Some((role_name, _))) = (self.known_roles.get(role), self.roles.get(role)) else {
             return Err(Error::Unauthorized(format!("the token's role {role:?} is not in the template")));
         };
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         let key = (room_id.to_owned(), peer_id.to_owned());
         if let Some(t) = st.tombstones.get(&key) {
             if t.until > Instant::now() && t.user_id == user_id {
-                return Ok(Connected::Missed(t.notice.clone()));
+                return Ok(Connected::Missed((*t.notice).clone()));
             }
             st.tombstones.remove(&key);
         }
         let room = st.rooms.entry(room_id.to_owned()).or_default();
         if let Some(slot) = room.peers.get_mut(peer_id) {
-            if slot.user_id != user_id || slot.role != role {
+            if slot.user_id != user_id || slot.role.as_str() != role {
                 return Err(Error::Conflict(format!("peer id {peer_id:?} is already in use in this room")));
             }
             // The same user and role: a reconnect. The old socket may still look alive
@@ -228,26 +306,24 @@ impl Hub {
                 state: SlotState::Connected,
                 conn: Some(conn),
                 user_id: user_id.to_owned(),
-                role: role.to_owned(),
+                role: role_name.clone(),
                 permissions: role_def.permissions,
-                peer: PeerNotification {
-                    peer_id: peer_id.to_owned(),
-                    info: PeerInfo { name: String::new(), data: String::new(), user_id: user_id.to_owned(), peer_type: "regular".into() },
-                    role: role.to_owned(),
-                    joined_at: None,
-                    tracks: BTreeMap::new(),
-                    groups: Vec::new(),
-                },
+                subscribed: !self.large.quiet_roles.contains(role),
+                json: Text::from_static(""),
+                seq: 0,
+                cursors: Vec::new(),
             },
         );
         Ok(Connected::Fresh)
     }
 
     /// `join`: queues `ok` (the serialized `{}` answer), `on-policy-change` and
-    /// `peer-list` to the joiner, and `on-peer-join` to the others, all under one lock so
-    /// that no other event can slip in between.
-    pub fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Arc<str>) -> Result<Effects, Error> {
-        let mut guard = self.lock();
+    /// `peer-list` to the joiner, and tells the others, all under the room's lock so that
+    /// no other event can slip in between. Small rooms: every peer in the list, an
+    /// `on-peer-join` to each other peer. Large rooms: the first page in the list, and the
+    /// join goes into the next `on-peer-batch`.
+    pub fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Text) -> Result<Effects, Error> {
+        let mut guard = self.lock(room_id);
         let st = &mut *guard;
         let locked = st.locked.contains(room_id);
         let room = st.rooms.get_mut(room_id).ok_or_else(|| Error::Internal("connection lost its room".into()))?;
@@ -276,40 +352,62 @@ impl Hub {
             return Err(Error::Internal("connection lost its place".into()));
         };
         if announce {
-            slot.peer.info.name = name.to_owned();
-            slot.peer.info.data = data.to_owned();
-            slot.peer.joined_at = Some(now_ms());
+            let me = PeerNotification {
+                peer_id: peer_id.to_owned(),
+                info: PeerInfo { name: name.to_owned(), data: data.to_owned(), user_id: slot.user_id.clone(), peer_type: "regular".into() },
+                role: slot.role.to_string(),
+                joined_at: Some(now_ms()),
+                tracks: BTreeMap::new(),
+                groups: Vec::new(),
+            };
+            slot.json = frame::peer(&me);
+            slot.seq = room.roster.add(Text::from(peer_id.to_owned()));
         }
         slot.state = SlotState::Joined;
-        let me = slot.peer.clone();
-        let my_role = slot.role.clone();
-        let conn = slot.conn.clone();
-        let session = room.session.clone();
-        let peers: BTreeMap<String, PeerNotification> =
-            room.peers.iter().filter(|(_, s)| s.visible()).map(|(id, s)| (id.clone(), s.peer.clone())).collect();
+        let (me, my_seq, conn) = (slot.json.clone(), slot.seq, slot.conn.clone());
+        let policy = self.roles.get(slot.role.as_str()).map(|(_, p)| p.clone());
+        let threshold = self.large.threshold;
+        if !room.large && threshold > 0 && room.roster.len() >= threshold {
+            room.large = true;
+        }
+        let session = room.session.as_ref();
+        let info = RoomState {
+            room_id: room_id.to_owned(),
+            name: room_id.to_owned(),
+            session_id: session.map(|s| s.id.clone()),
+            started_at: session.map(|s| s.started_at),
+        };
+        // The list is built by the joiner's writer, outside the lock; here only shared
+        // handles to each listed peer's JSON are taken.
+        let (listed, count) = if room.large {
+            let mut page = vec![(Text::from(peer_id.to_owned()), me.clone())];
+            page.extend(room.roster.first(self.large.first_page + 1).filter(|(seq, _)| *seq != my_seq).take(self.large.first_page).filter_map(|(_, id)| {
+                room.peers.get(id.as_str()).map(|s| (id.clone(), s.json.clone()))
+            }));
+            (page, Some(room.roster.len() as u64))
+        } else {
+            let all = room.peers.iter().filter(|(_, s)| s.visible()).map(|(id, s)| (Text::from(id.clone()), s.json.clone())).collect();
+            (all, None)
+        };
         if let Some(conn) = conn {
-            let policy = ServerPush::PolicyChange(PolicyChange {
-                name: my_role,
-                known_roles: self.known_roles.clone(),
-                template_id: self.template_id.clone(),
-            });
-            let list = ServerPush::PeerList(PeerList {
-                peers,
-                room: RoomState {
-                    room_id: room_id.to_owned(),
-                    name: room_id.to_owned(),
-                    session_id: session.as_ref().map(|s| s.id.clone()),
-                    started_at: session.as_ref().map(|s| s.started_at),
-                },
-            });
-            let _ = conn.send(Out::Text(ok)) && conn.send(Out::Text(frame::push(&policy))) && conn.send(Out::Text(frame::push(&list)));
+            let large = room.large;
+            let list = Out::Build(Box::new(move || {
+                let mut listed = listed;
+                listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                frame::peer_list(&listed, &info, count, large)
+            }));
+            let _ = conn.send(Out::Text(ok)) && policy.is_some_and(|p| conn.send(Out::Text(p))) && conn.send(list);
         }
         if announce {
-            let f = frame::push(&ServerPush::PeerJoin(me));
-            for (id, s) in &room.peers {
-                if id != peer_id {
-                    if let Some(c) = s.live() {
-                        c.send(Out::Text(f.clone()));
+            if room.large {
+                fx.batch = room.batch.joined(peer_id, me);
+            } else {
+                let f = frame::peer_join(&me);
+                for (id, s) in &room.peers {
+                    if id != peer_id {
+                        if let Some(c) = s.live() {
+                            c.send(Out::Text(f.clone()));
+                        }
                     }
                 }
             }
@@ -335,7 +433,7 @@ impl Hub {
 
     /// Whether `conn_id` is the joined connection of `peer_id` (for methods that need a join).
     pub fn is_joined(&self, room_id: &str, peer_id: &str, conn_id: u64) -> bool {
-        let st = self.lock();
+        let st = self.lock(room_id);
         Self::joined(st.rooms.get(room_id), peer_id, conn_id).is_ok()
     }
 
@@ -344,11 +442,18 @@ impl Hub {
         let mut fx = Effects::default();
         let Some(room) = st.rooms.get_mut(room_id) else { return fx };
         let Some(slot) = room.peers.remove(peer_id) else { return fx };
+        if slot.visible() {
+            room.roster.remove(slot.seq);
+        }
         if announce && slot.visible() {
-            let f = frame::push(&ServerPush::PeerLeave(slot.peer));
-            for s in room.peers.values() {
-                if let Some(c) = s.live() {
-                    c.send(Out::Text(f.clone()));
+            if room.large {
+                fx.batch = room.batch.left(peer_id);
+            } else {
+                let f = frame::peer_leave(&slot.json);
+                for s in room.peers.values() {
+                    if let Some(c) = s.live() {
+                        c.send(Out::Text(f.clone()));
+                    }
                 }
             }
         }
@@ -374,7 +479,7 @@ impl Hub {
     /// `leave`: the peer goes for good; the others get `on-peer-leave`; its socket is
     /// closed with 1000.
     pub fn leave(&self, room_id: &str, peer_id: &str, conn_id: u64) -> Result<Effects, Error> {
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         let conn = Self::joined(st.rooms.get(room_id), peer_id, conn_id)?.conn.clone();
         let fx = Self::drop_slot(&mut st, room_id, peer_id, true);
         if let Some(c) = conn {
@@ -386,7 +491,7 @@ impl Hub {
     /// The connection ended without `leave`. With `hold`, a joined peer's place is kept
     /// for the reconnect window (see [`Effects::hold`]); otherwise it leaves now.
     pub fn disconnected(&self, room_id: &str, peer_id: &str, conn_id: u64, hold: bool) -> Effects {
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         let gen = st.next_gen + 1;
         let window = self.reconnect_window;
         let Some(room) = st.rooms.get_mut(room_id) else { return Effects::default() };
@@ -409,7 +514,7 @@ impl Hub {
 
     /// The reconnect window of a held peer ran out: it leaves; the others get `on-peer-leave`.
     pub fn hold_expired(&self, room_id: &str, peer_id: &str, gen: u64) -> Effects {
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         let held = st.rooms.get(room_id).and_then(|r| r.peers.get(peer_id)).map(|s| s.state) == Some(SlotState::Held(gen));
         if !held {
             return Effects::default();
@@ -420,7 +525,7 @@ impl Hub {
     /// First half of `end-room`: checks the requester (`None` for the REST API) and
     /// marks the room as ending (and locked, in memory, so joins get 423 at once).
     pub fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
-        let mut guard = self.lock();
+        let mut guard = self.lock(room_id);
         let st = &mut *guard;
         let room = st.rooms.get(room_id);
         let mut requester_user = None;
@@ -451,7 +556,7 @@ impl Hub {
 
     /// Undoes [`Hub::begin_end_room`] when the lock could not be stored.
     pub fn abort_end_room(&self, room_id: &str, ticket: &EndTicket) {
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         if !ticket.was_locked {
             st.locked.remove(room_id);
         }
@@ -463,20 +568,18 @@ impl Hub {
     /// Second half of `end-room` (after the lock is on disk): every peer but the
     /// requester gets `on-peer-leave-request {requested_by, reason, room_end: true}` and
     /// a close (1000); disconnected peers get it if they reconnect within the window.
-    /// Returns the requester's connection (to answer, then close) and one receiver per
-    /// notice, fired once it is written.
-    pub fn finish_end_room(
-        &self,
-        room_id: &str,
-        requested_by: Option<&str>,
-        reason: &str,
-    ) -> (Option<ConnHandle>, Vec<oneshot::Receiver<()>>) {
-        let mut st = self.lock();
-        let notice = PeerLeaveRequest { requested_by: requested_by.map(str::to_owned), reason: reason.to_owned(), room_end: true };
-        let f = frame::push(&ServerPush::PeerLeaveRequest(notice.clone()));
+    /// Returns the requester's connection (to answer, then close) and the fan-out of the
+    /// notices, which tells when they are written.
+    pub fn finish_end_room(&self, room_id: &str, requested_by: Option<&str>, reason: &str) -> (Option<ConnHandle>, std::sync::Arc<Fanout>) {
+        let mut st = self.lock(room_id);
+        let notice = std::sync::Arc::new(PeerLeaveRequest { requested_by: requested_by.map(str::to_owned), reason: reason.to_owned(), room_end: true });
+        let f = frame::push(&ServerPush::PeerLeaveRequest((*notice).clone()));
         let until = Instant::now() + self.reconnect_window;
-        let Some(mut room) = st.rooms.remove(room_id) else { return (None, Vec::new()) };
-        let mut acks = Vec::new();
+        let fanout = Fanout::new();
+        let Some(mut room) = st.rooms.remove(room_id) else {
+            fanout.seal();
+            return (None, fanout);
+        };
         let mut requester = None;
         // Connections that have not joined yet were never part of the session: they stay,
         // and their `join` starts a new session (or gets 423 when the room is locked).
@@ -485,7 +588,7 @@ impl Hub {
             if Some(peer_id.as_str()) == requested_by {
                 // The requester's answer may never arrive (its socket can drop after the
                 // end was stored): a reconnect of it learns the outcome from this.
-                let t = Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
+                let t = Tombstone { user_id: slot.user_id, notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
                 st.tombstones.insert((room_id.to_owned(), peer_id), t);
                 requester = slot.conn;
                 continue;
@@ -494,24 +597,21 @@ impl Hub {
                 waiting.peers.insert(peer_id, slot);
                 continue;
             }
-            if slot.visible() && !self.reconnect_window.is_zero() {
-                st.tombstones.insert(
-                    (room_id.to_owned(), peer_id.clone()),
-                    Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until },
-                );
-            }
-            if let Some(c) = slot.conn {
-                let (done, wait) = oneshot::channel();
-                if c.send(Out::TextAck(f.clone(), done)) {
-                    acks.push(wait);
+            if let Some(c) = &slot.conn {
+                if c.send(Out::TextAck(f.clone(), fanout.ack())) {
+                    fanout.queued_one();
                 }
                 c.send(Out::Close(Close::RoomEnded));
+            }
+            if slot.visible() && !self.reconnect_window.is_zero() {
+                st.tombstones.insert((room_id.to_owned(), peer_id), Tombstone { user_id: slot.user_id, notice: notice.clone(), until });
             }
         }
         if !waiting.peers.is_empty() {
             st.rooms.insert(room_id.to_owned(), waiting);
         }
-        (requester, acks)
+        fanout.seal();
+        (requester, fanout)
     }
 
     /// Removes `target` from the room: it gets `on-peer-leave-request {room_end: false}`
@@ -523,7 +623,7 @@ impl Hub {
         target: &str,
         reason: &str,
     ) -> Result<Effects, Error> {
-        let mut st = self.lock();
+        let mut st = self.lock(room_id);
         let room = st.rooms.get(room_id);
         if let Some((peer_id, conn_id)) = requester {
             Self::permit(Self::joined(room, peer_id, conn_id)?, Action::RemoveOthers)?;
@@ -537,7 +637,7 @@ impl Hub {
             .ok_or_else(|| Error::NotFound(format!("no peer {target:?} in this room")))?;
         let notice = PeerLeaveRequest { requested_by: requester.map(|(p, _)| p.to_owned()), reason: reason.to_owned(), room_end: false };
         if !self.reconnect_window.is_zero() {
-            let t = Tombstone { user_id: slot.user_id.clone(), notice: notice.clone(), until: Instant::now() + self.reconnect_window };
+            let t = Tombstone { user_id: slot.user_id.clone(), notice: std::sync::Arc::new(notice.clone()), until: Instant::now() + self.reconnect_window };
             st.tombstones.insert((room_id.to_owned(), target.to_owned()), t);
         }
         let conn = st.rooms.get(room_id).and_then(|r| r.peers.get(target)).and_then(|s| s.conn.clone());
@@ -551,46 +651,50 @@ impl Hub {
 
     /// Peer ids of the room's visible peers with `role`.
     pub fn peers_with_role(&self, room_id: &str, role: &str) -> Vec<String> {
-        let st = self.lock();
+        let st = self.lock(room_id);
         st.rooms
             .get(room_id)
-            .map(|r| r.peers.iter().filter(|(_, s)| s.visible() && s.role == role).map(|(id, _)| id.clone()).collect())
+            .map(|r| r.peers.iter().filter(|(_, s)| s.visible() && s.role.as_str() == role).map(|(id, _)| id.clone()).collect())
             .unwrap_or_default()
     }
 
     /// The room's session and peers, if a session is running.
     pub fn active_room(&self, room_id: &str) -> Option<ActiveRoom> {
-        let st = self.lock();
+        let st = self.lock(room_id);
         let room = st.rooms.get(room_id)?;
         let s = room.session.as_ref()?;
-        Some(ActiveRoom {
-            room_id: room_id.to_owned(),
-            session_id: s.id.clone(),
-            started_at: s.started_at,
-            peers: room.peers.iter().filter(|(_, s)| s.visible()).map(|(id, s)| (id.clone(), s.peer.clone())).collect(),
-        })
+        // Peers are kept as their JSON only; the REST API is rare enough to read it back.
+        let peers = room
+            .peers
+            .iter()
+            .filter(|(_, s)| s.visible())
+            .filter_map(|(id, s)| Some((id.clone(), serde_json::from_str::<PeerNotification>(&s.json).ok()?)))
+            .collect();
+        Some(ActiveRoom { room_id: room_id.to_owned(), session_id: s.id.clone(), started_at: s.started_at, peers })
     }
 
     /// Remembers (after a restart, from the store's end records) that `peer_id` of
     /// `user_id` ended the room: a reconnect of it before `until` gets `notice`.
     pub fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
-        let t = Tombstone { user_id: user_id.to_owned(), notice, until };
-        self.lock().tombstones.insert((room_id.to_owned(), peer_id.to_owned()), t);
+        let t = Tombstone { user_id: user_id.to_owned(), notice: std::sync::Arc::new(notice), until };
+        self.lock(room_id).tombstones.insert((room_id.to_owned(), peer_id.to_owned()), t);
     }
 
     /// Forgets expired tombstones.
     pub fn sweep(&self) {
         let now = Instant::now();
-        self.lock().tombstones.retain(|_, t| t.until > now);
+        for shard in self.shards.iter() {
+            Self::guard(shard).tombstones.retain(|_, t| t.until > now);
+        }
     }
 
     /// Shutdown: queues a close to every connection, forgets all rooms, and returns the
     /// running sessions (to record as ended) and how many connections were told.
     pub fn shutdown(&self) -> (Vec<String>, usize) {
-        let mut st = self.lock();
         let mut sessions = Vec::new();
         let mut conns = 0;
-        for (_, room) in st.rooms.drain() {
+        let rooms: Vec<Room> = self.shards.iter().flat_map(|shard| Self::guard(shard).rooms.drain().map(|(_, r)| r).collect::<Vec<_>>()).collect();
+        for room in rooms {
             if let Some(s) = room.session {
                 sessions.push(s.id);
             }
@@ -606,8 +710,10 @@ impl Hub {
 
     /// Number of rooms and of connected peers (for logs and tests).
     pub fn counts(&self) -> (usize, usize) {
-        let st = self.lock();
-        (st.rooms.len(), st.rooms.values().map(|r| r.peers.values().filter(|s| s.conn.is_some()).count()).sum())
+        self.shards.iter().fold((0, 0), |(rooms, peers), shard| {
+            let st = Self::guard(shard);
+            (rooms + st.rooms.len(), peers + st.rooms.values().map(|r| r.peers.values().filter(|s| s.conn.is_some()).count()).sum::<usize>())
+        })
     }
 }
 

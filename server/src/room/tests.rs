@@ -37,9 +37,10 @@ impl Peer {
             v.push(match o {
                 Out::Text(t) => serde_json::from_str(&t).unwrap(),
                 Out::TextAck(t, done) => {
-                    let _ = done.send(());
+                    done.written();
                     serde_json::from_str(&t).unwrap()
                 }
+                Out::Build(build) => serde_json::from_str(&build()).unwrap(),
                 Out::Close(why) => json!({"close": format!("{why:?}")}),
             });
         }
@@ -152,7 +153,7 @@ fn end_room_notifies_others_and_locks() {
     assert!(h.is_locked("r"));
     let (req, acks) = h.finish_end_room("r", Some("a"), "done");
     assert_eq!(req.unwrap().id, 1);
-    assert_eq!(acks.len(), 2);
+    assert_eq!(acks.queued(), 2);
     for p in [&mut b, &mut c] {
         let f = p.drain();
         let f: Vec<&Value> = f.iter().filter(|f| f.get("method").map(|m| m != "on-peer-join").unwrap_or(true)).collect();
@@ -227,7 +228,7 @@ fn full_queue_cuts_the_slow_peer_not_the_room() {
     a.drain();
     h.begin_end_room("r", Some(("a", 1)), false).unwrap();
     let (_req, acks) = h.finish_end_room("r", Some("a"), "bye");
-    assert_eq!(acks.len(), 1, "c got its notice; b's full queue was skipped");
+    assert_eq!(acks.queued(), 1, "c got its notice; b's full queue was skipped");
     assert_eq!(b.drain().len(), 3);
 }
 
@@ -290,4 +291,15 @@ fn session_ends_when_room_empties() {
     assert!(h.active_room("r").is_none());
     assert_eq!(h.counts(), (0, 0));
     drop(a);
+}
+
+/// The fixed part of a peer's record, printed for docs/SERVER.md ("Memory per
+/// connection": `cargo test -p hms-server fixed_sizes -- --nocapture`) and bounded here
+/// (a deterministic size, like the package budget), so that it does not creep up.
+#[test]
+fn fixed_sizes_of_a_peer_record_and_a_queued_frame() {
+    let (slot, out) = (std::mem::size_of::<Slot>(), std::mem::size_of::<Out>());
+    println!("Slot {slot} B, Out {out} B, a queue block of 32 Outs {} B", 32 * out);
+    assert!(slot <= 192, "Slot grew to {slot} B");
+    assert!(out <= 48, "Out grew to {out} B");
 }
