@@ -504,23 +504,23 @@ fn close_dangling(c: &Connection, outbox: Option<&OutboxWriter>) -> rusqlite::Re
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
+        let mut stranded = outbox::stranded_peers(c, now)?;
         c.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now as i64])?;
         if let Some(w) = outbox {
             let moved = outbox::retire_unknown_targets(c, &w.targets)?;
             if moved > 0 {
                 tracing::warn!(events = moved, "webhook events for targets no longer configured moved to the failed list");
             }
+            let mut events = Vec::new();
             for (session_id, room_id, started_at) in open {
-                let mut events = vec![Event::SessionClosed {
-                    room_id,
-                    session_id: session_id.clone(),
-                    started_at: started_at as u64,
-                    at: now,
-                    reason: CloseReason::ServerStopped,
-                }];
-                events.extend(outbox::stranded_peers(c, &session_id, now)?);
-                outbox::write(c, w, &events)?;
+                let reason = CloseReason::ServerStopped;
+                events.push(Event::SessionClosed { room_id, session_id: session_id.clone(), started_at: started_at as u64, at: now, reason });
+                events.extend(stranded.iter().filter(|(s, open, _)| *open && *s == session_id).map(|(_, _, e)| e.clone()));
             }
+            // Leaves an end-room's crash cut off: its close is in the outbox already.
+            stranded.retain(|(_, open, _)| !open);
+            events.extend(stranded.into_iter().map(|(_, _, e)| e));
+            outbox::write(c, w, &events)?;
         }
         c.execute("DELETE FROM live_peers", []).map(|_| ())
     })();

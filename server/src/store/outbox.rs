@@ -9,7 +9,7 @@
 
 use super::{now_ms, Store};
 use crate::error::Error;
-use crate::events::{Event, LeaveReason, PeerDetails, PeerRecord};
+use crate::events::{By, Event, LeaveReason, PeerDetails, PeerRecord};
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::sync::Mutex;
@@ -149,20 +149,34 @@ pub(super) fn write(c: &Connection, w: &OutboxWriter, events: &[Event]) -> rusql
     Ok(!events.is_empty() && !w.targets.is_empty())
 }
 
-/// At start: the peers of sessions a crash left open, as leave events, by session.
-pub(super) fn stranded_peers(c: &Connection, session_id: &str, at: u64) -> rusqlite::Result<Vec<Event>> {
+/// At start: the peers still recorded as present, each as a leave, read before the
+/// dangling sessions are closed. A peer of a session that is still open left because the
+/// server stopped; a peer of a session already ended was in an end-room whose leaves the
+/// crash cut off (they are stored after the end), so its leave is that end's. Returns
+/// (session id, whether that session is still open, the leave).
+pub(super) fn stranded_peers(c: &Connection, now: u64) -> rusqlite::Result<Vec<(String, bool, Event)>> {
     let mut st = c.prepare(
-        "SELECT room_id, peer_id, user_id, role, name, data, joined_at FROM live_peers WHERE session_id = ?1 ORDER BY joined_at, peer_id",
+        "SELECT p.room_id, p.session_id, p.peer_id, p.user_id, p.role, p.name, p.data, p.joined_at,
+                s.ended_at, s.ended_by, s.ended_by_user, s.reason
+         FROM live_peers p LEFT JOIN sessions s ON s.session_id = p.session_id ORDER BY p.joined_at, p.peer_id",
     )?;
-    let rows = st.query_map(params![session_id], |r| {
-        let details = PeerDetails { name: r.get(4)?, data: r.get(5)?, joined_at: r.get::<_, i64>(6)? as u64 };
-        Ok(Event::PeerLeft {
-            room_id: r.get(0)?,
-            session_id: session_id.to_owned(),
-            peer: PeerRecord::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &details),
-            at,
-            reason: LeaveReason::ServerStopped,
-        })
+    let rows = st.query_map([], |r| {
+        let session_id: String = r.get(1)?;
+        let ended_at: Option<i64> = r.get(8)?;
+        let (at, reason) = match ended_at {
+            None => (now, LeaveReason::ServerStopped),
+            Some(t) => {
+                let by = match (r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?) {
+                    (Some(peer_id), user) => By::Peer { peer_id, user_id: user.unwrap_or_default() },
+                    (None, _) => By::Api,
+                };
+                (t as u64, LeaveReason::RoomEnded { by, message: r.get::<_, Option<String>>(11)?.unwrap_or_default() })
+            }
+        };
+        let details = PeerDetails { name: r.get(5)?, data: r.get(6)?, joined_at: r.get::<_, i64>(7)? as u64 };
+        let peer = PeerRecord::new(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?, &details);
+        let leave = Event::PeerLeft { room_id: r.get(0)?, session_id: session_id.clone(), peer, at, reason };
+        Ok((session_id, ended_at.is_none(), leave))
     })?;
     rows.collect()
 }
@@ -470,5 +484,30 @@ mod tests {
         assert_eq!(failed.len(), 6);
         assert!(failed.iter().all(|f| f.target == "t1" && f.last_error.as_deref() == Some("the target is no longer configured")));
         assert_eq!(s.outbox_replay(&failed[0].id, vec!["t2".into()]).await.unwrap(), (0, 1), "not sent to a target it was not for");
+    }
+
+    #[tokio::test]
+    async fn leaves_an_end_room_stored_before_a_crash_are_reported_at_the_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let commits = Arc::new(AtomicUsize::new(0));
+        {
+            let s = Store::open_with(dir.path(), Some(writer(&["t1"], commits.clone()))).unwrap();
+            s.record(vec![opened("r"), joined("r", "a"), joined("r", "b")]);
+            let by = By::Peer { peer_id: "a".into(), user_id: "u-a".into() };
+            let reason = CloseReason::Ended { by, message: "over".into(), locked: false };
+            let close = Event::SessionClosed { room_id: "r".into(), session_id: "s-r".into(), started_at: 1, at: 2, reason };
+            let ender = super::super::Ender { peer_id: "a", user_id: "u-a" };
+            s.end_session("r", "s-r", Some(ender), "over", false, close).await.unwrap();
+            // The crash comes before the peers' leaves are stored.
+        }
+        let _s = Store::open_with(dir.path(), Some(writer(&["t1"], commits))).unwrap();
+        let r = OutboxReader::open(dir.path()).unwrap();
+        let q: Vec<String> = r.pending("t1", "r", 10).unwrap().into_iter().map(|p| p.body).collect();
+        assert_eq!(q.len(), 6, "{q:#?}");
+        assert!(q[3].starts_with("SessionClosed"), "the close came first: {q:#?}");
+        for (leave, who) in q[4..].iter().zip(["a", "b"]) {
+            assert!(leave.starts_with("PeerLeft") && leave.contains(&format!("peer_id: \"{who}\"")), "{leave}");
+            assert!(leave.contains("RoomEnded") && leave.contains("message: \"over\"") && leave.contains("user_id: \"u-a\""), "{leave}");
+        }
     }
 }
