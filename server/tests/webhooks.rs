@@ -295,3 +295,166 @@ fn a_short_signing_secret_is_refused_at_start_with_a_clear_message() {
     assert!(err.contains("signing secret is 5 characters; use at least 32"), "{err}");
     assert!(!err.contains("short\""), "the secret itself is not printed: {err}");
 }
+
+/// The ```json examples of docs/WEBHOOKS.md, by event type.
+fn documented_examples() -> HashMap<String, Value> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/WEBHOOKS.md")).expect("docs/WEBHOOKS.md");
+    let mut out = HashMap::new();
+    for block in doc.split("```json\n").skip(1) {
+        let text = block.split("```").next().unwrap_or_default();
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("a json block of docs/WEBHOOKS.md does not parse: {e}\n{text}"));
+        if let Some(t) = v["type"].as_str() {
+            out.insert(t.to_owned(), v);
+        }
+    }
+    out
+}
+
+/// Same keys at every level and the same kind of value (null stands for "or null").
+fn same_shape(doc: &Value, real: &Value, path: &str) -> Result<(), String> {
+    match (doc, real) {
+        (Value::Object(d), Value::Object(r)) => {
+            let (dk, rk): (HashSet<&String>, HashSet<&String>) = (d.keys().collect(), r.keys().collect());
+            if dk != rk {
+                return Err(format!("{path}: documented keys {dk:?}, sent {rk:?}"));
+            }
+            d.iter().try_for_each(|(k, v)| same_shape(v, &r[k], &format!("{path}.{k}")))
+        }
+        (Value::Null, _) | (_, Value::Null) => Ok(()),
+        (Value::String(_), Value::String(_)) | (Value::Bool(_), Value::Bool(_)) | (Value::Number(_), Value::Number(_)) => Ok(()),
+        _ => Err(format!("{path}: documented {doc}, sent {real}")),
+    }
+}
+
+#[tokio::test]
+async fn the_documented_json_of_every_event_type_is_what_the_server_sends() {
+    let rx = Receiver::start().await;
+    let s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let mut host = s.joined("demo-room", "peer-host", "host").await;
+    let _guest = s.joined("demo-room", "peer-guest", "guest").await;
+    host.push("on-peer-join").await;
+    let ans = host.request("end-room", json!({"lock": true, "reason": "the class is over"})).await;
+    assert_eq!(ans["result"], json!({}));
+    for enabled in [true, false] {
+        let (status, _) = s.http("POST", "/v2/rooms/demo-room", Some(&Server::mgmt()), Some(&json!({ "enabled": enabled }))).await;
+        assert_eq!(status, 200);
+    }
+    let got = rx.wait_delivered(8, WAIT).await;
+    let docs = documented_examples();
+    if std::env::var("PRINT_WEBHOOKS").is_ok() {
+        // To refresh the docs' examples: PRINT_WEBHOOKS=1 cargo test --test webhooks documented -- --nocapture
+        for h in &got {
+            println!("{}", h.body);
+        }
+    }
+    let mut covered = HashSet::new();
+    for h in &got {
+        let doc = docs.get(h.kind()).unwrap_or_else(|| panic!("docs/WEBHOOKS.md has no example of {}", h.kind()));
+        same_shape(doc, &h.json, h.kind()).unwrap();
+        assert_eq!(doc["version"], h.json["version"]);
+        covered.insert(h.kind().to_owned());
+    }
+    let all: HashSet<String> = hms_server::webhooks::payload::TYPES.iter().map(|t| t.to_string()).collect();
+    assert_eq!(covered, all, "every event type was sent and checked");
+    assert_eq!(docs.len(), all.len(), "the docs show each type once: {:?}", docs.keys());
+}
+
+/// The fenced block of docs/WEBHOOKS.md in `lang` whose first line is `first`.
+fn documented_snippet(lang: &str, first: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/WEBHOOKS.md")).unwrap();
+    let start = doc.find(&format!("```{lang}\n{first}")).unwrap_or_else(|| panic!("docs/WEBHOOKS.md has no {lang} block starting {first:?}"));
+    let code = &doc[start + lang.len() + 4..];
+    code[..code.find("```").unwrap()].to_owned()
+}
+
+/// Runs `program script args...`; its stdout as JSON.
+fn run_json(program: &str, args: &[&std::path::Path]) -> Value {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (scripts/setup.sh installs it): {e}"));
+    assert!(out.status.success(), "{program} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{program} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test]
+async fn the_documented_node_and_python_checks_accept_a_real_request_and_refuse_forged_and_replayed_ones() {
+    let rx = Receiver::start().await;
+    let s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let _h = s.joined("r", "h", "host").await;
+    let real = rx.wait_delivered(2, WAIT).await.remove(1);
+    let t: u64 = real.signature.strip_prefix("t=").and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
+    let forged_key = Signer::new("not-the-secret-but-just-as-long-as-it-0123").header(t, real.body.as_bytes());
+    let altered = real.body.replacen("\"u-h\"", "\"u-x\"", 1);
+    assert_ne!(altered, real.body);
+    let moved = real.signature.replacen(&format!("t={t}"), &format!("t={}", t + 60), 1);
+    let case = |name: &str, header: &str, body: &str, now: u64| json!({"name": name, "header": header, "body": body, "now": now});
+    let cases = json!({
+        "secret": WEBHOOK_SECRET,
+        "cases": [
+            case("the real request", &real.signature, &real.body, t),
+            case("the same again (a retry, or a replay within 5 min)", &real.signature, &real.body, t + 10),
+            case("an altered body", &real.signature, &altered, t),
+            case("signed with another key", &forged_key, &real.body, t),
+            case("its time moved", &moved, &real.body, t + 60),
+            case("replayed 301 s later", &real.signature, &real.body, t + 301),
+            case("no header", "", &real.body, t),
+        ]
+    });
+    let expected = json!([
+        format!("ok:{}", real.id()),
+        "repeat",
+        "rejected:bad signature",
+        "rejected:bad signature",
+        "rejected:bad signature",
+        "rejected:stale signature",
+        "rejected:malformed signature"
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cases_file = dir.path().join("cases.json");
+    std::fs::write(&cases_file, cases.to_string()).unwrap();
+
+    let js = dir.path().join("verify-webhook.js");
+    std::fs::write(&js, documented_snippet("js", "// verify-webhook.js")).unwrap();
+    let js_driver = dir.path().join("driver.js");
+    std::fs::write(
+        &js_driver,
+        r#"const fs = require("node:fs");
+const { verifyWebhook } = require(process.argv[2]);
+const { secret, cases } = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
+console.log(JSON.stringify(cases.map((c) => {
+  try {
+    const e = verifyWebhook(secret, c.header, Buffer.from(c.body, "utf8"), c.now);
+    return e === null ? "repeat" : "ok:" + e.id;
+  } catch (err) {
+    return "rejected:" + err.message;
+  }
+})));
+"#,
+    )
+    .unwrap();
+    assert_eq!(run_json("node", &[&js_driver, &js, &cases_file]), expected, "the Node snippet");
+
+    let py = dir.path().join("verify_webhook.py");
+    std::fs::write(&py, documented_snippet("python", "# verify_webhook.py")).unwrap();
+    let py_driver = dir.path().join("driver.py");
+    std::fs::write(
+        &py_driver,
+        r#"import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("verify_webhook", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+data = json.load(open(sys.argv[2]))
+out = []
+for c in data["cases"]:
+    try:
+        e = m.verify_webhook(data["secret"], c["header"], c["body"].encode(), c["now"])
+        out.append("repeat" if e is None else "ok:" + e["id"])
+    except m.Rejected as err:
+        out.append("rejected:" + str(err))
+print(json.dumps(out))
+"#,
+    )
+    .unwrap();
+    assert_eq!(run_json("python3", &[&py_driver, &py, &cases_file]), expected, "the Python snippet");
+}
