@@ -130,14 +130,14 @@ pub(super) fn write(c: &Connection, w: &OutboxWriter, events: &[Event]) -> rusql
         match e {
             Event::PeerJoined { room_id, session_id, peer } => {
                 let d = peer.details();
-                c.execute(
+                c.prepare_cached(
                     "INSERT OR REPLACE INTO live_peers(room_id, session_id, peer_id, user_id, role, name, data, joined_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![room_id, session_id, peer.peer_id, peer.user_id, peer.role, d.name, d.data, d.joined_at as i64],
-                )?;
+                )?
+                .execute(params![room_id, session_id, peer.peer_id, peer.user_id, peer.role, d.name, d.data, d.joined_at as i64])?;
             }
             Event::PeerLeft { room_id, peer, .. } => {
-                c.execute("DELETE FROM live_peers WHERE room_id = ?1 AND peer_id = ?2", params![room_id, peer.peer_id])?;
+                c.prepare_cached("DELETE FROM live_peers WHERE room_id = ?1 AND peer_id = ?2")?.execute(params![room_id, peer.peer_id])?;
             }
             _ => {}
         }
@@ -511,3 +511,4 @@ mod tests {
         }
     }
 }
+
