@@ -313,7 +313,9 @@ impl App {
     /// 5. only then a requesting peer gets its answer, and its socket is closed.
     ///
     /// The session's close event is stored with the end (step 2); the peers' leaves are
-    /// emitted at step 3 and, with webhooks on, are on disk before the answer too.
+    /// emitted at step 3 and stored after it, in order. Nothing waits for them: if a crash
+    /// comes first, the next start rebuilds them from the ended session and the peers it
+    /// still lists (see `store::outbox::stranded_peers`).
     pub async fn end_room(&self, room_id: &str, by: Requester<'_>, reason: &str, lock: bool) -> Result<(), Error> {
         let requester = by.peer();
         let ticket = self.rooms.begin_end_room(room_id, requester, lock).await?;
@@ -344,20 +346,8 @@ impl App {
         // A slow peer cannot hold this up for longer than the flush bound: it is cut off
         // when its queue fills anyway.
         let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
-        let written = async {
-            let _ = tokio::time::timeout(flush, notices.wait()).await;
-            self.metrics.end_room_fanout(started.elapsed());
-        };
-        // The leaves' webhook events are queued to the store by now: wait for their commit
-        // too, so that an answered end-room loses none of them in a crash.
-        let durable = async {
-            if self.webhooks.is_some() {
-                if let Err(e) = self.store.flush().await {
-                    tracing::error!(room = %room_id, error = %e, "could not store the peers' leave events");
-                }
-            }
-        };
-        tokio::join!(written, durable);
+        let _ = tokio::time::timeout(flush, notices.wait()).await;
+        self.metrics.end_room_fanout(started.elapsed());
         // The server's own view of the fan-out (the load tool reads it beside the
         // clients' view, since both share the machine): when the notices were queued and
         // when the first and the last were written and flushed, µs since the Unix epoch.

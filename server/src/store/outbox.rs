@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS live_peers (
     data       TEXT NOT NULL,
     joined_at  INTEGER NOT NULL,
     PRIMARY KEY (room_id, peer_id)
-);
+) WITHOUT ROWID;
 ";
 
 /// One event as the outbox stores it.

@@ -25,8 +25,12 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 32;
 /// Without a wake-up, the queue is looked at this often anyway (ms).
 const IDLE_POLL_MS: u64 = 5_000;
-/// Commits can wake the loop thousands of times a second; it looks at most this often (ms).
+/// Commits can wake the loop thousands of times a second; it looks at most this often.
 const MIN_POLL_GAP: Duration = Duration::from_millis(10);
+/// ... and, after a look that found nothing to start (every room with events busy or
+/// waiting out a backoff: a slow or dead receiver), at most this often, unless a worker
+/// ends or a retry falls due: each look scans the queue's heads.
+const IDLE_POLL_GAP: Duration = Duration::from_millis(250);
 /// A receiver's answer body is read up to this much (so the connection can be reused).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -71,16 +75,26 @@ impl Sender {
         let mut busy: HashSet<String> = HashSet::new();
         let mut rooms_of: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut workers = JoinSet::new();
-        let mut last_poll = Instant::now() - MIN_POLL_GAP;
+        let mut last_poll = Instant::now() - IDLE_POLL_GAP;
+        // Whether the last look started nothing: then a wake-up by a commit waits longer.
+        let mut idle = false;
+        // Set when a worker ended or a retry fell due: look again without the idle gap.
+        let mut urgent = true;
         loop {
-            let gap = MIN_POLL_GAP.saturating_sub(last_poll.elapsed());
+            let min_gap = if idle && !urgent { IDLE_POLL_GAP } else { MIN_POLL_GAP };
+            let gap = min_gap.saturating_sub(last_poll.elapsed());
             if !gap.is_zero() {
-                tokio::time::sleep(gap).await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(gap) => {}
+                }
             }
             last_poll = Instant::now();
+            urgent = false;
             let now = now_millis();
             let mut next = now + IDLE_POLL_MS;
             if busy.len() < max {
+                let before = busy.len();
                 match self.outbox.due_rooms(&target, now, max).await {
                     Ok(rooms) => {
                         for room in rooms {
@@ -98,6 +112,7 @@ impl Sender {
                         next = now + 1_000;
                     }
                 }
+                idle = busy.len() == before;
                 if let Ok(Some(t)) = self.outbox.next_retry(&target, now).await {
                     next = next.min(t);
                 }
@@ -116,9 +131,10 @@ impl Sender {
                     if let Some(room) = rooms_of.remove(&id) {
                         busy.remove(&room);
                     }
+                    urgent = true;
                 }
                 _ = wake.notified() => {}
-                _ = sleep => {}
+                _ = sleep => urgent = true,
             }
         }
         // Deliveries cut short are still in the outbox: they go out after the restart.
