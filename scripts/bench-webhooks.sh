@@ -74,6 +74,7 @@ const rows = [
   ["end-room -> each peer's push p99", (m) => cell(m, (r) => r.fan_out_ms.p99, " ms", 1)],
   ["end-room sent -> {} answer p50", (m) => cell(m, (r) => r.end_room_answer_ms.p50, " ms", 1)],
   ["server RSS per peer", (m) => cell(m, (r) => r.rss_per_peer_bytes / 1024, " KiB", 1)],
+  ["server CPU time (joins to the end)", (m) => cell(m, (r) => r.server_cpu_s, " s", 2)],
   ["webhook events delivered", (m) => m === "off" ? "-" : cell(m, (r) => r.webhook_events_delivered, ` of ${runs[m][0]?.webhook_events_expected ?? "?"}`)],
   ["end-room burst: events/s delivered", (m) => m === "fast" ? cell(m, (r) => r.webhook_end_events_per_s, "") : "-"],
   ["end-room burst: all delivered within", (m) => m === "fast" ? cell(m, (r) => r.webhook_end_events_delivered_within_s, " s", 2) : "-"],

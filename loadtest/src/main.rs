@@ -331,6 +331,10 @@ async fn run(args: Args) -> Result<bool, String> {
     failures.extend(verify::verify(&plans, &reports));
     failures.extend(page_failures);
     failures.extend(hook_problems);
+    // The server's CPU time from before the joins until every room ended (and, with a fast
+    // receiver, every event was delivered).
+    let cpu_all = cpu(&spawned).or(cpu_ended);
+    let server_cpu_s = cpu_start.zip(cpu_all).map(|(a, b)| b.saturating_sub(a).as_secs_f64());
     let hooks_report = webhook_figures(&hook_events, ending);
     // The server's own view: per room, from the notices queued to the last one written.
     let fan_outs = spawned.as_ref().map(|s| s.fan_outs()).unwrap_or_default();
@@ -375,6 +379,9 @@ async fn run(args: Args) -> Result<bool, String> {
         println!("  paged read of the peer list : {} peers in {} pages of up to 100 in {:.1} ms", r.seen.len(), r.pages, ms(r.elapsed));
     }
     println!("  rooms ended in              : {:.3} s (until every socket closed)", end_span.as_secs_f64());
+    if let Some(cpu) = server_cpu_s {
+        println!("  server CPU time             : {cpu:.2} s (user + system, from before the joins to the end{})", if args.webhooks == webhooks::Mode::Fast { " of the deliveries" } else { "" });
+    }
     if args.webhooks != webhooks::Mode::Off {
         let h = &hooks_report;
         println!(
@@ -407,6 +414,7 @@ async fn run(args: Args) -> Result<bool, String> {
             "server_fan_out_span_ms": server_span.map(ms),
             "server_cpu_join_ms": cpu_join_ms, "server_cpu_end_ms": cpu_end_ms,
             "page_read": page_read.as_ref().map(|r| serde_json::json!({"peers": r.seen.len(), "pages": r.pages, "ms": ms(r.elapsed)})),
+            "server_cpu_s": server_cpu_s,
             "failures": failures.len(),
             "webhooks": format!("{:?}", args.webhooks).to_lowercase(), "webhook_events_expected": hooks_expected,
             "webhook_events_delivered": hooks_report.distinct, "webhook_requests": hooks_report.requests,
