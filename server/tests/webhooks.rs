@@ -21,6 +21,15 @@ fn now_secs() -> u64 {
     hms_server::clock::now_secs()
 }
 
+/// A receiver answering `status`, and a server sending it webhooks (`extra`: more
+/// `[webhooks]` lines).
+async fn receiver_and_server(status: u16, extra: &str) -> (Receiver, Server) {
+    let rx = Receiver::start().await;
+    rx.answer(status);
+    let s = Server::start_with_config(&webhook_config(&[rx.url()], extra), &[]);
+    (rx, s)
+}
+
 /// Every request carries a valid signature and a well-formed 100ms envelope.
 fn assert_signed_envelopes(hooks: &[Hook]) {
     let signer = Signer::new(WEBHOOK_SECRET);
@@ -58,8 +67,7 @@ fn by_room(hooks: &[Hook]) -> HashMap<String, Vec<Hook>> {
 
 #[tokio::test]
 async fn end_room_with_lock_sends_the_close_then_one_leave_per_peer_signed() {
-    let rx = Receiver::start().await;
-    let s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (rx, s) = receiver_and_server(200, "").await;
     let mut host = s.joined("r", "h", "host").await;
     let _g1 = s.joined("r", "g1", "guest").await;
     let _g2 = s.joined("r", "g2", "guest").await;
@@ -121,9 +129,7 @@ async fn end_room_with_lock_sends_the_close_then_one_leave_per_peer_signed() {
 
 #[tokio::test]
 async fn a_receiver_that_fails_then_goes_away_then_returns_gets_every_event_once_in_order() {
-    let mut rx = Receiver::start().await;
-    rx.answer(500);
-    let s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (mut rx, s) = receiver_and_server(500, "").await;
     // Room a: two peers join, one leaves. Room b: one peer joins and leaves (the room empties).
     let _ah = s.joined("a", "ah", "host").await;
     let mut ag = s.joined("a", "ag", "guest").await;
@@ -163,10 +169,8 @@ async fn a_receiver_that_fails_then_goes_away_then_returns_gets_every_event_once
 
 #[tokio::test]
 async fn sigkill_right_after_an_answered_end_room_loses_no_event() {
-    let rx = Receiver::start().await;
     // Nothing gets through before the kill: what arrives later came from the disk.
-    rx.answer(503);
-    let mut s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (rx, mut s) = receiver_and_server(503, "").await;
     let mut host = s.joined("r", "h", "host").await;
     let _g1 = s.joined("r", "g1", "guest").await;
     let _g2 = s.joined("r", "g2", "guest").await;
@@ -187,8 +191,7 @@ async fn sigkill_right_after_an_answered_end_room_loses_no_event() {
 
 #[tokio::test]
 async fn a_crash_mid_session_is_reported_after_the_restart_with_every_leave() {
-    let rx = Receiver::start().await;
-    let mut s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (rx, mut s) = receiver_and_server(200, "").await;
     let _p1 = s.joined("r", "p1", "host").await;
     let _p2 = s.joined("r", "p2", "guest").await;
     rx.wait_delivered(3, WAIT).await;
@@ -206,8 +209,7 @@ async fn a_crash_mid_session_is_reported_after_the_restart_with_every_leave() {
 
 #[tokio::test]
 async fn a_graceful_shutdown_reports_the_close_and_the_leaves_once() {
-    let rx = Receiver::start().await;
-    let mut s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (rx, mut s) = receiver_and_server(200, "").await;
     let _p1 = s.joined("r", "p1", "host").await;
     rx.wait_delivered(2, WAIT).await;
     assert!(s.sigterm().success());
@@ -228,9 +230,7 @@ async fn failed_page(s: &Server, query: &str) -> Value {
 
 #[tokio::test]
 async fn events_past_their_retry_budget_are_listed_and_can_be_replayed() {
-    let rx = Receiver::start().await;
-    rx.answer(500);
-    let s = Server::start_with_config(&webhook_config(&[rx.url()], "retry_budget_secs = 0\n"), &[]);
+    let (rx, s) = receiver_and_server(500, "retry_budget_secs = 0\n").await;
     let _h = s.joined("r", "h", "host").await;
     // One attempt each, then the failed list.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -328,8 +328,7 @@ fn same_shape(doc: &Value, real: &Value, path: &str) -> Result<(), String> {
 
 #[tokio::test]
 async fn the_documented_json_of_every_event_type_is_what_the_server_sends() {
-    let rx = Receiver::start().await;
-    let s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (rx, s) = receiver_and_server(200, "").await;
     let mut host = s.joined("demo-room", "peer-host", "host").await;
     let _guest = s.joined("demo-room", "peer-guest", "guest").await;
     host.push("on-peer-join").await;
@@ -379,8 +378,7 @@ fn run_json(program: &str, args: &[&std::path::Path]) -> Value {
 
 #[tokio::test]
 async fn the_documented_node_and_python_checks_accept_a_real_request_and_refuse_forged_and_replayed_ones() {
-    let rx = Receiver::start().await;
-    let s = Server::start_with_config(&webhook_config(&[rx.url()], ""), &[]);
+    let (rx, s) = receiver_and_server(200, "").await;
     let _h = s.joined("r", "h", "host").await;
     let real = rx.wait_delivered(2, WAIT).await.remove(1);
     let t: u64 = real.signature.strip_prefix("t=").and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
