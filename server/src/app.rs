@@ -17,7 +17,7 @@ use crate::conn::{Close, ConnHandle, Out, Outbox};
 use crate::error::Error;
 use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
-use crate::metrics::{Metrics, Refusal};
+use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, END_NOTICE_TTL};
 use crate::store::{Ender, RoomCode, SessionRecord, Store};
@@ -238,14 +238,12 @@ impl App {
             return Err(Error::BadRequest("the peer query parameter (1 to 256 characters) is required".into()));
         }
         let claims = self.authenticate(token, room).inspect_err(|e| {
-            self.metrics.refused(Refusal::of(e));
             tracing::info!(peer = %peer_id, error = %e, "connection refused: bad token");
         })?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (conn, outbox) = ConnHandle::queue(id, self.config.limits.send_queue);
         let room = &claims.room_id;
         let found = self.rooms.connect(room, peer_id, &claims.user_id, &claims.role, conn.clone()).await.inspect_err(|e| {
-            self.metrics.refused(Refusal::of(e));
             tracing::info!(peer = %peer_id, room = %room, code = e.code(), "connection refused");
         })?;
         match found {

@@ -273,6 +273,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
         Ok(Opened::Placed { peer, outbox }) => (peer, outbox),
         Ok(Opened::Missed(notice)) => return reject(socket, ServerPush::PeerLeaveRequest(notice), 1000, "removed").await,
         Err(e) => {
+            app.metrics().refused(Refusal::of(&e));
             let reason = match e.code() {
                 code::BAD_REQUEST => "bad request",
                 code::UNAUTHORIZED => "unauthorized",

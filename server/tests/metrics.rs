@@ -54,7 +54,12 @@ async fn metrics_count_joins_refusals_and_end_rooms() {
     let mut late = s.connect("r", "late", "guest").await;
     assert_eq!(late.error_code("join", json!({"name": "late"})).await, 423);
 
+    // A forged token is refused at connect: 401.
+    let mut forged = common::Client::connect(&s.ws_url("x", "not-a-token")).await;
+    assert_eq!(common::expect_on_error(&mut forged).await["code"], 401);
+
     let (_, text) = scrape(&addr).await;
+    assert_eq!(sample(&text, "hms_refusals_total{reason=\"unauthorized\"}"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "hms_end_rooms_total"), Some(1.0), "{text}");
     assert_eq!((sample(&text, "hms_rooms"), sample(&text, "hms_peers")), (Some(0.0), Some(0.0)), "{text}");
     assert_eq!(sample(&text, "hms_leaves_total{reason=\"room_ended\"}"), Some(2.0), "{text}");
