@@ -221,30 +221,19 @@ impl OutboxReader {
         f(&c).map_err(|e| Error::Store(e.to_string()))
     }
 
-    /// Rooms of `target` whose oldest pending event is due at `now`, oldest first.
-    pub fn due_rooms(&self, target: &str, now: u64, limit: usize) -> Result<Vec<String>, Error> {
+    /// The rooms of `target` with pending events and when each one's oldest event is due
+    /// (0 = now), soonest first, at most `limit`: the rooms to deliver now, and when to
+    /// look again, in one scan.
+    pub fn heads(&self, target: &str, limit: usize) -> Result<Vec<(String, u64)>, Error> {
         self.with(|c| {
             // SQLite takes a bare column of a MIN() aggregate from the row with the minimum.
             let mut st = c.prepare_cached(
-                "SELECT room_id, MIN(seq) AS head, next_at FROM webhook_outbox WHERE target = ?1
-                 GROUP BY room_id HAVING next_at <= ?2 ORDER BY head LIMIT ?3",
+                "SELECT room_id, next_at FROM
+                   (SELECT room_id, MIN(seq) AS head, next_at FROM webhook_outbox WHERE target = ?1 GROUP BY room_id)
+                 ORDER BY next_at, head LIMIT ?2",
             )?;
-            let rows = st.query_map(params![target, now as i64, limit as i64], |r| r.get(0))?;
+            let rows = st.query_map(params![target, limit as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
             rows.collect()
-        })
-    }
-
-    /// The earliest time after `now` at which a room of `target` that is waiting out a
-    /// backoff is due again.
-    pub fn next_retry(&self, target: &str, now: u64) -> Result<Option<u64>, Error> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT MIN(next_at) FROM (SELECT MIN(seq), next_at FROM webhook_outbox WHERE target = ?1 GROUP BY room_id)
-                 WHERE next_at > ?2",
-                params![target, now as i64],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|v| v.map(|v| v as u64))
         })
     }
 
@@ -427,7 +416,8 @@ mod tests {
         s.flush().await.unwrap();
         assert!(commits.load(Ordering::SeqCst) >= 1, "the sender was woken");
         let now = crate::clock::now_millis();
-        assert_eq!(r.due_rooms("t1", now, 10).unwrap(), ["r1", "r2"]);
+        let heads = |r: &OutboxReader| r.heads("t1", 10).unwrap();
+        assert_eq!(heads(&r), [("r1".to_string(), 0), ("r2".to_string(), 0)]);
         let q = r.pending("t2", "r1", 10).unwrap();
         assert_eq!(q.len(), 3);
         assert!(q[0].body.starts_with("SessionOpened") && q[1].body.contains("\"a\"") && q[2].body.contains("\"b\""));
@@ -440,9 +430,8 @@ mod tests {
         assert_eq!(head.event_id, t1[1].event_id);
         // A failed attempt: the room waits out its backoff, the others do not.
         s.outbox_retry(head.seq, 1, now + 60_000, "HTTP 500".into()).await.unwrap();
-        assert_eq!(r.due_rooms("t1", now, 10).unwrap(), ["r2"]);
-        assert_eq!(r.next_retry("t1", now).unwrap(), Some(now + 60_000));
-        assert_eq!(r.due_rooms("t1", now + 60_000, 10).unwrap(), ["r1", "r2"]);
+        assert_eq!(heads(&r), [("r2".to_string(), 0), ("r1".to_string(), now + 60_000)]);
+        assert_eq!(r.heads("t1", 1).unwrap(), [("r2".to_string(), 0)]);
         // Past the budget: it moves to the failed list and the room's next event is the head.
         s.outbox_give_up(head.seq, 7, "HTTP 503".into()).await.unwrap();
         let failed = s.outbox_failed(0, 10).await.unwrap();

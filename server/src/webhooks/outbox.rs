@@ -28,19 +28,11 @@ async fn read<R: Send + 'static>(reader: &Arc<OutboxReader>, f: impl FnOnce(&Out
 }
 
 impl Outbox {
-    /// Rooms of `target` whose oldest pending event is due at `now`, oldest first.
-    pub async fn due_rooms(&self, target: &str, now: u64, limit: usize) -> Result<Vec<String>, Error> {
+    /// The rooms of `target` with pending events and when each is due, soonest first.
+    pub async fn heads(&self, target: &str, limit: usize) -> Result<Vec<(String, u64)>, Error> {
         let target = target.to_owned();
         match self {
-            Outbox::Sqlite { reader, .. } => read(reader, move |r| r.due_rooms(&target, now, limit)).await,
-        }
-    }
-
-    /// When the next room of `target` that waits out a backoff is due, if any.
-    pub async fn next_retry(&self, target: &str, now: u64) -> Result<Option<u64>, Error> {
-        let target = target.to_owned();
-        match self {
-            Outbox::Sqlite { reader, .. } => read(reader, move |r| r.next_retry(&target, now)).await,
+            Outbox::Sqlite { reader, .. } => read(reader, move |r| r.heads(&target, limit)).await,
         }
     }
 

@@ -25,12 +25,12 @@ use tokio_util::sync::CancellationToken;
 const BATCH: usize = 32;
 /// Without a wake-up, the queue is looked at this often anyway (ms).
 const IDLE_POLL_MS: u64 = 5_000;
-/// Commits can wake the loop thousands of times a second; it looks at most this often.
-const MIN_POLL_GAP: Duration = Duration::from_millis(10);
-/// ... and, after a look that found nothing to start (every room with events busy or
-/// waiting out a backoff: a slow or dead receiver), at most this often, unless a worker
-/// ends or a retry falls due: each look scans the queue's heads.
-const IDLE_POLL_GAP: Duration = Duration::from_millis(250);
+/// A look at the queue scans the heads of every room with pending events. Commits wake the
+/// loop up to thousands of times a second, so it looks at most this often ...
+const SCAN_GAP: Duration = Duration::from_millis(250);
+/// ... unless a retry fell due, or a worker ended while every slot was taken (rooms may be
+/// waiting for a slot): then after this.
+const URGENT_SCAN_GAP: Duration = Duration::from_millis(10);
 /// A receiver's answer body is read up to this much (so the connection can be reused).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -75,33 +75,30 @@ impl Sender {
         let mut busy: HashSet<String> = HashSet::new();
         let mut rooms_of: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut workers = JoinSet::new();
-        let mut last_poll = Instant::now() - IDLE_POLL_GAP;
-        // Whether the last look started nothing: then a wake-up by a commit waits longer.
-        let mut idle = false;
-        // Set when a worker ended or a retry fell due: look again without the idle gap.
+        let mut last_scan = Instant::now() - SCAN_GAP;
         let mut urgent = true;
         loop {
-            let min_gap = if idle && !urgent { IDLE_POLL_GAP } else { MIN_POLL_GAP };
-            let gap = min_gap.saturating_sub(last_poll.elapsed());
+            let gap = if urgent { URGENT_SCAN_GAP } else { SCAN_GAP }.saturating_sub(last_scan.elapsed());
             if !gap.is_zero() {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(gap) => {}
                 }
             }
-            last_poll = Instant::now();
+            last_scan = Instant::now();
             urgent = false;
             let now = now_millis();
             let mut next = now + IDLE_POLL_MS;
             if busy.len() < max {
-                let before = busy.len();
-                match self.outbox.due_rooms(&target, now, max).await {
-                    Ok(rooms) => {
-                        for room in rooms {
-                            if busy.len() >= max {
+                // One more than the slots: the first room not due says when to look again.
+                match self.outbox.heads(&target, max + 1).await {
+                    Ok(heads) => {
+                        for (room, due) in heads {
+                            if due > now {
+                                next = next.min(due);
                                 break;
                             }
-                            if busy.insert(room.clone()) {
+                            if busy.len() < max && busy.insert(room.clone()) {
                                 let h = workers.spawn(self.clone().deliver(target.clone(), room.clone()));
                                 rooms_of.insert(h.id(), room);
                             }
@@ -111,10 +108,6 @@ impl Sender {
                         tracing::warn!(error = %e, "webhooks: reading the outbox failed; trying again in 1 s");
                         next = now + 1_000;
                     }
-                }
-                idle = busy.len() == before;
-                if let Ok(Some(t)) = self.outbox.next_retry(&target, now).await {
-                    next = next.min(t);
                 }
             }
             let sleep = tokio::time::sleep(Duration::from_millis(next.saturating_sub(now)));
@@ -128,10 +121,10 @@ impl Sender {
                             e.id()
                         }
                     };
+                    urgent = busy.len() >= max;
                     if let Some(room) = rooms_of.remove(&id) {
                         busy.remove(&room);
                     }
-                    urgent = true;
                 }
                 _ = wake.notified() => {}
                 _ = sleep => urgent = true,
