@@ -169,7 +169,7 @@ impl Sender {
                 let attempts = ev.attempts.saturating_add(1);
                 if now.saturating_sub(ev.created_at) >= budget_ms {
                     self.metrics.webhook(Delivery::Failed);
-                    tracing::warn!(room = %room, event = %ev.event_id, target = %host(&target), attempts, error = %error,
+                    tracing::warn!(room = ?room, event = %ev.event_id, target = %host(&target), attempts, error = %error,
                         "webhook event given up after its retry budget; listed at GET /v2/webhooks/failed");
                     if let Err(e) = self.outbox.give_up(ev.seq, attempts, error).await {
                         tracing::error!(error = %e, "webhooks: could not move an event to the failed list");
@@ -180,7 +180,7 @@ impl Sender {
                 }
                 self.metrics.webhook(Delivery::Retried);
                 let delay = backoff(&self.config, attempts);
-                tracing::info!(room = %room, target = %host(&target), attempts, error = %error, retry_in_ms = delay, "webhook delivery failed; will retry");
+                tracing::info!(room = ?room, target = %host(&target), attempts, error = %error, retry_in_ms = delay, "webhook delivery failed; will retry");
                 if let Err(e) = self.outbox.retry(ev.seq, attempts, now + delay, error).await {
                     tracing::error!(error = %e, "webhooks: could not reschedule an event");
                 }
