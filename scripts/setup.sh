@@ -21,6 +21,8 @@ command -v chromedriver >/dev/null || missing_debs+=(chromium-driver)
 command -v firefox-esr >/dev/null || missing_debs+=(firefox-esr)
 command -v sqlite3 >/dev/null || missing_debs+=(sqlite3)
 /usr/bin/python3 -c "import jwt" 2>/dev/null || missing_debs+=(python3-jwt)
+# The webhook verification snippets of docs/WEBHOOKS.md are run in Python (and Node).
+command -v python3 >/dev/null || missing_debs+=(python3)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   log "apt-get install ${missing_debs[*]}"
   $SUDO apt-get update -qq

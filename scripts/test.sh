@@ -13,7 +13,8 @@
 #   firefox   the same in headless Firefox ESR
 #   e2e       in headless Chromium and Firefox vs the real server: the demo app, the
 #             toolchain builds and Vite dev servers, the examples, docs/PRODUCTION.md
-#   load      a small run of the load tool: every peer of every ended room told exactly once
+#   load      small runs of the load tool: every peer of every ended room told exactly once,
+#             then again with webhooks on (every event delivered once, signed, in order)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -4,17 +4,24 @@
 //! ([`crate::signaling`]) and the REST handlers ([`crate::rest`]) call only these, so each
 //! rule — above all the end-room ordering — is written once, here.
 //!
-//! The app owns the server's state (config, token keys, store, room registry) and its
-//! background tasks, which it tracks so that [`App::shutdown`] can wait for them.
+//! The app owns the server's state (config, token keys, store, room registry, metrics,
+//! webhooks) and its background tasks, which it tracks so that [`App::shutdown`] can
+//! wait for them. What happens in the rooms reaches the store and the metrics as
+//! [`Event`]s: the rooms emit membership events through the [`Recorder`] while they hold
+//! the change's lock (so they stay in order); an end-room's session close goes into the
+//! store transaction that records the end.
 
 use crate::auth::{Claims, TokenKeys, TokenType};
 use crate::config::Config;
 use crate::conn::{Close, ConnHandle, Out, Outbox};
 use crate::error::Error;
+use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
+use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, END_NOTICE_TTL};
 use crate::store::{Ender, RoomCode, SessionRecord, Store};
+use crate::webhooks::{self, FailedView, Webhooks};
 use hms_protocol::{peer_list, JoinParams, PeerLeaveRequest, PeerListCall};
 use serde_json::Value;
 use std::path::Path;
@@ -36,6 +43,25 @@ pub struct App {
     /// Fired when shutdown starts.
     stopping: CancellationToken,
     next_conn: AtomicU64,
+    metrics: Arc<Metrics>,
+    /// Set when webhooks are on.
+    webhooks: Option<Arc<Webhooks>>,
+}
+
+/// The rooms' [`Sink`]: counts each event and queues it to the store (session history,
+/// webhook outbox) in the order the rooms emitted it. Never waits.
+struct Recorder {
+    store: Store,
+    metrics: Arc<Metrics>,
+}
+
+impl Sink for Recorder {
+    fn emit(&self, events: Vec<Event>) {
+        for e in &events {
+            self.metrics.observe(e);
+        }
+        self.store.record(events);
+    }
 }
 
 /// A peer's connection once authenticated and placed in its room.
@@ -125,7 +151,15 @@ impl App {
     /// Builds the state: validates the config, opens the store and loads the room locks.
     pub async fn new(config: Config, secret: &str, data_dir: &Path) -> Result<Arc<Self>, Error> {
         config.validate()?;
-        let store = Store::open(data_dir)?;
+        let metrics = Arc::new(Metrics::new());
+        let stopping = CancellationToken::new();
+        let wake = webhooks::Wake::new(&config);
+        let store = Store::open_with(data_dir, config.webhooks.enabled().then(|| webhooks::writer(&config, &wake)))?;
+        let webhooks = match config.webhooks.enabled() {
+            true => Some(Webhooks::start(&config, store.clone(), data_dir, wake, metrics.clone(), stopping.clone())?),
+            false => None,
+        };
+        let recorder = Arc::new(Recorder { store: store.clone(), metrics: metrics.clone() });
         let hub = Hub::new(
             config.template.known_roles(),
             config.template.id.clone(),
@@ -135,7 +169,8 @@ impl App {
             threshold: config.template.large_room_peers,
             first_page: peer_list::DEFAULT_PAGE as usize,
             quiet_roles: config.template.quiet_roles(),
-        });
+        })
+        .with_sink(recorder);
         let rooms = Arc::new(Rooms::Local(hub));
         for room in store.disabled_rooms().await? {
             rooms.set_locked(&room, true).await;
@@ -156,9 +191,16 @@ impl App {
             store,
             rooms,
             tasks: TaskTracker::new(),
-            stopping: CancellationToken::new(),
+            stopping,
             next_conn: AtomicU64::new(1),
+            metrics,
+            webhooks,
         }))
+    }
+
+    /// The server's metrics (the transport counts its own refusals there).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The configuration in force.
@@ -267,17 +309,35 @@ impl App {
     /// 3. every other peer is sent `on-peer-leave-request` and closed;
     /// 4. the call waits, at most `end_room_flush_ms`, for those notices to be written;
     /// 5. only then a requesting peer gets its answer, and its socket is closed.
+    ///
+    /// The session's close event is stored with the end (step 2); the peers' leaves are
+    /// emitted at step 3 and stored after it, in order. Nothing waits for them: if a crash
+    /// comes first, the next start rebuilds them from the ended session and the peers it
+    /// still lists (see `store::outbox::stranded_peers`).
     pub async fn end_room(&self, room_id: &str, by: Requester<'_>, reason: &str, lock: bool) -> Result<(), Error> {
         let requester = by.peer();
         let ticket = self.rooms.begin_end_room(room_id, requester, lock).await?;
         let by_id = requester.map(|(peer, _)| peer);
         let ender = by_id.zip(ticket.requester_user.as_deref()).map(|(peer_id, user_id)| Ender { peer_id, user_id });
-        if let Err(e) = self.store.end_session(room_id, &ticket.session_id, ender, reason, lock).await {
+        let ended_by = match ender {
+            Some(e) => By::Peer { peer_id: e.peer_id.to_owned(), user_id: e.user_id.to_owned() },
+            None => By::Api,
+        };
+        let close = Event::SessionClosed {
+            room_id: room_id.to_owned(),
+            session_id: ticket.session_id.clone(),
+            started_at: ticket.started_at,
+            at: crate::clock::now_millis(),
+            reason: CloseReason::Ended { by: ended_by, message: reason.to_owned(), locked: lock },
+        };
+        if let Err(e) = self.store.end_session(room_id, &ticket.session_id, ender, reason, lock, close.clone()).await {
             tracing::error!(room = %room_id, error = %e, "could not store the end of a session");
             self.rooms.abort_end_room(room_id, &ticket).await;
             return Err(Error::Internal("could not store the room's state; try again".into()));
         }
+        self.metrics.observe(&close);
         let fan_out = crate::clock::now_micros();
+        let started = Instant::now();
         let (requester_conn, notices) = self.rooms.finish_end_room(room_id, by_id, reason).await;
         let peers = notices.queued();
         tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers, "room ended");
@@ -285,6 +345,7 @@ impl App {
         // when its queue fills anyway.
         let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
         let _ = tokio::time::timeout(flush, notices.wait()).await;
+        self.metrics.end_room_fanout(started.elapsed());
         // The server's own view of the fan-out (the load tool reads it beside the
         // clients' view, since both share the machine): when the notices were queued and
         // when the first and the last were written and flushed, µs since the Unix epoch.
@@ -387,19 +448,32 @@ impl App {
         self.keys.app_token(&code.room_id, &user, &code.role)
     }
 
+    /// Webhook events past their retry budget, after the cursor `after`, and the next
+    /// page's cursor (404 when webhooks are off).
+    pub async fn failed_webhooks(&self, after: i64, limit: usize) -> Result<(Vec<FailedView>, Option<i64>), Error> {
+        self.webhooks()?.failed(after, limit).await.map_err(db_failed)
+    }
+
+    /// Queues a failed webhook event again; how many deliveries were queued.
+    pub async fn replay_webhook(&self, id: &str) -> Result<usize, Error> {
+        self.webhooks()?.replay(id).await.map_err(|e| match e {
+            Error::Store(_) => db_failed(e),
+            other => other,
+        })
+    }
+
+    fn webhooks(&self) -> Result<&Webhooks, Error> {
+        self.webhooks.as_deref().ok_or_else(|| Error::NotFound("webhooks are off: no [webhooks] urls are configured".into()))
+    }
+
     /// Forgets expired tombstones (called now and then).
     pub async fn sweep(&self) {
         self.rooms.sweep().await;
     }
 
-    /// Carries out a room change's effects: history records and hold timers.
+    /// Carries out a room change's effects: hold timers (what happened went to the
+    /// [`Recorder`] already).
     fn apply(&self, room: &str, peer: &str, fx: Effects) {
-        if let Some((sid, started)) = fx.session_started {
-            self.store.start_session(room, &sid, started);
-        }
-        if let Some(sid) = fx.session_emptied {
-            self.store.session_emptied(&sid);
-        }
         if let Some(gen) = fx.hold {
             tracing::info!(peer = %peer, room = %room, "peer dropped: holding its place for the reconnect window");
             self.hold(room.to_owned(), peer.to_owned(), gen);
@@ -416,16 +490,13 @@ impl App {
         let window = Duration::from_secs(self.config.limits.reconnect_window_secs);
         let tick = Duration::from_millis(self.config.template.peer_batch_ms);
         let stopping = self.stopping.clone();
-        let (rooms, store) = (self.rooms.clone(), self.store.clone());
+        let rooms = self.rooms.clone();
         self.tasks.spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(window) => {}
                 _ = stopping.cancelled() => return,
             }
             let fx = rooms.hold_expired(&room, &peer, gen).await;
-            if let Some(sid) = fx.session_emptied {
-                store.session_emptied(&sid);
-            }
             if let Some(token) = fx.batch {
                 flush_batches(&rooms, &room, token, &stopping, tick).await;
             }
@@ -439,9 +510,10 @@ impl App {
     pub async fn shutdown(&self) {
         self.stopping.cancel();
         self.tasks.close();
+        // The rooms report each session's close (and, with webhooks, each peer's leave).
         let (sessions, conns) = self.rooms.shutdown().await;
         tracing::info!(connections = conns, sessions = sessions.len(), "shutting down");
-        if let Err(e) = self.store.end_sessions(sessions, "server shutdown").await {
+        if let Err(e) = self.store.flush().await {
             tracing::warn!(error = %e, "could not record the sessions' end at shutdown");
         }
         let grace = Duration::from_millis(self.config.limits.shutdown_grace_ms);

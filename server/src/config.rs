@@ -45,6 +45,13 @@ pub struct Config {
     /// The role template every room uses.
     #[serde(default = "default_template")]
     pub template: Template,
+    /// Webhooks: where events are POSTed, how they are signed and retried.
+    #[serde(default)]
+    pub webhooks: Webhooks,
+    /// Serve Prometheus metrics at `http://<metrics_addr>/metrics` (a listener of its
+    /// own, so it need not be public). Flag `--metrics-addr`. Off by default.
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn default_access_key() -> String {
@@ -76,6 +83,8 @@ impl Default for Config {
             token_ttl_secs: default_token_ttl(),
             limits: Limits::default(),
             template: default_template(),
+            webhooks: Webhooks::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -204,6 +213,94 @@ impl Default for Limits {
     }
 }
 
+/// The `[webhooks]` section. Off while `urls` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// Where every event is POSTed (each target gets every event, in order per room).
+    /// Flag `--webhook-url` (repeatable). Default none: webhooks off.
+    pub urls: Vec<String>,
+    /// HMAC-SHA256 key for the `X-HMS-Signature` header, at least 32 characters.
+    /// Env `HMS_WEBHOOK_SECRET` wins over it. Required when `urls` is set.
+    pub secret: Option<String>,
+    /// Time for one delivery (connect, send, answer), ms. Default 10000.
+    pub timeout_ms: u64,
+    /// Time to connect, ms. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// How long an event is retried, counted from when it happened, before it moves to
+    /// the failed list (`GET /v2/webhooks/failed`). Flag `--webhook-retry-budget-secs`.
+    /// Default 86400 (a day).
+    pub retry_budget_secs: u64,
+    /// First retry delay, ms; doubles per attempt, with jitter. Default 1000.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay, ms (how soon a receiver back from an outage is served).
+    /// Default 30000.
+    pub backoff_max_ms: u64,
+    /// Rooms delivered to one target at once (events of one room go one at a time, in
+    /// order). Default 16.
+    pub max_in_flight: usize,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            retry_budget_secs: 86_400,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 30_000,
+            max_in_flight: 16,
+        }
+    }
+}
+
+/// The shortest webhook signing secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
+
+impl Webhooks {
+    /// Whether events are sent at all.
+    pub fn enabled(&self) -> bool {
+        !self.urls.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(format!("webhooks: {m}")));
+        if !self.enabled() {
+            return Ok(());
+        }
+        for u in &self.urls {
+            let ok = (u.starts_with("http://") || u.starts_with("https://")) && u.len() > "https://".len() && !u.contains(char::is_whitespace);
+            if !ok {
+                return bad(format!("{u:?} is not an http:// or https:// URL"));
+            }
+        }
+        match self.secret.as_deref() {
+            None | Some("") => return bad("a signing secret is required (env HMS_WEBHOOK_SECRET or webhooks.secret)".into()),
+            Some(s) if s.chars().count() < MIN_WEBHOOK_SECRET => {
+                return bad(format!("the signing secret is {} characters; use at least {MIN_WEBHOOK_SECRET} (e.g. `openssl rand -hex 32`)", s.chars().count()))
+            }
+            _ => {}
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight must be at least 1".into());
+        }
+        for (name, v, min, max) in [
+            ("timeout_ms", self.timeout_ms, 1, 600_000),
+            ("connect_timeout_ms", self.connect_timeout_ms, 1, 600_000),
+            ("retry_budget_secs", self.retry_budget_secs, 0, 30 * 86_400),
+            ("backoff_initial_ms", self.backoff_initial_ms, 1, 3_600_000),
+            ("backoff_max_ms", self.backoff_max_ms, 1, 3_600_000),
+        ] {
+            if v < min || v > max {
+                return bad(format!("{name} = {v} is outside {min}..={max}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, Error> {
@@ -248,7 +345,7 @@ impl Config {
                 return Err(Error::Config(format!("limits.{name} = {v} is above the maximum {max}")));
             }
         }
-        Ok(())
+        self.webhooks.validate()
     }
 }
 
@@ -283,5 +380,19 @@ mod tests {
         assert!(Config::parse("[limits]\nidle_timeout = 5\n").is_err());
         assert!(Config::parse("[template]\nid = \"x\"\n").is_err(), "no roles");
         assert!(Config::parse("[limits]\nreconnect_window_secs = 99999999999\n").is_err());
+    }
+
+    #[test]
+    fn webhooks_need_a_long_secret_and_real_urls() {
+        let on = |extra: &str| Config::parse(&format!("[webhooks]\nurls = [\"http://127.0.0.1:9/hook\"]\n{extra}"));
+        let short = on("secret = \"too-short\"\n").unwrap_err().to_string();
+        assert!(short.contains("9 characters") && short.contains("at least 32"), "{short}");
+        assert!(on("").unwrap_err().to_string().contains("signing secret is required"));
+        let c = on(&format!("secret = \"{}\"\n", "k".repeat(32))).unwrap();
+        assert!(c.webhooks.enabled() && c.webhooks.retry_budget_secs == 86_400);
+        let ftp = Config::parse(&format!("[webhooks]\nurls = [\"ftp://x\"]\nsecret = \"{}\"\n", "k".repeat(40)));
+        assert!(ftp.unwrap_err().to_string().contains("not an http"));
+        assert!(!Config::default().webhooks.enabled(), "off by default");
+        assert!(Config::parse("[webhooks]\nurl = []\n").is_err(), "typos are refused");
     }
 }

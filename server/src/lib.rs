@@ -10,6 +10,8 @@
 //!   codes, tokens) and the server's state and tasks;
 //! - [`registry`] (where rooms live) -> [`room`] (the room model) -> [`conn`] (a
 //!   connection's queue); [`store`] (every SQL statement); [`auth`] (tokens, secret);
+//! - [`webhooks`] (the outbox's delivery, signing, the webhook JSON) and [`metrics`]
+//!   (Prometheus), both fed by [`events`] (what happened in the rooms);
 //! - shared leaves: [`frame`] (JSON-RPC encode/decode), [`error`], [`config`], [`clock`].
 
 pub mod app;
@@ -18,13 +20,16 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod events;
 pub mod frame;
 pub mod listener;
+pub mod metrics;
 pub mod registry;
 pub mod rest;
 pub mod room;
 pub mod signaling;
 pub mod store;
+pub mod webhooks;
 pub mod ws;
 
 pub use app::App;

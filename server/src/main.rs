@@ -18,6 +18,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Run the server. Prints `listening on ADDR:PORT` as its first stdout line.
     Serve(ServeArgs),
@@ -81,6 +83,20 @@ struct ServeArgs {
     /// Max ms to wait for close frames on SIGTERM / Ctrl-C [limits.shutdown_grace_ms].
     #[arg(long)]
     shutdown_grace_ms: Option<u64>,
+    /// POST every room event here (repeatable; replaces the config's list) [webhooks.urls].
+    /// The signing secret comes from env HMS_WEBHOOK_SECRET or webhooks.secret.
+    #[arg(long = "webhook-url")]
+    webhook_urls: Vec<String>,
+    /// Seconds an event is retried before it is listed as failed [webhooks.retry_budget_secs].
+    #[arg(long)]
+    webhook_retry_budget_secs: Option<u64>,
+    /// Ms one webhook delivery may take [webhooks.timeout_ms].
+    #[arg(long)]
+    webhook_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks one; printed as the
+    /// second stdout line, `metrics on ADDR`) [metrics_addr].
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -163,6 +179,25 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     if let Some(v) = a.shutdown_grace_ms {
         l.shutdown_grace_ms = v;
     }
+    let w = &mut c.webhooks;
+    if !a.webhook_urls.is_empty() {
+        w.urls = a.webhook_urls.clone();
+    }
+    if let Some(v) = a.webhook_retry_budget_secs {
+        w.retry_budget_secs = v;
+    }
+    if let Some(v) = a.webhook_timeout_ms {
+        w.timeout_ms = v;
+    }
+    // A secret on the command line would show in `ps`: env or config only.
+    if let Ok(v) = std::env::var("HMS_WEBHOOK_SECRET") {
+        if !v.is_empty() {
+            w.secret = Some(v);
+        }
+    }
+    if a.metrics_addr.is_some() {
+        c.metrics_addr = a.metrics_addr;
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {
@@ -175,10 +210,22 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let fail = |what: String| Error::Config(what);
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| fail(format!("binding {}: {e}", args.addr)))?;
     let local = listener.local_addr().map_err(|e| fail(format!("reading the bound address: {e}")))?;
+    let metrics = match app.config().metrics_addr {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| fail(format!("binding the metrics address {addr}: {e}")))?;
+            let at = l.local_addr().map_err(|e| fail(format!("reading the metrics address: {e}")))?;
+            tokio::spawn(hms_server::metrics::serve(l, app.metrics().clone()));
+            Some(at)
+        }
+        None => None,
+    };
     {
         // Scripts read the port from this first line: print and flush it before anything else.
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {local}").map_err(|e| fail(format!("stdout: {e}")))?;
+        if let Some(at) = metrics {
+            writeln!(out, "metrics on {at}").map_err(|e| fail(format!("stdout: {e}")))?;
+        }
         out.flush().map_err(|e| fail(format!("stdout: {e}")))?;
     }
     tracing::info!(addr = %local, data_dir = %args.common.data_dir.display(), "hms-server listening");

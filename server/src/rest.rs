@@ -7,7 +7,7 @@
 use crate::app::{App, Requester, Target};
 use crate::error::Error;
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use hms_protocol::PeerNotification;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// An error answer: HTTP status = the error's code, body `{"code", "message"}`.
@@ -52,6 +52,8 @@ where
         .route("/v2/active-rooms/{room_id}/end-room", post(end_room))
         .route("/v2/active-rooms/{room_id}/remove-peers", post(remove_peers))
         .route("/v2/rooms/{room_id}", post(set_room_enabled).get(get_room))
+        .route("/v2/webhooks/failed", get(failed_webhooks))
+        .route("/v2/webhooks/failed/{id}/replay", post(replay_webhook))
 }
 
 /// Proof that the request carries `Authorization: Bearer <management token>`: a handler
@@ -184,4 +186,21 @@ async fn get_room(_: Management, State(app): State<Arc<App>>, Path(room_id): Pat
         })
         .collect();
     Ok(Json(json!({ "id": room_id, "name": room_id, "enabled": enabled, "sessions": sessions })).into_response())
+}
+
+/// `GET /v2/webhooks/failed?after=&limit=`: events past their retry budget, oldest first;
+/// `next` is the `after` of the following page (null on the last).
+async fn failed_webhooks(_: Management, State(app): State<Arc<App>>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let num = |k: &str, default: u64| -> Result<u64, ApiError> {
+        q.get(k).map_or(Ok(default), |v| v.parse().map_err(|_| Error::BadRequest(format!("{k} must be a non-negative integer")).into()))
+    };
+    let (after, limit) = (num("after", 0)?, num("limit", 100)?);
+    let (page, next) = app.failed_webhooks(after.min(i64::MAX as u64) as i64, limit.min(usize::MAX as u64) as usize).await?;
+    Ok(Json(json!({ "data": page, "next": next })).into_response())
+}
+
+/// `POST /v2/webhooks/failed/<event id>/replay`: queues the event again.
+async fn replay_webhook(_: Management, State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    let queued = app.replay_webhook(&id).await?;
+    Ok(Json(json!({ "message": "event queued for delivery", "queued": queued })).into_response())
 }

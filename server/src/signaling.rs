@@ -6,6 +6,7 @@ use crate::app::{App, Opened, PeerConn, Requester};
 use crate::conn::Out;
 use crate::error::Error;
 use crate::frame::{self, Call};
+use crate::metrics::Refusal;
 use hms_protocol::{ClientCall, PingParams};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub async fn handle_text(ctx: &Ctx, text: &str) {
     let (id, call) = match frame::decode(text) {
         Ok(d) => d,
         Err((id, e)) => {
+            ctx.app.metrics().refused(Refusal::BadRequest);
             ctx.peer.conn.send(Out::Text(frame::error(&id, e)));
             return;
         }
@@ -56,6 +58,7 @@ pub async fn handle_text(ctx: &Ctx, text: &str) {
         }
     };
     if let Err(e) = done {
+        app.metrics().refused(Refusal::of(&e));
         p.conn.send(Out::Text(frame::error(&id, e.to_rpc())));
     }
 }

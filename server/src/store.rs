@@ -1,5 +1,5 @@
 //! Durable state in an embedded SQLite database (`<data-dir>/hms.sqlite3`): room locks,
-//! session history and room codes.
+//! session history, room codes and the webhook outbox ([`outbox`]).
 //!
 //! One thread owns the connection and runs jobs in the order they arrive, so a
 //! session's start is always written before its end and async tasks never block on
@@ -12,9 +12,14 @@
 //! few fsyncs, not a hundred.
 
 use crate::error::Error;
+use crate::events::{CloseReason, Event};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::oneshot;
+
+mod outbox;
+pub use outbox::{Encoded, Failed, OutboxReader, OutboxWriter, Pending};
 
 /// Called with whether the batch committed; answers the job's caller.
 type Completion = Box<dyn FnOnce(bool) + Send>;
@@ -84,6 +89,8 @@ fn run_jobs(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
 #[derive(Clone)]
 pub struct Store {
     tx: std::sync::mpsc::Sender<Job>,
+    /// Set when webhooks are on: events then also become outbox rows.
+    outbox: Option<Arc<OutboxWriter>>,
 }
 
 /// One row of the session history.
@@ -177,9 +184,17 @@ fn stopped() -> Error {
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread. Sessions
-    /// a crash left open are closed with reason `"server stopped"`.
+    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread, without
+    /// webhooks. See [`Store::open_with`].
     pub fn open(data_dir: &Path) -> Result<Store, Error> {
+        Self::open_with(data_dir, None)
+    }
+
+    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread; with
+    /// `outbox`, events are also written to the webhook outbox. Sessions a crash left open
+    /// are closed with reason `"server stopped"` (and, with webhooks, reported as closed,
+    /// every peer they had as left).
+    pub fn open_with(data_dir: &Path, outbox: Option<OutboxWriter>) -> Result<Store, Error> {
         let fail = |what: String| Error::Config(what);
         std::fs::create_dir_all(data_dir).map_err(|e| fail(format!("creating {}: {e}", data_dir.display())))?;
         let path = data_dir.join("hms.sqlite3");
@@ -187,15 +202,15 @@ impl Store {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .map_err(|e| fail(format!("configuring {}: {e}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(|e| fail(format!("creating tables: {e}")))?;
+        conn.execute_batch(outbox::SCHEMA).map_err(|e| fail(format!("creating tables: {e}")))?;
         migrate(&conn).map_err(|e| fail(format!("upgrading the tables: {e}")))?;
-        conn.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now_ms()])
-            .map_err(|e| fail(format!("closing dangling sessions: {e}")))?;
+        close_dangling(&conn, outbox.as_ref()).map_err(|e| fail(format!("closing dangling sessions: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hms-store".into())
             .spawn(move || run_jobs(conn, rx))
             .map_err(|e| fail(format!("starting the store thread: {e}")))?;
-        Ok(Store { tx })
+        Ok(Store { tx, outbox: outbox.map(Arc::new) })
     }
 
     /// Runs `f` on the database thread (in a transaction, possibly shared with other
@@ -214,16 +229,21 @@ impl Store {
         wait.await.map_err(|_| stopped())?
     }
 
-    /// Runs `f` on the database thread without waiting; failures are logged.
-    fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
+    /// Runs `f` on the database thread without waiting; failures are logged. `f` says
+    /// whether it wrote outbox rows: the sender is woken once they are committed.
+    fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<bool> + Send + 'static) {
+        let outbox = self.outbox.clone();
         let job = Job::Batched(Box::new(move |c| {
             let r = f(c);
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: {what} failed");
             }
+            let wrote = matches!(r, Ok(true));
             let completion: Completion = Box::new(move |committed| {
                 if !committed {
                     tracing::error!("store: {what} lost: its commit failed");
+                } else if let (true, Some(w)) = (wrote, &outbox) {
+                    (w.on_commit)();
                 }
             });
             (r.is_ok(), completion)
@@ -243,38 +263,65 @@ impl Store {
         .await
     }
 
-    /// Enables or disables (locks) a room; durable when this returns.
+    /// Enables or disables (locks) a room, with its `RoomEnabled` event; durable when this
+    /// returns.
     pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
         let room = room_id.to_owned();
+        let outbox = self.outbox.clone();
         self.call(move |c| {
+            let now = now_ms();
             c.execute(
                 "INSERT INTO rooms(room_id, enabled, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(room_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
-                params![room, enabled, now_ms()],
-            )
-            .map(|_| ())
+                params![room, enabled, now],
+            )?;
+            if let Some(w) = &outbox {
+                outbox::write(c, w, &[Event::RoomEnabled { room_id: room, enabled, at: now as u64 }])?;
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        self.outbox_committed();
+        Ok(())
     }
 
-    /// Records a session start (not awaited: the end, which is awaited, is queued after it).
-    pub fn start_session(&self, room_id: &str, session_id: &str, started_at: u64) {
-        let (room, sid) = (room_id.to_owned(), session_id.to_owned());
-        self.fire("recording a session start", move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO sessions(session_id, room_id, started_at) VALUES (?1, ?2, ?3)",
-                params![sid, room, started_at as i64],
-            )
-            .map(|_| ())
+    /// Records what the rooms report, in order, without waiting: session starts and ends
+    /// (history), and with webhooks every event into the outbox. Joins and leaves alone
+    /// change no history, so without webhooks they cost nothing here.
+    pub fn record(&self, mut events: Vec<Event>) {
+        if self.outbox.is_none() {
+            events.retain(|e| !e.is_membership());
+        }
+        if events.is_empty() {
+            return;
+        }
+        let outbox = self.outbox.clone();
+        self.fire("recording room events", move |c| {
+            for e in &events {
+                history(c, e)?;
+            }
+            match &outbox {
+                Some(w) => outbox::write(c, w, &events),
+                None => Ok(false),
+            }
         });
     }
 
-    /// Records a session end and, with `locked`, disables the room, in one transaction;
-    /// durable when this returns.
-    pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool) -> Result<(), Error> {
+    /// Records a session end (an end-room: `close` is its `SessionClosed` event) and,
+    /// with `locked`, disables the room, in one transaction; durable when this returns.
+    pub async fn end_session(
+        &self,
+        room_id: &str,
+        session_id: &str,
+        ended_by: Option<Ender<'_>>,
+        reason: &str,
+        locked: bool,
+        close: Event,
+    ) -> Result<(), Error> {
         let (room, sid, reason) = (room_id.to_owned(), session_id.to_owned(), reason.to_owned());
         let (by, by_user) = (ended_by.map(|e| e.peer_id.to_owned()), ended_by.map(|e| e.user_id.to_owned()));
-        self.call(move |c| {
+        let outbox = self.outbox.clone();
+        let r = self.call(move |c| {
             // Atomic: the batch runs each job in its own savepoint.
             let now = now_ms();
             c.execute(
@@ -288,21 +335,16 @@ impl Store {
                     params![room, now],
                 )?;
             }
+            if let Some(w) = &outbox {
+                outbox::write(c, w, std::slice::from_ref(&close))?;
+            }
             Ok(())
         })
-        .await
-    }
-
-    /// Records the end of a session that simply emptied (not awaited).
-    pub fn session_emptied(&self, session_id: &str) {
-        let sid = session_id.to_owned();
-        self.fire("recording a session end", move |c| {
-            c.execute(
-                "UPDATE sessions SET ended_at = ?2, reason = 'room empty' WHERE session_id = ?1 AND ended_at IS NULL",
-                params![sid, now_ms()],
-            )
-            .map(|_| ())
-        });
+        .await;
+        if r.is_ok() {
+            self.outbox_committed();
+        }
+        r
     }
 
     /// The session history of a room, oldest first.
@@ -411,17 +453,9 @@ impl Store {
         .await
     }
 
-    /// Records the sessions `ids` as ended with `reason` where still running (graceful
-    /// shutdown), in one transaction.
-    pub async fn end_sessions(&self, ids: Vec<String>, reason: &'static str) -> Result<(), Error> {
-        self.call(move |c| {
-            let mut st = c.prepare("UPDATE sessions SET ended_at = ?2, reason = ?3 WHERE session_id = ?1 AND ended_at IS NULL")?;
-            for id in ids {
-                st.execute(params![id, now_ms(), reason])?;
-            }
-            Ok(())
-        })
-        .await
+    /// Waits until every job queued before this call is committed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.call(|_| Ok(())).await
     }
 
     /// Checkpoints the WAL into the main file (on graceful shutdown).
@@ -432,6 +466,70 @@ impl Store {
         }));
         self.tx.send(job).map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
+    }
+}
+
+/// The history side of a room event: session rows.
+fn history(c: &Connection, e: &Event) -> rusqlite::Result<()> {
+    match e {
+        Event::SessionOpened { room_id, session_id, at } => c
+            .execute("INSERT OR IGNORE INTO sessions(session_id, room_id, started_at) VALUES (?1, ?2, ?3)", params![session_id, room_id, *at as i64])
+            .map(|_| ()),
+        Event::SessionClosed { session_id, at, reason, .. } => {
+            let why = match reason {
+                CloseReason::Emptied => "room empty",
+                CloseReason::ServerShutdown => "server shutdown",
+                CloseReason::ServerStopped => "server stopped",
+                // Ended: end_session writes it, with who and the lock.
+                CloseReason::Ended { message, .. } => message,
+            };
+            c.execute(
+                "UPDATE sessions SET ended_at = ?2, reason = ?3 WHERE session_id = ?1 AND ended_at IS NULL",
+                params![session_id, *at as i64, why],
+            )
+            .map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// At start: sessions a crash left open are closed as `"server stopped"`; with webhooks,
+/// that close and a leave for each of their peers go to the outbox, in one transaction.
+fn close_dangling(c: &Connection, outbox: Option<&OutboxWriter>) -> rusqlite::Result<()> {
+    let now = now_ms() as u64;
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| {
+        let open: Vec<(String, String, i64)> = {
+            let mut st = c.prepare("SELECT session_id, room_id, started_at FROM sessions WHERE ended_at IS NULL ORDER BY started_at")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut stranded = outbox::stranded_peers(c, now)?;
+        c.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now as i64])?;
+        if let Some(w) = outbox {
+            let moved = outbox::retire_unknown_targets(c, &w.targets)?;
+            if moved > 0 {
+                tracing::warn!(events = moved, "webhook events for targets no longer configured moved to the failed list");
+            }
+            let mut events = Vec::new();
+            for (session_id, room_id, started_at) in open {
+                let reason = CloseReason::ServerStopped;
+                events.push(Event::SessionClosed { room_id, session_id: session_id.clone(), started_at: started_at as u64, at: now, reason });
+                events.extend(stranded.iter().filter(|(s, open, _)| *open && *s == session_id).map(|(_, _, e)| e.clone()));
+            }
+            // Leaves an end-room's crash cut off: its close is in the outbox already.
+            stranded.retain(|(_, open, _)| !open);
+            events.extend(stranded.into_iter().map(|(_, _, e)| e));
+            outbox::write(c, w, &events)?;
+        }
+        c.execute("DELETE FROM live_peers", []).map(|_| ())
+    })();
+    match r {
+        Ok(()) => c.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
@@ -460,9 +558,13 @@ mod tests {
     async fn lock_and_history_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.start_session("r1", "s1", 10);
-        s.end_session("r1", "s1", Some(Ender { peer_id: "p1", user_id: "u1" }), "bye", true).await.unwrap();
-        s.start_session("r1", "s2", 20);
+        let opened = |sid: &str, at| Event::SessionOpened { room_id: "r1".into(), session_id: sid.into(), at };
+        s.record(vec![opened("s1", 10)]);
+        let by = crate::events::By::Peer { peer_id: "p1".into(), user_id: "u1".into() };
+        let reason = CloseReason::Ended { by, message: "bye".into(), locked: true };
+        let close = Event::SessionClosed { room_id: "r1".into(), session_id: "s1".into(), started_at: 10, at: 11, reason };
+        s.end_session("r1", "s1", Some(Ender { peer_id: "p1", user_id: "u1" }), "bye", true, close).await.unwrap();
+        s.record(vec![opened("s2", 20)]);
         s.checkpoint().await.unwrap();
         drop(s);
         let s = Store::open(dir.path()).unwrap();

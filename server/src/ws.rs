@@ -6,6 +6,7 @@
 use crate::app::{App, Opened};
 use crate::conn::{Close, Out};
 use crate::frame::{self, Text};
+use crate::metrics::Refusal;
 use crate::signaling::{self, Ctx};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -253,12 +254,14 @@ async fn reject(mut socket: WebSocket, push: ServerPush, close_code: u16, reason
 /// HTTP status of a failed upgrade.
 async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, query: HashMap<String, String>) {
     if app.is_shutting_down() {
+        app.metrics().refused(Refusal::ShuttingDown);
         let e = RpcError::new(code::INTERNAL, "server shutting down");
         return reject(socket, ServerPush::Error(e), 1001, "server shutting down").await;
     }
     let max_ip = app.config().limits.max_connections_per_ip;
     let (_ip_slot, admitted) = gate.admit(ip, max_ip);
     if !admitted {
+        app.metrics().refused(Refusal::PerIp);
         tracing::warn!(%ip, "too many connections from one address");
         let e = RpcError::new(code::RATE_LIMITED, format!("too many connections from your address (limit {max_ip})"));
         return reject(socket, ServerPush::Error(e), 1008, "too many connections").await;
@@ -270,6 +273,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
         Ok(Opened::Placed { peer, outbox }) => (peer, outbox),
         Ok(Opened::Missed(notice)) => return reject(socket, ServerPush::PeerLeaveRequest(notice), 1000, "removed").await,
         Err(e) => {
+            app.metrics().refused(Refusal::of(&e));
             let reason = match e.code() {
                 code::BAD_REQUEST => "bad request",
                 code::UNAUTHORIZED => "unauthorized",
@@ -400,6 +404,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
                             None
                         }
                         Rate::Limited => {
+                            ctx.app.metrics().refused(Refusal::RateLimited);
                             let e = RpcError::new(code::RATE_LIMITED, format!("too many frames: the limit is {} per second", limits.max_frames_per_sec));
                             conn.send(Out::Text(frame::error(&frame::request_id(t.as_str()), e)));
                             None
@@ -415,6 +420,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
                     // Binary frames count against the frame rate too (each gets an answer).
                     Some(Close::RateLimited)
                 } else {
+                    ctx.app.metrics().refused(Refusal::BadRequest);
                     let e = RpcError::new(code::INVALID_REQUEST, "binary frames are not supported: send JSON-RPC as text frames");
                     conn.send(Out::Text(frame::error(&Value::Null, e)));
                     None
@@ -426,6 +432,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
         };
         if let Some(why) = broke {
+            ctx.app.metrics().refused(if why == Close::FrameTooLarge { Refusal::FrameTooLarge } else { Refusal::RateLimitClose });
             let (code, reason) = close_frame(why);
             tracing::info!(peer = %p.peer, room = %p.room, code, reason, "closing a connection that broke a limit");
             conn.send(Out::Close(why));

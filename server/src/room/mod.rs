@@ -21,11 +21,13 @@ pub use batch::PeerBatchFrame;
 
 use crate::conn::{Close, ConnHandle, Fanout, Out};
 use crate::error::Error;
+use crate::events::{By, CloseReason, Discard, Event, LeaveReason, PeerRecord, Sink};
 use crate::frame::{self, Text};
 use hms_protocol::{Action, PeerInfo, PeerLeaveRequest, PeerNotification, Permissions, PolicyChange, Role, RoomState, ServerPush};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, MutexGuard};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Where a peer id of a room stands.
@@ -60,6 +62,10 @@ struct Slot {
 }
 
 impl Slot {
+    /// The peer as events report it (its name, metadata and join time are in its JSON).
+    fn record(&self, peer_id: &str) -> PeerRecord {
+        PeerRecord { peer_id: peer_id.to_owned(), user_id: self.user_id.clone(), role: self.role.to_string(), json: self.json.clone() }
+    }
     fn visible(&self) -> bool {
         !matches!(self.state, SlotState::Connected)
     }
@@ -111,6 +117,36 @@ struct State {
     locked: HashSet<String>,
     tombstones: HashMap<(String, String), Tombstone>,
     next_gen: u64,
+    /// Events of the change in progress, handed to the sink before the lock is released.
+    events: Vec<Event>,
+}
+
+/// A locked shard. Dropping it hands the change's events to the sink while the lock is
+/// still held, so every room's events reach the sink in the order they happened.
+struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    sink: &'a dyn Sink,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if !self.state.events.is_empty() {
+            self.sink.emit(std::mem::take(&mut self.state.events));
+        }
+    }
 }
 
 /// What a new connection finds.
@@ -125,13 +161,10 @@ pub enum Connected {
     Missed(PeerLeaveRequest),
 }
 
-/// Effects the caller must carry out after a state change (the hub does no I/O).
+/// Effects the caller must carry out after a state change (the hub does no I/O; what
+/// happened goes to the [`Sink`] as events).
 #[derive(Debug, Default)]
 pub struct Effects {
-    /// A session started: record it.
-    pub session_started: Option<(String, u64)>,
-    /// A session ended because the room emptied: record it.
-    pub session_emptied: Option<String>,
     /// A peer is now held: after the window, call [`Hub::hold_expired`] with this generation.
     pub hold: Option<u64>,
     /// A large room's batch of joins and leaves was started: after the tick, flush it
@@ -144,6 +177,8 @@ pub struct Effects {
 pub struct EndTicket {
     /// The session being ended.
     pub session_id: String,
+    /// When it began, ms since the Unix epoch.
+    pub started_at: u64,
     /// Whether the room was locked before (to undo a failed lock).
     pub was_locked: bool,
     /// The requesting peer's user id (for the end record).
@@ -181,6 +216,7 @@ const SHARDS: usize = 64;
 /// All rooms of the server.
 pub struct Hub {
     shards: Box<[Mutex<State>]>,
+    sink: Arc<dyn Sink>,
     hasher: std::collections::hash_map::RandomState,
     known_roles: BTreeMap<String, Role>,
     /// Each role's name, shared by its slots, and its `on-policy-change` frame,
@@ -210,6 +246,7 @@ impl Hub {
             .collect();
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(State::default())).collect(),
+            sink: Arc::new(Discard),
             hasher: Default::default(),
             known_roles,
             roles,
@@ -224,17 +261,23 @@ impl Hub {
         self
     }
 
-    /// The shard of `room_id`, locked.
-    fn lock(&self, room_id: &str) -> MutexGuard<'_, State> {
-        let mut h = self.hasher.build_hasher();
-        h.write(room_id.as_bytes());
-        Self::guard(&self.shards[h.finish() as usize & (SHARDS - 1)])
+    /// The same hub, sending its events to `sink`.
+    pub fn with_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = sink;
+        self
     }
 
-    fn guard(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    /// The shard of `room_id`, locked.
+    fn lock(&self, room_id: &str) -> Locked<'_> {
+        let mut h = self.hasher.build_hasher();
+        h.write(room_id.as_bytes());
+        self.guard(&self.shards[h.finish() as usize & (SHARDS - 1)])
+    }
+
+    fn guard<'a>(&'a self, m: &'a Mutex<State>) -> Locked<'a> {
         // A panic while holding the lock would poison it; the state is still consistent
         // enough to go on (every mutation is a few field writes), so keep serving.
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        Locked { state: m.lock().unwrap_or_else(|p| p.into_inner()), sink: &*self.sink }
     }
 
     /// The template's roles.
@@ -345,7 +388,7 @@ impl Hub {
         };
         if room.session.is_none() {
             let s = Session { id: uuid::Uuid::new_v4().to_string(), started_at: now_ms() };
-            fx.session_started = Some((s.id.clone(), s.started_at));
+            st.events.push(Event::SessionOpened { room_id: room_id.to_owned(), session_id: s.id.clone(), at: s.started_at });
             room.session = Some(s);
         }
         let Some(slot) = room.peers.get_mut(peer_id) else {
@@ -399,6 +442,9 @@ impl Hub {
             let _ = conn.send(Out::Text(ok)) && policy.is_some_and(|p| conn.send(Out::Text(p))) && conn.send(list);
         }
         if announce {
+            if let (Some(s), Some(slot)) = (&room.session, room.peers.get(peer_id)) {
+                st.events.push(Event::PeerJoined { room_id: room_id.to_owned(), session_id: s.id.clone(), peer: slot.record(peer_id) });
+            }
             if room.large {
                 fx.batch = room.batch.joined(peer_id, me);
             } else {
@@ -438,14 +484,18 @@ impl Hub {
     }
 
     /// Removes a slot and tells the others; ends the session when the room empties.
-    fn drop_slot(st: &mut State, room_id: &str, peer_id: &str, announce: bool) -> Effects {
+    fn drop_slot(st: &mut State, room_id: &str, peer_id: &str, reason: LeaveReason) -> Effects {
         let mut fx = Effects::default();
         let Some(room) = st.rooms.get_mut(room_id) else { return fx };
         let Some(slot) = room.peers.remove(peer_id) else { return fx };
         if slot.visible() {
             room.roster.remove(slot.seq);
+            if let Some(s) = &room.session {
+                let left = Event::PeerLeft { room_id: room_id.to_owned(), session_id: s.id.clone(), peer: slot.record(peer_id), at: now_ms(), reason };
+                st.events.push(left);
+            }
         }
-        if announce && slot.visible() {
+        if slot.visible() {
             if room.large {
                 fx.batch = room.batch.left(peer_id);
             } else {
@@ -457,18 +507,19 @@ impl Hub {
                 }
             }
         }
-        Self::maybe_empty(st, room_id, &mut fx);
+        Self::maybe_empty(st, room_id);
         fx
     }
 
-    fn maybe_empty(st: &mut State, room_id: &str, fx: &mut Effects) {
+    fn maybe_empty(st: &mut State, room_id: &str) {
         let Some(room) = st.rooms.get_mut(room_id) else { return };
         if room.ending {
             return;
         }
         if !room.peers.values().any(Slot::visible) {
             if let Some(s) = room.session.take() {
-                fx.session_emptied = Some(s.id);
+                let reason = CloseReason::Emptied;
+                st.events.push(Event::SessionClosed { room_id: room_id.to_owned(), session_id: s.id, started_at: s.started_at, at: now_ms(), reason });
             }
         }
         if room.peers.is_empty() {
@@ -481,7 +532,7 @@ impl Hub {
     pub fn leave(&self, room_id: &str, peer_id: &str, conn_id: u64) -> Result<Effects, Error> {
         let mut st = self.lock(room_id);
         let conn = Self::joined(st.rooms.get(room_id), peer_id, conn_id)?.conn.clone();
-        let fx = Self::drop_slot(&mut st, room_id, peer_id, true);
+        let fx = Self::drop_slot(&mut st, room_id, peer_id, LeaveReason::Left);
         if let Some(c) = conn {
             c.send(Out::Close(Close::Left));
         }
@@ -509,7 +560,9 @@ impl Hub {
             st.next_gen = gen;
             return Effects { hold: Some(gen), ..Effects::default() };
         }
-        Self::drop_slot(&mut st, room_id, peer_id, true)
+        // Without `hold` the server closed the connection for breaking a limit.
+        let reason = if hold { LeaveReason::ConnectionLost } else { LeaveReason::LimitExceeded };
+        Self::drop_slot(&mut st, room_id, peer_id, reason)
     }
 
     /// The reconnect window of a held peer ran out: it leaves; the others get `on-peer-leave`.
@@ -519,7 +572,7 @@ impl Hub {
         if !held {
             return Effects::default();
         }
-        Self::drop_slot(&mut st, room_id, peer_id, true)
+        Self::drop_slot(&mut st, room_id, peer_id, LeaveReason::ConnectionLost)
     }
 
     /// First half of `end-room`: checks the requester (`None` for the REST API) and
@@ -545,13 +598,13 @@ impl Hub {
         let Some(session) = room.session.as_ref() else {
             return Err(Error::NotFound("no active session in this room".into()));
         };
-        let session_id = session.id.clone();
+        let (session_id, started_at) = (session.id.clone(), session.started_at);
         room.ending = true;
         let was_locked = st.locked.contains(room_id);
         if lock {
             st.locked.insert(room_id.to_owned());
         }
-        Ok(EndTicket { session_id, was_locked, requester_user })
+        Ok(EndTicket { session_id, started_at, was_locked, requester_user })
     }
 
     /// Undoes [`Hub::begin_end_room`] when the lock could not be stored.
@@ -580,11 +633,23 @@ impl Hub {
             fanout.seal();
             return (None, fanout);
         };
+        let by = match requested_by {
+            // The requester's slot is still there: its connection waits for this end.
+            Some(p) => By::Peer { peer_id: p.to_owned(), user_id: room.peers.get(p).map(|s| s.user_id.clone()).unwrap_or_default() },
+            None => By::Api,
+        };
+        let session_id = room.session.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+        let left_at = now_ms();
         let mut requester = None;
         // Connections that have not joined yet were never part of the session: they stay,
         // and their `join` starts a new session (or gets 423 when the room is locked).
         let mut waiting = Room::default();
         for (peer_id, slot) in room.peers.drain() {
+            if slot.visible() {
+                let reason = LeaveReason::RoomEnded { by: by.clone(), message: reason.to_owned() };
+                let (room_id, session_id) = (room_id.to_owned(), session_id.clone());
+                st.events.push(Event::PeerLeft { room_id, session_id, peer: slot.record(&peer_id), at: left_at, reason });
+            }
             if Some(peer_id.as_str()) == requested_by {
                 // The requester's answer may never arrive (its socket can drop after the
                 // end was stored): a reconnect of it learns the outcome from this.
@@ -625,8 +690,11 @@ impl Hub {
     ) -> Result<Effects, Error> {
         let mut st = self.lock(room_id);
         let room = st.rooms.get(room_id);
+        let mut requester_user = None;
         if let Some((peer_id, conn_id)) = requester {
-            Self::permit(Self::joined(room, peer_id, conn_id)?, Action::RemoveOthers)?;
+            let slot = Self::joined(room, peer_id, conn_id)?;
+            Self::permit(slot, Action::RemoveOthers)?;
+            requester_user = Some(slot.user_id.clone());
             if peer_id == target {
                 return Err(Error::BadRequest("you cannot remove yourself: use leave".into()));
             }
@@ -646,7 +714,11 @@ impl Hub {
                 c.send(Out::Close(Close::Removed));
             }
         }
-        Ok(Self::drop_slot(&mut st, room_id, target, true))
+        let by = match requester {
+            Some((p, _)) => By::Peer { peer_id: p.to_owned(), user_id: requester_user.unwrap_or_default() },
+            None => By::Api,
+        };
+        Ok(Self::drop_slot(&mut st, room_id, target, LeaveReason::Removed { by, message: reason.to_owned() }))
     }
 
     /// Peer ids of the room's visible peers with `role`.
@@ -684,7 +756,7 @@ impl Hub {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in self.shards.iter() {
-            Self::guard(shard).tombstones.retain(|_, t| t.until > now);
+            self.guard(shard).tombstones.retain(|_, t| t.until > now);
         }
     }
 
@@ -693,7 +765,24 @@ impl Hub {
     pub fn shutdown(&self) -> (Vec<String>, usize) {
         let mut sessions = Vec::new();
         let mut conns = 0;
-        let rooms: Vec<Room> = self.shards.iter().flat_map(|shard| Self::guard(shard).rooms.drain().map(|(_, r)| r).collect::<Vec<_>>()).collect();
+        let at = now_ms();
+        let mut rooms = Vec::new();
+        for shard in self.shards.iter() {
+            let mut guard = self.guard(shard);
+            let st = &mut *guard;
+            for (room_id, room) in st.rooms.drain() {
+                // Each session's close, then its peers' leaves, emitted under the shard's lock.
+                if let Some(s) = &room.session {
+                    let reason = CloseReason::ServerShutdown;
+                    st.events.push(Event::SessionClosed { room_id: room_id.clone(), session_id: s.id.clone(), started_at: s.started_at, at, reason });
+                    for (peer_id, slot) in room.peers.iter().filter(|(_, s)| s.visible()) {
+                        let (room_id, session_id) = (room_id.clone(), s.id.clone());
+                        st.events.push(Event::PeerLeft { room_id, session_id, peer: slot.record(peer_id), at, reason: LeaveReason::ServerShutdown });
+                    }
+                }
+                rooms.push(room);
+            }
+        }
         for room in rooms {
             if let Some(s) = room.session {
                 sessions.push(s.id);
@@ -711,7 +800,7 @@ impl Hub {
     /// Number of rooms and of connected peers (for logs and tests).
     pub fn counts(&self) -> (usize, usize) {
         self.shards.iter().fold((0, 0), |(rooms, peers), shard| {
-            let st = Self::guard(shard);
+            let st = self.guard(shard);
             (rooms + st.rooms.len(), peers + st.rooms.values().map(|r| r.peers.values().filter(|s| s.conn.is_some()).count()).sum::<usize>())
         })
     }

@@ -234,10 +234,11 @@ fn full_queue_cuts_the_slow_peer_not_the_room() {
 
 #[test]
 fn reconnect_window_holds_the_place_silently() {
-    let h = hub(60_000);
+    let (h, events) = recording(60_000);
     let mut a = join(&h, "r", "a", "host", 1);
     let _b = join(&h, "r", "b", "guest", 2);
     a.drain();
+    events.take();
     let fx = h.disconnected("r", "b", 2, true);
     let gen = fx.hold.unwrap();
     assert!(a.drain().is_empty(), "no leave while held");
@@ -248,12 +249,14 @@ fn reconnect_window_holds_the_place_silently() {
     assert_eq!(methods(&f[1..]), ["on-policy-change", "peer-list"]);
     assert_eq!(f[2]["params"]["peers"].as_object().unwrap().len(), 2);
     assert!(a.drain().is_empty(), "no join noise on reconnect");
-    assert!(h.hold_expired("r", "b", gen).session_emptied.is_none());
+    h.hold_expired("r", "b", gen);
     assert!(a.drain().is_empty(), "a stale timer does nothing");
+    assert!(events.take().is_empty(), "a drop and a reconnect within the window are no events");
     // Dropped again, and the window runs out: now the others hear of it.
     let gen = h.disconnected("r", "b", 5, true).hold.unwrap();
     h.hold_expired("r", "b", gen);
     assert_eq!(methods(&a.drain()), ["on-peer-leave"]);
+    assert_eq!(events.names(), ["leave b connection lost"]);
     // Another user cannot take a held place.
     let _c = join(&h, "r", "c", "guest", 6);
     h.disconnected("r", "c", 6, true);
@@ -283,13 +286,13 @@ fn missed_removal_and_room_end_are_delivered_on_reconnect() {
 
 #[test]
 fn session_ends_when_room_empties() {
-    let h = hub(0);
+    let (h, events) = recording(0);
     let a = join(&h, "r", "a", "host", 1);
     assert!(h.active_room("r").is_some());
-    let fx = h.leave("r", "a", 1).unwrap();
-    assert!(fx.session_emptied.is_some());
+    h.leave("r", "a", 1).unwrap();
     assert!(h.active_room("r").is_none());
     assert_eq!(h.counts(), (0, 0));
+    assert_eq!(events.names(), ["open r", "join a", "leave a left", "close r emptied"]);
     drop(a);
 }
 
@@ -302,4 +305,101 @@ fn fixed_sizes_of_a_peer_record_and_a_queued_frame() {
     println!("Slot {slot} B, Out {out} B, a queue block of 32 Outs {} B", 32 * out);
     assert!(slot <= 192, "Slot grew to {slot} B");
     assert!(out <= 48, "Out grew to {out} B");
+}
+
+/// Collects what the hub emits.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<Event>>);
+
+impl Sink for Recorded {
+    fn emit(&self, events: Vec<Event>) {
+        self.0.lock().unwrap().extend(events);
+    }
+}
+
+impl Recorded {
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// The events so far, each as a short name (`join a`, `leave b removed by a`, ...).
+    fn names(&self) -> Vec<String> {
+        let by = |b: &By| b.peer_id().unwrap_or("api").to_owned();
+        self.take()
+            .iter()
+            .map(|e| match e {
+                Event::SessionOpened { room_id, .. } => format!("open {room_id}"),
+                Event::SessionClosed { room_id, reason, .. } => format!("close {room_id} {reason:?}").to_lowercase(),
+                Event::PeerJoined { peer, .. } => format!("join {}", peer.peer_id),
+                Event::PeerLeft { peer, reason, .. } => match reason {
+                    LeaveReason::Removed { by: b, message } => format!("leave {} removed by {} {message}", peer.peer_id, by(b)),
+                    LeaveReason::RoomEnded { by: b, message } => format!("leave {} room ended by {} {message}", peer.peer_id, by(b)),
+                    LeaveReason::Left => format!("leave {} left", peer.peer_id),
+                    LeaveReason::ConnectionLost => format!("leave {} connection lost", peer.peer_id),
+                    LeaveReason::LimitExceeded => format!("leave {} limit", peer.peer_id),
+                    other => format!("leave {} {other:?}", peer.peer_id),
+                },
+                Event::RoomEnabled { room_id, enabled, .. } => format!("enabled {room_id} {enabled}"),
+            })
+            .collect()
+    }
+}
+
+fn recording(window_ms: u64) -> (Hub, Arc<Recorded>) {
+    let rec = Arc::new(Recorded::default());
+    (hub(window_ms).with_sink(rec.clone()), rec)
+}
+
+#[test]
+fn joins_and_leaves_are_events_with_the_peer_and_its_session() {
+    let (h, events) = recording(0);
+    let _a = join(&h, "r", "a", "host", 1);
+    let got = events.take();
+    let (Event::SessionOpened { session_id: opened, .. }, Event::PeerJoined { session_id, peer, .. }) = (&got[0], &got[1]) else {
+        panic!("{got:?}")
+    };
+    assert_eq!(opened, session_id);
+    assert_eq!((peer.peer_id.as_str(), peer.user_id.as_str(), peer.role.as_str(), peer.details().name.as_str()), ("a", "u-a", "host", "a"));
+    assert!(peer.details().joined_at > 0, "the join time is read from the peer's JSON");
+    // A connection that never joined leaves no trace.
+    h.connect("r", "x", "u-x", "guest", conn(9, 4).conn).unwrap();
+    h.disconnected("r", "x", 9, true);
+    let _b = join(&h, "r", "b", "guest", 2);
+    let _c = join(&h, "r", "c", "guest", 3);
+    let _d = join(&h, "r", "d", "guest", 4);
+    h.remove_peer("r", Some(("a", 1)), "b", "rude").unwrap();
+    h.remove_peer("r", None, "c", "by the back end").unwrap();
+    h.disconnected("r", "d", 4, false);
+    assert_eq!(
+        events.names(),
+        ["join b", "join c", "join d", "leave b removed by a rude", "leave c removed by api by the back end", "leave d limit"]
+    );
+}
+
+#[test]
+fn end_room_is_one_leave_per_peer_and_the_session_close_is_the_callers() {
+    let (h, events) = recording(30_000);
+    let (_a, _b, _c) = host_and_two_guests(&h);
+    h.disconnected("r", "c", 3, true);
+    events.take();
+    let t = h.begin_end_room("r", Some(("a", 1)), true).unwrap();
+    assert!(events.take().is_empty(), "nothing happened yet: the end is not stored");
+    assert!(t.started_at > 0);
+    h.finish_end_room("r", Some("a"), "done");
+    let mut names = events.names();
+    names.sort();
+    // The held guest and the requester leave too.
+    assert_eq!(names, ["leave a room ended by a done", "leave b room ended by a done", "leave c room ended by a done"]);
+}
+
+#[test]
+fn a_room_that_empties_closes_before_the_next_session_opens() {
+    let (h, events) = recording(0);
+    let a = join(&h, "r", "a", "host", 1);
+    h.leave("r", "a", 1).unwrap();
+    let b = join(&h, "r", "b", "guest", 2);
+    assert_eq!(events.names(), ["open r", "join a", "leave a left", "close r emptied", "open r", "join b"]);
+    h.shutdown();
+    assert_eq!(events.names(), ["close r servershutdown", "leave b ServerShutdown"]);
+    drop((a, b));
 }

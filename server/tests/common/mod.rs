@@ -28,6 +28,8 @@ pub struct Server {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
+    /// Stdout lines after the first.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Server {
@@ -43,6 +45,28 @@ impl Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         Self::spawn(dir, Some(tmp), args.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// A fresh server with `config` as its config file (kept in the data dir, so a
+    /// restart reads it again) and extra `serve` flags.
+    pub fn start_with_config(config: &str, args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut all = vec!["--config".to_string(), path.display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        Self::spawn(dir, Some(tmp), all)
+    }
+
+    /// The next stdout line after the port line (e.g. `metrics on ...`), within 5 s.
+    pub fn stdout_line(&self) -> String {
+        self.try_stdout_line(RECV).expect("a stdout line in time")
+    }
+
+    /// The next stdout line within `d`, if any.
+    pub fn try_stdout_line(&self, d: Duration) -> Option<String> {
+        self.lines.recv_timeout(d).ok()
     }
 
     fn spawn(dir: PathBuf, tmp: Option<tempfile::TempDir>, args: Vec<String>) -> Server {
@@ -61,15 +85,14 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
+            let lines = BufReader::new(stdout).lines();
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
             }
-            for _ in lines {}
         });
         let first = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its port line in time");
         let port = first.strip_prefix("listening on 127.0.0.1:").expect(&first).trim().parse().unwrap();
-        Server { child, port, dir, _tmp: tmp, args }
+        Server { child, port, dir, _tmp: tmp, args, lines: rx }
     }
 
     /// Stops this process (SIGKILL) and starts a new one on the same data dir.
@@ -335,3 +358,172 @@ pub async fn expect_on_error(c: &mut Client) -> Value {
     c.push("on-error").await
 }
 
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The `X-HMS-Signature` header.
+    pub signature: String,
+    /// The raw body.
+    pub body: String,
+    /// The body as JSON.
+    pub json: Value,
+    /// What the receiver answered.
+    pub status: u16,
+}
+
+impl Hook {
+    pub fn kind(&self) -> &str {
+        self.json["type"].as_str().unwrap_or_default()
+    }
+    pub fn id(&self) -> &str {
+        self.json["id"].as_str().unwrap_or_default()
+    }
+}
+
+struct Inbox {
+    got: std::sync::Mutex<Vec<Hook>>,
+    status: std::sync::atomic::AtomicU16,
+    arrived: tokio::sync::Notify,
+}
+
+/// A real webhook receiver on 127.0.0.1 (an axum server in the test process): records
+/// every request and answers the status the test sets (200 at first).
+pub struct Receiver {
+    pub port: u16,
+    inbox: std::sync::Arc<Inbox>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Self::start_on(0).await
+    }
+
+    /// Listens on `port` (0 = a free one).
+    pub async fn start_on(port: u16) -> Receiver {
+        let inbox = std::sync::Arc::new(Inbox {
+            got: Default::default(),
+            status: std::sync::atomic::AtomicU16::new(200),
+            arrived: tokio::sync::Notify::new(),
+        });
+        let mut r = Receiver { port, inbox, task: None };
+        r.listen().await;
+        r
+    }
+
+    /// Accepts connections until stopped; each connection is served by a task owned by
+    /// the accept task, so stopping closes them all (a pooled keep-alive connection must
+    /// not keep a "down" receiver answering).
+    async fn listen(&mut self) {
+        use axum::http::{Response, StatusCode};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.expect("the receiver's port is free");
+        self.port = listener.local_addr().unwrap().port();
+        let inbox = self.inbox.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let inbox = inbox.clone();
+                let svc = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let inbox = inbox.clone();
+                    async move {
+                        let signature = req.headers().get("x-hms-signature").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                        let bytes = axum::body::to_bytes(axum::body::Body::new(req.into_body()), 1 << 20).await.unwrap_or_default();
+                        let body = String::from_utf8_lossy(&bytes).to_string();
+                        let status = inbox.status.load(std::sync::atomic::Ordering::SeqCst);
+                        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+                        inbox.got.lock().unwrap().push(Hook { signature, body, json, status });
+                        inbox.arrived.notify_waiters();
+                        let mut res = Response::new(axum::body::Body::empty());
+                        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(res)
+                    }
+                });
+                conns.spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        }));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// The status answered from now on.
+    pub fn answer(&self, status: u16) {
+        self.inbox.status.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops listening (connections are refused) until [`Receiver::resume`].
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&mut self) {
+        self.listen().await;
+    }
+
+    /// Every request so far.
+    pub fn all(&self) -> Vec<Hook> {
+        self.inbox.got.lock().unwrap().clone()
+    }
+
+    /// The requests answered with 2xx, in arrival order.
+    pub fn delivered(&self) -> Vec<Hook> {
+        self.all().into_iter().filter(|h| (200..300).contains(&h.status)).collect()
+    }
+
+    /// Waits (at most `within`) until `done` holds for the requests so far; returns them.
+    pub async fn wait_until(&self, within: Duration, done: impl Fn(&[Hook]) -> bool) -> Vec<Hook> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.inbox.arrived.notified();
+            let all = self.all();
+            if done(&all) {
+                return all;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                let all = self.all();
+                assert!(done(&all), "the receiver did not get what was expected within {within:?}; it got: {:#?}", kinds(&all));
+                return all;
+            }
+        }
+    }
+
+    /// Waits until `n` requests were answered with 2xx; returns those.
+    pub async fn wait_delivered(&self, n: usize, within: Duration) -> Vec<Hook> {
+        self.wait_until(within, |all| all.iter().filter(|h| (200..300).contains(&h.status)).count() >= n).await;
+        self.delivered()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// `type peer_id status` of each request, for failure messages.
+pub fn kinds(hooks: &[Hook]) -> Vec<String> {
+    hooks.iter().map(|h| format!("{} {} {}", h.kind(), h.json["data"]["peer_id"].as_str().unwrap_or(""), h.status)).collect()
+}
+
+/// A config that sends webhooks to `urls`, retrying fast (tests must not wait long).
+pub fn webhook_config(urls: &[String], extra: &str) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "[webhooks]\nurls = [{}]\nsecret = \"{WEBHOOK_SECRET}\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\ntimeout_ms = 2000\n{extra}",
+        urls.join(", ")
+    )
+}
+
+/// The signing secret of [`webhook_config`].
+pub const WEBHOOK_SECRET: &str = "webhook-signing-secret-for-the-tests-0123456789";
