@@ -19,6 +19,9 @@ pub mod code {
     pub const LOCKED: i32 = 423;
     /// The server failed; the request may be retried.
     pub const INTERNAL: i32 = 500;
+    /// The server cannot reach the shared state it needs (a node of a cluster whose Redis
+    /// is down): nothing was changed; retry later.
+    pub const UNAVAILABLE: i32 = 503;
     /// The frame is not valid JSON.
     pub const PARSE_ERROR: i32 = -32700;
     /// The JSON is not a JSON-RPC request object.

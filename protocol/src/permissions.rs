@@ -46,7 +46,7 @@ pub struct Role {
 }
 
 /// An action that needs a permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// `end-room`.
     EndRoom,

@@ -5,8 +5,9 @@
 use hms_protocol::{code, Action, RpcError};
 use std::fmt;
 
-/// Why a use case, a room operation, the store or start-up failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a use case, a room operation, the store or start-up failed. Serializable because
+/// a room operation run by another node of a cluster answers with it (`crate::cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     /// 400: the request makes no sense in the current state, or its input is malformed.
     BadRequest(String),
@@ -26,6 +27,9 @@ pub enum Error {
     RateLimited(String),
     /// 500, with a message safe to show a client (details are logged where they happen).
     Internal(String),
+    /// 503: a node of a cluster cannot reach Redis (or the room's owner node) in time;
+    /// nothing was changed. The message is safe to show a client.
+    Unavailable(String),
     /// The database failed; the detail is for the log only. Use cases turn it into
     /// [`Error::Internal`] with a message for the caller.
     Store(String),
@@ -48,6 +52,7 @@ impl Error {
             Error::Locked => code::LOCKED,
             Error::RateLimited(_) => code::RATE_LIMITED,
             Error::Internal(_) | Error::Store(_) | Error::Config(_) => code::INTERNAL,
+            Error::Unavailable(_) => code::UNAVAILABLE,
         }
     }
 
@@ -72,6 +77,7 @@ impl fmt::Display for Error {
             | Error::Conflict(m)
             | Error::RateLimited(m)
             | Error::Internal(m)
+            | Error::Unavailable(m)
             | Error::Store(m)
             | Error::Config(m) => f.write_str(m),
             Error::NotJoined => f.write_str(&RpcError::not_joined().message),
@@ -105,6 +111,7 @@ mod tests {
             (Error::Locked, 423),
             (Error::RateLimited("r".into()), 429),
             (Error::Internal("i".into()), 500),
+            (Error::Unavailable("u".into()), 503),
             (Error::Store("disk I/O error at /secret/path".into()), 500),
         ];
         for (e, code) in all {

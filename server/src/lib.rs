@@ -24,6 +24,7 @@ pub mod events;
 pub mod frame;
 pub mod listener;
 pub mod metrics;
+pub mod redis_link;
 pub mod registry;
 pub mod rest;
 pub mod room;

@@ -38,6 +38,8 @@ pub enum Refusal {
     RateLimited,
     /// 500.
     Internal,
+    /// 503: a node of a cluster could not reach Redis or the room's owner.
+    Unavailable,
     /// Too many connections from one IP address.
     PerIp,
     /// A frame over the size limit (the connection is closed).
@@ -60,6 +62,7 @@ impl Refusal {
             Error::Locked => Refusal::Locked,
             Error::RateLimited(_) => Refusal::RateLimited,
             Error::Internal(_) | Error::Store(_) | Error::Config(_) => Refusal::Internal,
+            Error::Unavailable(_) => Refusal::Unavailable,
         }
     }
 
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::Locked => "locked",
             Refusal::RateLimited => "rate_limited",
             Refusal::Internal => "internal",
+            Refusal::Unavailable => "unavailable",
             Refusal::PerIp => "per_ip_limit",
             Refusal::FrameTooLarge => "frame_too_large",
             Refusal::RateLimitClose => "rate_limit_close",

@@ -18,7 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+mod backend;
 mod outbox;
+pub mod redis;
+pub use backend::Storage;
 pub use outbox::{Encoded, Failed, OutboxReader, OutboxWriter, Pending};
 
 /// Called with whether the batch committed; answers the job's caller.

@@ -1,0 +1,97 @@
+//! The storage the app uses: the embedded SQLite [`Store`] (the default, one process), or
+//! the Redis store (a node of a cluster, `--redis`). Both keep the same records with the
+//! same promises; each method hands over to the backend.
+
+use super::redis::RedisStore;
+use super::{EndRecord, Ender, RoomCode, SessionRecord, Store};
+use crate::error::Error;
+use crate::events::Event;
+
+/// Durable room state: locks, session history and end records, room codes.
+#[derive(Clone)]
+pub enum Storage {
+    /// `<data-dir>/hms.sqlite3` (with the webhook outbox when webhooks are on).
+    Sqlite(Store),
+    /// The cluster's Redis.
+    Redis(RedisStore),
+}
+
+/// Runs the same call on whichever backend the storage has.
+macro_rules! each {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Storage::Sqlite($s) => $call,
+            Storage::Redis($s) => $call,
+        }
+    };
+}
+
+impl Storage {
+    /// The SQLite store, when that is the backend (webhooks need it).
+    pub fn sqlite(&self) -> Option<&Store> {
+        match self {
+            Storage::Sqlite(s) => Some(s),
+            Storage::Redis(_) => None,
+        }
+    }
+
+    /// Rooms that are disabled (locked).
+    pub async fn disabled_rooms(&self) -> Result<Vec<String>, Error> {
+        each!(self, s => s.disabled_rooms().await)
+    }
+
+    /// Enables or disables (locks) a room; durable when this returns.
+    pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
+        each!(self, s => s.set_enabled(room_id, enabled).await)
+    }
+
+    /// Records what the rooms report (session history; with webhooks, the outbox),
+    /// without waiting.
+    pub fn record(&self, events: Vec<Event>) {
+        each!(self, s => s.record(events))
+    }
+
+    /// Records an end-room's session end (`close` is its event) and, with `locked`,
+    /// disables the room, atomically; durable when this returns.
+    pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool, close: Event) -> Result<(), Error> {
+        each!(self, s => s.end_session(room_id, session_id, ended_by, reason, locked, close).await)
+    }
+
+    /// The session history of a room, oldest first.
+    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
+        each!(self, s => s.sessions(room_id).await)
+    }
+
+    /// The room's codes, one per role in `roles`, created where missing.
+    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, Error> {
+        each!(self, s => s.room_codes(room_id, roles).await)
+    }
+
+    /// Looks a room code up.
+    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, Error> {
+        each!(self, s => s.find_code(code).await)
+    }
+
+    /// Enables or disables one code (tests and operators).
+    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, Error> {
+        each!(self, s => s.set_code_enabled(code, enabled).await)
+    }
+
+    /// Sessions a peer ended since `since_ms`, oldest first.
+    pub async fn ends_since(&self, since_ms: u64) -> Result<Vec<EndRecord>, Error> {
+        each!(self, s => s.ends_since(since_ms).await)
+    }
+
+    /// Waits until everything recorded so far is written (graceful shutdown).
+    pub async fn flush(&self) -> Result<(), Error> {
+        each!(self, s => s.flush().await)
+    }
+
+    /// Checkpoints SQLite's WAL on graceful shutdown; Redis persists through its own AOF.
+    pub async fn checkpoint(&self) -> Result<(), Error> {
+        match self {
+            Storage::Sqlite(s) => s.checkpoint().await,
+            Storage::Redis(_) => Ok(()),
+        }
+    }
+}
