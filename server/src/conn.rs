@@ -1,7 +1,7 @@
 //! The rooms' side of a connection: a handle that queues frames for one peer without
 //! waiting. This is the fan-out seam: the rooms only ever call [`ConnHandle::send`], so
-//! a delivery that crosses to another server node can sit beside the in-process queue
-//! without the rooms knowing.
+//! a delivery that crosses to another server node ([`RemoteSink`], implemented by
+//! `crate::cluster`) sits beside the in-process queue without the rooms knowing.
 
 use crate::frame::Text;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Why a connection is closed. The transport picks the WebSocket close code for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serializable: a cluster relays closes to the node serving the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Close {
     /// The peer sent `leave`.
     Left,
@@ -22,6 +23,9 @@ pub enum Close {
     Replaced,
     /// The server is shutting down.
     ShuttingDown,
+    /// A node of a cluster can no longer serve the peer's room from here (the room's
+    /// state was lost with its owner): reconnect, the place is held.
+    Moved,
     /// The connection task is ending normally.
     Done,
     /// No frame from the peer within the idle timeout.
@@ -110,6 +114,17 @@ impl Fanout {
         }
     }
 
+    /// A fan-out that already finished elsewhere (a room's owner node in a cluster),
+    /// carrying its figures: `queued`, `written`, and the first and last write times.
+    pub fn finished(queued: usize, written: usize, first_us: u64, last_us: u64) -> Arc<Self> {
+        let f = Fanout::default();
+        f.queued.store(queued, Ordering::Relaxed);
+        f.written.store(written, Ordering::Relaxed);
+        f.first_us.store(first_us, Ordering::Relaxed);
+        f.last_us.store(last_us, Ordering::Relaxed);
+        Arc::new(f)
+    }
+
     /// Frames queued.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
@@ -154,12 +169,31 @@ impl Drop for Ack {
     }
 }
 
+/// Where the frames of connections served by another node go: that node's relay
+/// queue, in order. Implemented by the cluster's relay; the rooms never see it.
+pub trait RemoteSink: Send + Sync + std::fmt::Debug {
+    /// Queues `out` for connection `conn` on the sink's node without waiting; `false`
+    /// when it cannot be queued (the relay is full or stopped).
+    fn push(&self, conn: u64, out: Out) -> bool;
+}
+
 /// Where a connection's frames go.
 #[derive(Debug, Clone)]
 enum Delivery {
     /// A bounded queue drained by the connection's writer task in this process. `kill`
     /// fires when the server gives up on a peer that cannot keep up.
     Queue { tx: mpsc::Sender<Out>, kill: CancellationToken },
+    /// A connection whose socket lives on another node: frames go to that node's relay,
+    /// batched per node. A peer there that cannot keep up is cut off by its own node's
+    /// queue. (One pointer, so a peer's record does not grow.)
+    Remote(Arc<Remote>),
+}
+
+/// Where a remote connection's node is and how to reach it.
+#[derive(Debug)]
+struct Remote {
+    node: Arc<str>,
+    sink: Arc<dyn RemoteSink>,
 }
 
 /// The receiving end of a [`ConnHandle::queue`]: what the connection's writer drains, and
@@ -188,6 +222,25 @@ impl ConnHandle {
         (ConnHandle { id, delivery: Delivery::Queue { tx, kill: kill.clone() } }, Outbox { rx, kill })
     }
 
+    /// A connection served by another node, reached through `sink`.
+    pub fn remote(id: u64, node: Arc<str>, sink: Arc<dyn RemoteSink>) -> ConnHandle {
+        ConnHandle { id, delivery: Delivery::Remote(Arc::new(Remote { node, sink })) }
+    }
+
+    /// The same connection under another id (a cluster gives each attachment of a
+    /// connection to a room's owner its own id, so a stale one never matches).
+    pub fn renamed(&self, id: u64) -> ConnHandle {
+        ConnHandle { id, delivery: self.delivery.clone() }
+    }
+
+    /// The node serving this connection when it is not this process.
+    pub fn remote_node(&self) -> Option<&Arc<str>> {
+        match &self.delivery {
+            Delivery::Queue { .. } => None,
+            Delivery::Remote(r) => Some(&r.node),
+        }
+    }
+
     /// Queues `out` without waiting. A full queue means the peer can't keep up: it is
     /// cut off (its kill token fires) and `false` is returned; so is a closed queue.
     pub fn send(&self, out: Out) -> bool {
@@ -203,6 +256,7 @@ impl ConnHandle {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             },
+            Delivery::Remote(r) => r.sink.push(self.id, out),
         }
     }
 
@@ -210,6 +264,7 @@ impl ConnHandle {
     pub fn is_killed(&self) -> bool {
         match &self.delivery {
             Delivery::Queue { kill, .. } => kill.is_cancelled(),
+            Delivery::Remote(_) => false,
         }
     }
 }

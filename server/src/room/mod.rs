@@ -150,7 +150,7 @@ impl Drop for Locked<'_> {
 }
 
 /// What a new connection finds.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Connected {
     /// A fresh peer id: `join` next.
     Fresh,
@@ -173,7 +173,7 @@ pub struct Effects {
 }
 
 /// An `end-room` in progress (between the state check and the fan-out).
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EndTicket {
     /// The session being ended.
     pub session_id: String,
@@ -186,7 +186,7 @@ pub struct EndTicket {
 }
 
 /// A room's running session and who is in it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ActiveRoom {
     /// Room id.
     pub room_id: String,
@@ -413,32 +413,8 @@ impl Hub {
         if !room.large && threshold > 0 && room.roster.len() >= threshold {
             room.large = true;
         }
-        let session = room.session.as_ref();
-        let info = RoomState {
-            room_id: room_id.to_owned(),
-            name: room_id.to_owned(),
-            session_id: session.map(|s| s.id.clone()),
-            started_at: session.map(|s| s.started_at),
-        };
-        // The list is built by the joiner's writer, outside the lock; here only shared
-        // handles to each listed peer's JSON are taken.
-        let (listed, count) = if room.large {
-            let mut page = vec![(Text::from(peer_id.to_owned()), me.clone())];
-            page.extend(room.roster.first(self.large.first_page + 1).filter(|(seq, _)| *seq != my_seq).take(self.large.first_page).filter_map(|(_, id)| {
-                room.peers.get(id.as_str()).map(|s| (id.clone(), s.json.clone()))
-            }));
-            (page, Some(room.roster.len() as u64))
-        } else {
-            let all = room.peers.iter().filter(|(_, s)| s.visible()).map(|(id, s)| (Text::from(id.clone()), s.json.clone())).collect();
-            (all, None)
-        };
+        let list = self.list_out(room_id, room, peer_id, &me, my_seq);
         if let Some(conn) = conn {
-            let large = room.large;
-            let list = Out::Build(Box::new(move || {
-                let mut listed = listed;
-                listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                frame::peer_list(&listed, &info, count, large)
-            }));
             let _ = conn.send(Out::Text(ok)) && policy.is_some_and(|p| conn.send(Out::Text(p))) && conn.send(list);
         }
         if announce {
@@ -459,6 +435,36 @@ impl Hub {
             }
         }
         Ok(fx)
+    }
+
+    /// The `peer-list` for `peer_id` (whose JSON is `me`, join order `my_seq`): every
+    /// peer of a small room, the first page of a large one. Only shared handles to each
+    /// listed peer's JSON are taken here; the frame is built by the peer's writer,
+    /// outside the lock.
+    fn list_out(&self, room_id: &str, room: &Room, peer_id: &str, me: &Text, my_seq: u64) -> Out {
+        let session = room.session.as_ref();
+        let info = RoomState {
+            room_id: room_id.to_owned(),
+            name: room_id.to_owned(),
+            session_id: session.map(|s| s.id.clone()),
+            started_at: session.map(|s| s.started_at),
+        };
+        let (listed, count) = if room.large {
+            let mut page = vec![(Text::from(peer_id.to_owned()), me.clone())];
+            page.extend(room.roster.first(self.large.first_page + 1).filter(|(seq, _)| *seq != my_seq).take(self.large.first_page).filter_map(|(_, id)| {
+                room.peers.get(id.as_str()).map(|s| (id.clone(), s.json.clone()))
+            }));
+            (page, Some(room.roster.len() as u64))
+        } else {
+            let all = room.peers.iter().filter(|(_, s)| s.visible()).map(|(id, s)| (Text::from(id.clone()), s.json.clone())).collect();
+            (all, None)
+        };
+        let large = room.large;
+        Out::Build(Box::new(move || {
+            let mut listed = listed;
+            listed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            frame::peer_list(&listed, &info, count, large)
+        }))
     }
 
     /// Checks that `conn_id` is the joined connection of `peer_id`; returns its permissions.
@@ -811,6 +817,8 @@ fn r_ending(room: Option<&Room>) -> bool {
 }
 
 
+
+pub mod mirror;
 
 #[cfg(test)]
 mod tests;
