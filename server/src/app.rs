@@ -19,10 +19,10 @@ use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
-use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, END_NOTICE_TTL};
-use crate::store::{Ender, RoomCode, SessionRecord, Store};
+use crate::room::{ActiveRoom, Connected, Effects, END_NOTICE_TTL};
+use crate::store::{Ender, RoomCode, SessionRecord, Storage};
 use crate::webhooks::{self, FailedView, Webhooks};
-use hms_protocol::{peer_list, JoinParams, PeerLeaveRequest, PeerListCall};
+use hms_protocol::{JoinParams, PeerLeaveRequest, PeerListCall};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 pub struct App {
     config: Config,
     keys: TokenKeys,
-    store: Store,
+    store: Storage,
     /// Shared with the hold timers.
     rooms: Arc<Rooms>,
     /// Connection tasks and hold timers, so shutdown can wait for them.
@@ -51,7 +51,7 @@ pub struct App {
 /// The rooms' [`Sink`]: counts each event and queues it to the store (session history,
 /// webhook outbox) in the order the rooms emitted it. Never waits.
 struct Recorder {
-    store: Store,
+    store: Storage,
     metrics: Arc<Metrics>,
 }
 
@@ -134,10 +134,14 @@ async fn flush_batches(rooms: &Rooms, room: &str, token: u64, stopping: &Cancell
     }
 }
 
-/// The message a caller sees when the database fails (the detail is logged).
+/// The message a caller sees when the database fails (the detail is logged); a cluster's
+/// unreachable Redis stays a 503.
 fn db_failed(e: Error) -> Error {
     tracing::error!(error = %e, "store failure");
-    Error::Internal("the server could not access its database".into())
+    match e {
+        Error::Unavailable(_) => e,
+        _ => Error::Internal("the server could not access its database".into()),
+    }
 }
 
 fn check_room_id(room_id: &str) -> Result<(), Error> {
@@ -154,35 +158,28 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let stopping = CancellationToken::new();
         let wake = webhooks::Wake::new(&config);
-        let store = Store::open_with(data_dir, config.webhooks.enabled().then(|| webhooks::writer(&config, &wake)))?;
-        let webhooks = match config.webhooks.enabled() {
-            true => Some(Webhooks::start(&config, store.clone(), data_dir, wake, metrics.clone(), stopping.clone())?),
-            false => None,
+        let store = Storage::open(&config, data_dir, config.webhooks.enabled().then(|| webhooks::writer(&config, &wake))).await?;
+        // (Distributed mode refuses webhooks at config validation: they need SQLite's outbox.)
+        let webhooks = match (config.webhooks.enabled(), store.sqlite()) {
+            (true, Some(sqlite)) => Some(Webhooks::start(&config, sqlite.clone(), data_dir, wake, metrics.clone(), stopping.clone())?),
+            _ => None,
         };
         let recorder = Arc::new(Recorder { store: store.clone(), metrics: metrics.clone() });
-        let hub = Hub::new(
-            config.template.known_roles(),
-            config.template.id.clone(),
-            Duration::from_secs(config.limits.reconnect_window_secs),
-        )
-        .with_large_rooms(LargeRooms {
-            threshold: config.template.large_room_peers,
-            first_page: peer_list::DEFAULT_PAGE as usize,
-            quiet_roles: config.template.quiet_roles(),
-        })
-        .with_sink(recorder);
-        let rooms = Arc::new(Rooms::Local(hub));
-        for room in store.disabled_rooms().await? {
-            rooms.set_locked(&room, true).await;
-        }
-        // A peer whose end-room was stored just before a crash learns so when it
-        // reconnects to the restarted server.
-        let ttl = END_NOTICE_TTL.max(Duration::from_secs(config.limits.reconnect_window_secs));
-        let now_ms = crate::clock::now_millis();
-        for end in store.ends_since(now_ms.saturating_sub(ttl.as_millis() as u64)).await? {
-            let notice = PeerLeaveRequest { requested_by: Some(end.peer_id.clone()), reason: end.reason, room_end: true };
-            let until = Instant::now() + ttl.saturating_sub(Duration::from_millis(now_ms.saturating_sub(end.ended_at)));
-            rooms.remember_end(&end.room_id, &end.peer_id, &end.user_id, notice, until).await;
+        let rooms = Arc::new(Rooms::open(&config, &store, recorder).await?);
+        // (A cluster's owner loads these when it takes a room.)
+        if rooms.is_local() {
+            for room in store.disabled_rooms().await? {
+                rooms.set_locked(&room, true).await?;
+            }
+            // A peer whose end-room was stored just before a crash learns so when it
+            // reconnects to the restarted server.
+            let ttl = END_NOTICE_TTL.max(Duration::from_secs(config.limits.reconnect_window_secs));
+            let now_ms = crate::clock::now_millis();
+            for end in store.ends_since(now_ms.saturating_sub(ttl.as_millis() as u64)).await? {
+                let notice = PeerLeaveRequest { requested_by: Some(end.peer_id.clone()), reason: end.reason, room_end: true };
+                let until = Instant::now() + ttl.saturating_sub(Duration::from_millis(now_ms.saturating_sub(end.ended_at)));
+                rooms.remember_end(&end.room_id, &end.peer_id, &end.user_id, notice, until).await;
+            }
         }
         let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
         Ok(Arc::new(Self {
@@ -333,7 +330,10 @@ impl App {
         if let Err(e) = self.store.end_session(room_id, &ticket.session_id, ender, reason, lock, close.clone()).await {
             tracing::error!(room = %room_id, error = %e, "could not store the end of a session");
             self.rooms.abort_end_room(room_id, &ticket).await;
-            return Err(Error::Internal("could not store the room's state; try again".into()));
+            return Err(match e {
+                Error::Unavailable(_) => e,
+                _ => Error::Internal("could not store the room's state; try again".into()),
+            });
         }
         self.metrics.observe(&close);
         let fan_out = crate::clock::now_micros();
@@ -408,7 +408,7 @@ impl App {
     pub async fn set_room_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
         check_room_id(room_id)?;
         self.store.set_enabled(room_id, enabled).await.map_err(db_failed)?;
-        self.rooms.set_locked(room_id, !enabled).await;
+        self.rooms.set_locked(room_id, !enabled).await?;
         tracing::info!(room = %room_id, enabled, "room enabled flag changed");
         Ok(())
     }
@@ -425,7 +425,7 @@ impl App {
 
     /// The room's running session and its peers (404 when none runs).
     pub async fn active_room(&self, room_id: &str) -> Result<ActiveRoom, Error> {
-        self.rooms.active_room(room_id).await.ok_or_else(|| Error::NotFound("no active session in this room".into()))
+        self.rooms.active_room(room_id).await?.ok_or_else(|| Error::NotFound("no active session in this room".into()))
     }
 
     /// The room's codes, one per role of the template, created where missing.

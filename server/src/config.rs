@@ -52,6 +52,35 @@ pub struct Config {
     /// own, so it need not be public). Flag `--metrics-addr`. Off by default.
     #[serde(default)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Distributed mode: several nodes sharing rooms through Redis (docs/SCALING.md).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: off unless `redis_url` is set (or `--redis` / `HMS_REDIS_URL`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`; set = distributed mode. Flag `--redis`, env `HMS_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// This node's id (letters, digits, `-`, `_`); default a random one per process.
+    pub node_id: Option<String>,
+    /// A room owner's lease, ms: a dead owner's rooms move after at most this long; a
+    /// dead node's peers are held by the rooms' owners after at most this long.
+    pub lease_ms: u64,
+    /// Deadline of one Redis call, ms; past it the call fails with 503.
+    pub redis_timeout_ms: u64,
+    /// Deadline of one call to another node, ms (end-room adds `end_room_flush_ms`).
+    pub call_timeout_ms: u64,
+    /// Start even when Redis does not fsync every write (`appendonly yes`,
+    /// `appendfsync always`): a lock acknowledged just before Redis crashes may be lost.
+    pub allow_non_durable_redis: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { redis_url: None, node_id: None, lease_ms: 3000, redis_timeout_ms: 1000, call_timeout_ms: 3000, allow_non_durable_redis: false }
+    }
 }
 
 fn default_access_key() -> String {
@@ -85,6 +114,7 @@ impl Default for Config {
             template: default_template(),
             webhooks: Webhooks::default(),
             metrics_addr: None,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -340,10 +370,23 @@ impl Config {
             ("end_room_flush_ms", l.end_room_flush_ms, 600_000),
             ("shutdown_grace_ms", l.shutdown_grace_ms, 600_000),
             ("max_frame_bytes", l.max_frame_bytes as u64, 16 << 20),
+            ("cluster.lease_ms", self.cluster.lease_ms, 600_000),
+            ("cluster.redis_timeout_ms", self.cluster.redis_timeout_ms, 600_000),
+            ("cluster.call_timeout_ms", self.cluster.call_timeout_ms, 600_000),
         ] {
             if v > max {
                 return Err(Error::Config(format!("limits.{name} = {v} is above the maximum {max}")));
             }
+        }
+        let c = &self.cluster;
+        if c.lease_ms < 300 || c.redis_timeout_ms < 50 || c.call_timeout_ms < 50 {
+            return bad("cluster: lease_ms must be at least 300, redis_timeout_ms and call_timeout_ms at least 50");
+        }
+        if c.node_id.as_deref().is_some_and(|n| n.is_empty() || n.len() > 64 || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')) {
+            return bad("cluster.node_id: 1 to 64 letters, digits, '-' or '_'");
+        }
+        if c.redis_url.is_some() && self.webhooks.enabled() {
+            return bad("webhooks are not delivered in distributed mode (--redis) yet: the outbox is SQLite's (docs/SCALING.md)");
         }
         self.webhooks.validate()
     }

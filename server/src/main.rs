@@ -97,6 +97,13 @@ struct ServeArgs {
     /// second stdout line, `metrics on ADDR`) [metrics_addr].
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Distributed mode: share rooms with the other nodes of this Redis
+    /// (`redis://host:port/db`) [cluster.redis_url].
+    #[arg(long, env = "HMS_REDIS_URL")]
+    redis: Option<String>,
+    /// This node's id in the cluster [cluster.node_id].
+    #[arg(long)]
+    node_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -198,6 +205,12 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     if a.metrics_addr.is_some() {
         c.metrics_addr = a.metrics_addr;
     }
+    if let Some(v) = a.redis.as_ref().filter(|v| !v.is_empty()) {
+        c.cluster.redis_url = Some(v.clone());
+    }
+    if let Some(v) = &a.node_id {
+        c.cluster.node_id = Some(v.clone());
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {
@@ -205,6 +218,12 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     apply_flags(&mut config, &args);
     config.validate()?;
     raise_nofile();
+    // Tokens must be valid on every node: a secret generated into one node's data dir
+    // would not be.
+    let shared_secret = std::env::var("HMS_SECRET").is_ok_and(|s| !s.is_empty()) || config.secret.is_some();
+    if config.cluster.redis_url.is_some() && !shared_secret {
+        return Err(Error::Config("distributed mode (--redis) needs the secret every node shares: set HMS_SECRET or `secret` in the config file".into()));
+    }
     let secret = resolve_secret(config.secret.as_deref(), &args.common.data_dir)?;
     let app = App::new(config, &secret, &args.common.data_dir).await?;
     let fail = |what: String| Error::Config(what);

@@ -1,37 +1,78 @@
 //! The room registry: where the rooms live. This is the seam between the use cases
-//! ([`crate::app`]) and the room model. Today every room lives in this process
-//! ([`Rooms::Local`], the [`Hub`]); a registry that shares rooms between server nodes
-//! becomes another variant here, and `app` does not change. The methods are async
-//! because a shared registry waits on the network; the local one never waits.
+//! ([`crate::app`]) and the room model: every room in this process ([`Rooms::Local`],
+//! the [`Hub`]), or rooms shared by the nodes of a cluster ([`Rooms::Cluster`]: each
+//! operation runs here when this node owns the room, on the owner node otherwise), and
+//! `app` does not change. The methods are async because a shared registry waits on the
+//! network; the local one never waits.
 
+use crate::cluster::Cluster;
+use crate::config::Config;
 use crate::conn::{ConnHandle, Fanout};
 use crate::error::Error;
 use crate::frame::Text;
-use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub, PeerBatchFrame};
-use hms_protocol::{FindPeerParams, PeerLeaveRequest, Role};
+use crate::room::{ActiveRoom, Connected, Effects, EndTicket, Hub, LargeRooms, PeerBatchFrame};
+use crate::events::Sink;
+use crate::store::Storage;
+use hms_protocol::{peer_list, FindPeerParams, PeerLeaveRequest, Role};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where the rooms live. See the module doc.
 pub enum Rooms {
     /// In this process.
     Local(Hub),
+    /// Shared by the nodes of a cluster through Redis. The owner carries out a
+    /// change's effects (session records, hold timers) itself, so every method returns
+    /// empty [`Effects`] for this variant.
+    Cluster(Cluster),
 }
 
 impl Rooms {
+    /// The rooms `config` asks for, over `store`: every room in this process (the
+    /// default, with SQLite), or this node's share of a cluster (with Redis). Their
+    /// events go to `sink`.
+    pub async fn open(config: &Config, store: &Storage, sink: Arc<dyn Sink>) -> Result<Rooms, Error> {
+        let hub = Hub::new(
+            config.template.known_roles(),
+            config.template.id.clone(),
+            Duration::from_secs(config.limits.reconnect_window_secs),
+        )
+        .with_large_rooms(LargeRooms {
+            threshold: config.template.large_room_peers,
+            first_page: peer_list::DEFAULT_PAGE as usize,
+            quiet_roles: config.template.quiet_roles(),
+        })
+        .with_sink(sink);
+        match store {
+            Storage::Sqlite(_) => Ok(Rooms::Local(hub)),
+            Storage::Redis(redis) => Ok(Rooms::Cluster(Cluster::start(config, hub, redis.clone()).await?)),
+        }
+    }
+
+    /// Whether every room lives in this process (a cluster's owners load locks and end
+    /// records themselves when they take a room).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Rooms::Local(_))
+    }
+
     /// The template's roles.
     pub fn known_roles(&self) -> &BTreeMap<String, Role> {
         match self {
             Rooms::Local(h) => h.known_roles(),
+            Rooms::Cluster(c) => c.hub().known_roles(),
         }
     }
 
     /// Marks a room as locked or not (the durable flag is the store's).
-    pub async fn set_locked(&self, room_id: &str, locked: bool) {
+    pub async fn set_locked(&self, room_id: &str, locked: bool) -> Result<(), Error> {
         match self {
-            Rooms::Local(h) => h.set_locked(room_id, locked),
+            Rooms::Local(h) => {
+                h.set_locked(room_id, locked);
+                Ok(())
+            }
+            Rooms::Cluster(c) => c.set_locked(room_id, locked).await,
         }
     }
 
@@ -39,6 +80,7 @@ impl Rooms {
     pub async fn is_locked(&self, room_id: &str) -> bool {
         match self {
             Rooms::Local(h) => h.is_locked(room_id),
+            Rooms::Cluster(c) => c.is_locked(room_id).await,
         }
     }
 
@@ -46,6 +88,7 @@ impl Rooms {
     pub async fn connect(&self, room_id: &str, peer_id: &str, user_id: &str, role: &str, conn: ConnHandle) -> Result<Connected, Error> {
         match self {
             Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, conn),
+            Rooms::Cluster(c) => c.connect(room_id, peer_id, user_id, role, conn).await,
         }
     }
 
@@ -55,6 +98,7 @@ impl Rooms {
     pub async fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Text) -> Result<Effects, Error> {
         match self {
             Rooms::Local(h) => h.join(room_id, peer_id, conn_id, name, data, ok),
+            Rooms::Cluster(c) => c.join(room_id, peer_id, conn_id, name, data, ok).await.map(|()| Effects::default()),
         }
     }
 
@@ -62,6 +106,7 @@ impl Rooms {
     pub async fn is_joined(&self, room_id: &str, peer_id: &str, conn_id: u64) -> bool {
         match self {
             Rooms::Local(h) => h.is_joined(room_id, peer_id, conn_id),
+            Rooms::Cluster(c) => c.is_joined(room_id, peer_id, conn_id).await,
         }
     }
 
@@ -69,6 +114,7 @@ impl Rooms {
     pub async fn leave(&self, room_id: &str, peer_id: &str, conn_id: u64) -> Result<Effects, Error> {
         match self {
             Rooms::Local(h) => h.leave(room_id, peer_id, conn_id),
+            Rooms::Cluster(c) => c.leave(room_id, peer_id, conn_id).await.map(|()| Effects::default()),
         }
     }
 
@@ -76,13 +122,19 @@ impl Rooms {
     pub async fn disconnected(&self, room_id: &str, peer_id: &str, conn_id: u64, hold: bool) -> Effects {
         match self {
             Rooms::Local(h) => h.disconnected(room_id, peer_id, conn_id, hold),
+            Rooms::Cluster(c) => {
+                c.disconnected(room_id, peer_id, conn_id, hold).await;
+                Effects::default()
+            }
         }
     }
 
-    /// A held place's reconnect window ran out.
+    /// A held place's reconnect window ran out (a cluster's owners run these timers
+    /// themselves).
     pub async fn hold_expired(&self, room_id: &str, peer_id: &str, gen: u64) -> Effects {
         match self {
             Rooms::Local(h) => h.hold_expired(room_id, peer_id, gen),
+            Rooms::Cluster(_) => Effects::default(),
         }
     }
 
@@ -90,6 +142,7 @@ impl Rooms {
     pub async fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
         match self {
             Rooms::Local(h) => h.begin_end_room(room_id, requester, lock),
+            Rooms::Cluster(c) => c.begin_end_room(room_id, requester, lock).await,
         }
     }
 
@@ -97,6 +150,7 @@ impl Rooms {
     pub async fn abort_end_room(&self, room_id: &str, ticket: &EndTicket) {
         match self {
             Rooms::Local(h) => h.abort_end_room(room_id, ticket),
+            Rooms::Cluster(c) => c.abort_end_room(room_id, ticket).await,
         }
     }
 
@@ -105,6 +159,7 @@ impl Rooms {
     pub async fn finish_end_room(&self, room_id: &str, requested_by: Option<&str>, reason: &str) -> (Option<ConnHandle>, Arc<Fanout>) {
         match self {
             Rooms::Local(h) => h.finish_end_room(room_id, requested_by, reason),
+            Rooms::Cluster(c) => c.finish_end_room(room_id, requested_by, reason).await,
         }
     }
 
@@ -112,6 +167,7 @@ impl Rooms {
     pub async fn remove_peer(&self, room_id: &str, requester: Option<(&str, u64)>, target: &str, reason: &str) -> Result<Effects, Error> {
         match self {
             Rooms::Local(h) => h.remove_peer(room_id, requester, target, reason),
+            Rooms::Cluster(c) => c.remove_peer(room_id, requester, target, reason).await.map(|()| Effects::default()),
         }
     }
 
@@ -119,6 +175,7 @@ impl Rooms {
     pub async fn find_peer(&self, room_id: &str, peer_id: &str, conn_id: u64, id: &Value, params: &FindPeerParams) -> Result<Text, Error> {
         match self {
             Rooms::Local(h) => h.find_peer(room_id, peer_id, conn_id, id, params),
+            Rooms::Cluster(c) => c.find_peer(room_id, peer_id, conn_id, id, params).await,
         }
     }
 
@@ -127,6 +184,7 @@ impl Rooms {
     pub async fn peer_iter_next(&self, room_id: &str, peer_id: &str, conn_id: u64, id: &Value, iterator: &str, limit: Option<u32>) -> Result<Text, Error> {
         match self {
             Rooms::Local(h) => h.peer_iter_next(room_id, peer_id, conn_id, id, iterator, limit),
+            Rooms::Cluster(c) => c.peer_iter_next(room_id, peer_id, conn_id, id, iterator, limit).await,
         }
     }
 
@@ -134,13 +192,16 @@ impl Rooms {
     pub async fn get_peer(&self, room_id: &str, peer_id: &str, conn_id: u64, id: &Value, target: &str) -> Result<Text, Error> {
         match self {
             Rooms::Local(h) => h.get_peer(room_id, peer_id, conn_id, id, target),
+            Rooms::Cluster(c) => c.get_peer(room_id, peer_id, conn_id, id, target).await,
         }
     }
 
-    /// Takes a large room's pending joins and leaves for flush `token`.
+    /// Takes a large room's pending joins and leaves for flush `token` (a cluster's
+    /// owners flush their rooms' batches themselves).
     pub async fn take_batch(&self, room_id: &str, token: u64) -> Option<PeerBatchFrame> {
         match self {
             Rooms::Local(h) => h.take_batch(room_id, token),
+            Rooms::Cluster(_) => None,
         }
     }
 
@@ -148,6 +209,7 @@ impl Rooms {
     pub async fn send_batch(&self, room_id: &str, token: u64, frame: Option<Text>) -> bool {
         match self {
             Rooms::Local(h) => h.send_batch(room_id, token, frame),
+            Rooms::Cluster(_) => false,
         }
     }
 
@@ -155,20 +217,24 @@ impl Rooms {
     pub async fn peers_with_role(&self, room_id: &str, role: &str) -> Vec<String> {
         match self {
             Rooms::Local(h) => h.peers_with_role(room_id, role),
+            Rooms::Cluster(c) => c.peers_with_role(room_id, role).await,
         }
     }
 
     /// The room's running session and peers.
-    pub async fn active_room(&self, room_id: &str) -> Option<ActiveRoom> {
+    pub async fn active_room(&self, room_id: &str) -> Result<Option<ActiveRoom>, Error> {
         match self {
-            Rooms::Local(h) => h.active_room(room_id),
+            Rooms::Local(h) => Ok(h.active_room(room_id)),
+            Rooms::Cluster(c) => c.active_room(room_id).await,
         }
     }
 
-    /// Remembers, from an end record, that `peer_id` ended the room (see [`Hub::remember_end`]).
+    /// Remembers, from an end record, that `peer_id` ended the room (see
+    /// [`Hub::remember_end`]). A cluster keeps it in the room's mirror instead.
     pub async fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
         match self {
             Rooms::Local(h) => h.remember_end(room_id, peer_id, user_id, notice, until),
+            Rooms::Cluster(_) => {}
         }
     }
 
@@ -176,6 +242,7 @@ impl Rooms {
     pub async fn sweep(&self) {
         match self {
             Rooms::Local(h) => h.sweep(),
+            Rooms::Cluster(c) => c.hub().sweep(),
         }
     }
 
@@ -184,6 +251,7 @@ impl Rooms {
     pub async fn shutdown(&self) -> (Vec<String>, usize) {
         match self {
             Rooms::Local(h) => h.shutdown(),
+            Rooms::Cluster(c) => c.shutdown().await,
         }
     }
 }

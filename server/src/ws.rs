@@ -112,6 +112,7 @@ fn close_frame(why: Close) -> (u16, &'static str) {
         Close::Done => (1000, "closing"),
         Close::Replaced => (1008, "replaced"),
         Close::ShuttingDown => (1001, "server shutting down"),
+        Close::Moved => (1012, "room moved: reconnect"),
         Close::IdleTimeout => (1001, "idle timeout"),
         Close::FrameTooLarge => (1009, "frame too large"),
         Close::RateLimited => (1008, "rate limit exceeded"),

@@ -261,7 +261,7 @@ impl Hub {
     pub fn conns_of_node(&self, node: &str) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            let st = Self::guard(shard);
+            let st = self.guard(shard);
             for (room_id, room) in &st.rooms {
                 for (peer_id, slot) in &room.peers {
                     if let Some(c) = slot.conn.as_ref().filter(|c| c.remote_node().is_some_and(|n| &**n == node)) {

@@ -3,9 +3,13 @@
 //! same promises; each method hands over to the backend.
 
 use super::redis::RedisStore;
-use super::{EndRecord, Ender, RoomCode, SessionRecord, Store};
+use super::{EndRecord, Ender, OutboxWriter, RoomCode, SessionRecord, Store};
+use crate::config::Config;
 use crate::error::Error;
 use crate::events::Event;
+use crate::redis_link::RedisLink;
+use std::path::Path;
+use std::time::Duration;
 
 /// Durable room state: locks, session history and end records, room codes.
 #[derive(Clone)]
@@ -27,6 +31,18 @@ macro_rules! each {
 }
 
 impl Storage {
+    /// The storage `config` asks for: SQLite in `data_dir` (with the webhook `outbox`
+    /// when given), or the cluster's Redis at `config.cluster.redis_url`.
+    pub async fn open(config: &Config, data_dir: &Path, outbox: Option<OutboxWriter>) -> Result<Storage, Error> {
+        match &config.cluster.redis_url {
+            None => Store::open_with(data_dir, outbox).map(Storage::Sqlite),
+            Some(url) => {
+                let link = RedisLink::connect(url, Duration::from_millis(config.cluster.redis_timeout_ms)).await?;
+                Ok(Storage::Redis(RedisStore::new(link)))
+            }
+        }
+    }
+
     /// The SQLite store, when that is the backend (webhooks need it).
     pub fn sqlite(&self) -> Option<&Store> {
         match self {

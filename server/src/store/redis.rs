@@ -149,6 +149,11 @@ impl RedisStore {
         RedisStore { redis, writes }
     }
 
+    /// The Redis connection (the cluster shares it).
+    pub fn link(&self) -> &RedisLink {
+        &self.redis
+    }
+
     /// Rooms that are disabled (locked).
     pub async fn disabled_rooms(&self) -> Result<Vec<String>, Error> {
         self.redis.cmd(cmd("SMEMBERS").arg(keys::DISABLED_ROOMS)).await
