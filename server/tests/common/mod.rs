@@ -274,6 +274,14 @@ impl Client {
         }
     }
 
+    /// The next event (buffered frames first) within `d`, `None` on timeout.
+    pub async fn next_within(&mut self, d: Duration) -> Option<Ev> {
+        if let Some(v) = self.buf.pop_front() {
+            return Some(Ev::Frame(v));
+        }
+        self.next_raw(d).await
+    }
+
     /// The next frame; panics on a close.
     pub async fn frame(&mut self) -> Value {
         match self.next().await {
@@ -527,3 +535,97 @@ pub fn webhook_config(urls: &[String], extra: &str) -> String {
 
 /// The signing secret of [`webhook_config`].
 pub const WEBHOOK_SECRET: &str = "webhook-signing-secret-for-the-tests-0123456789";
+
+/// A real `redis-server` (Debian's) on a free loopback port with its own temporary
+/// directory and the settings the cluster needs (AOF, fsync on every write); stopped by
+/// PID, never the system service.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    fsync: &'static str,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A free loopback port (the listener is closed again: a tiny race with other tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Redis {
+    /// Starts one with `appendonly yes` and `appendfsync always`.
+    pub fn start() -> Redis {
+        Self::start_with("always")
+    }
+
+    /// Starts one with `appendfsync <fsync>`.
+    pub fn start_with(fsync: &'static str) -> Redis {
+        let mut r = Redis { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), fsync };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
+            .arg(self.dir.path())
+            .args(["--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG")) {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// SIGKILL: no chance to write anything more.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (it reloads its AOF).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Server {
+    /// A node of the cluster at `redis` with id `node`, a config file of `config_toml`
+    /// and extra flags.
+    pub fn node(redis: &Redis, node: &str, config_toml: &str, args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let cfg = dir.join("hms.toml");
+        std::fs::write(&cfg, config_toml).unwrap();
+        let mut all: Vec<String> = ["--redis", &redis.url(), "--node-id", node, "--config", cfg.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
+        all.extend(args.iter().map(|s| s.to_string()));
+        Self::spawn(dir, Some(tmp), all)
+    }
+}
