@@ -44,18 +44,25 @@ if (lat) {
   }
 }
 
-// Load runs: load-<name>.json, written by hms-loadtest --json.
-for (const f of readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort()) {
-  const l = read(f);
-  const label = `${l.peers} peers / ${l.rooms} room${l.rooms > 1 ? "s" : ""}`;
+// Load runs: load-<name>.json, written by hms-loadtest --json. A distributed run
+// (nodes > 1) is put beside the single node's run of the same size from the same
+// bench.sh run.
+const loads = readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort().map((f) => read(f));
+const single = (l) => loads.find((o) => (o.nodes ?? 1) === 1 && o.peers === l.peers && o.rooms === l.rooms);
+for (const l of loads) {
+  const nodes = l.nodes ?? 1;
+  const label = `${l.peers} peers / ${l.rooms} room${l.rooms > 1 ? "s" : ""}${nodes > 1 ? ` / ${nodes} nodes over Redis` : ""}`;
   const q = (m) => `p90 ${ms(m.p90)} / p99 ${ms(m.p99)} / max ${ms(m.max)}`;
   const verdict = l.failures === 0 ? "verified" : `${l.failures} FAILURES`;
+  const one = nodes > 1 ? single(l) : null;
+  // [comparison, ratio] against the single node, for a figure read by `get`.
+  const vs = (get, fmt) => (one ? [`1 node ${fmt(get(one))}`, (get(l) / get(one)).toFixed(2)] : ["-", "-"]);
   rows.push([`load ${label}: peers held (${verdict})`, `${l.held}`, "-", "-", "-"]);
-  rows.push([`load ${label}: join latency (connect+join)`, ms(l.join_ms.p50), q(l.join_ms), "-", "-"]);
-  rows.push([`load ${label}: joins/s`, `${Math.round(l.joins_per_s)}`, `all in ${l.join_span_s.toFixed(2)} s`, "-", "-"]);
-  rows.push([`load ${label}: end-room -> each peer's push`, ms(l.fan_out_ms.p50), q(l.fan_out_ms), "-", "-"]);
-  rows.push([`load ${label}: end-room sent -> {} answer (host)`, ms(l.end_room_answer_ms.p50), q(l.end_room_answer_ms), "-", "-"]);
-  rows.push([`load ${label}: end-room -> last peer of a room`, ms(l.fan_out_last_ms.p50), q(l.fan_out_last_ms) + ` (n=${l.fan_out_last_ms.n} rooms)`, "-", "-"]);
+  rows.push([`load ${label}: join latency (connect+join)`, ms(l.join_ms.p50), q(l.join_ms), ...vs((x) => x.join_ms.p50, ms)]);
+  rows.push([`load ${label}: joins/s`, `${Math.round(l.joins_per_s)}`, `all in ${l.join_span_s.toFixed(2)} s`, ...vs((x) => x.joins_per_s, (v) => `${Math.round(v)}`)]);
+  rows.push([`load ${label}: end-room -> each peer's push (client-side fan-out)`, ms(l.fan_out_ms.p50), q(l.fan_out_ms), ...vs((x) => x.fan_out_ms.p50, ms)]);
+  rows.push([`load ${label}: end-room sent -> {} answer (server-side fan-out: answered once every notice was written)`, ms(l.end_room_answer_ms.p50), q(l.end_room_answer_ms), ...vs((x) => x.end_room_answer_ms.p50, ms)]);
+  rows.push([`load ${label}: end-room -> last peer of a room`, ms(l.fan_out_last_ms.p50), q(l.fan_out_last_ms) + ` (n=${l.fan_out_last_ms.n} rooms)`, ...vs((x) => x.fan_out_last_ms.p50, ms)]);
   if (l.server_fan_out_last_ms && l.server_fan_out_last_ms.n) {
     rows.push([`load ${label}: server: notices queued -> last written`, ms(l.server_fan_out_last_ms.p50), q(l.server_fan_out_last_ms) + ` (n=${l.server_fan_out_last_ms.n} rooms)`, "-", "-"]);
   }
@@ -66,7 +73,7 @@ for (const f of readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort()
     rows.push([`load ${label}: paged read of a room's peer list`, ms(l.page_read.ms), `${l.page_read.peers} peers in ${l.page_read.pages} pages`, "-", "-"]);
   }
   if (l.rss_per_peer_bytes != null) {
-    rows.push([`load ${label}: server RSS per connected peer`, kb(l.rss_per_peer_bytes), `idle ${(l.rss_idle_bytes / 1048576).toFixed(1)} MiB -> ${(l.rss_loaded_bytes / 1048576).toFixed(1)} MiB`, "-", "-"]);
+    rows.push([`load ${label}: server RSS per connected peer${nodes > 1 ? " (all nodes)" : ""}`, kb(l.rss_per_peer_bytes), `idle ${(l.rss_idle_bytes / 1048576).toFixed(1)} MiB -> ${(l.rss_loaded_bytes / 1048576).toFixed(1)} MiB`, ...vs((x) => x.rss_per_peer_bytes, kb)]);
   }
 }
 

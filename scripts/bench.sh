@@ -9,11 +9,16 @@
 #      fan-out for rooms of 1k and 10k peers        (hms-loadtest)
 #   4. signaling with webhooks off and on (fast, slow, dead receiver), side by side
 #                                                   (scripts/bench-webhooks.sh)
+#   5. distributed: the same load over 3 nodes sharing rooms through a Redis the tool
+#      starts (every room spans the nodes), beside the single node's run of the same size
+#      (hms-loadtest --nodes 3)
 # and prints one table (metric | median | spread | comparison | ratio) with the machine.
 # Figures of the run are kept in bench/results/<UTC time>/ (gitignored).
 #
 # Env: BENCH_TRIALS (15), BENCH_LOADS (10), BENCH_SKIP_BUILD=1 (reuse the builds),
-#      BENCH_LOAD_RUNS ("10000:100 19000:190 1000:1 10000:1", peers:rooms per load run).
+#      BENCH_LOAD_RUNS ("10000:100 19000:190 1000:1 10000:1", peers:rooms per load run),
+#      BENCH_CLUSTER_RUNS ("10000:100:3", peers:rooms:nodes per distributed run; each
+#      needs a single-node run of the same peers:rooms in BENCH_LOAD_RUNS to compare).
 # Exits non-zero when any part failed or did not verify.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +28,7 @@ export CARGO_TERM_COLOR=never
 TRIALS=${BENCH_TRIALS:-15}
 LOADS=${BENCH_LOADS:-10}
 LOAD_RUNS=${BENCH_LOAD_RUNS:-"10000:100 19000:190 1000:1 10000:1"}
+CLUSTER_RUNS=${BENCH_CLUSTER_RUNS:-"10000:100:3"}
 OUT="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 SERVER=target/server-release/hms-server
@@ -65,13 +71,21 @@ done
 log "webhooks off and on (scripts/bench-webhooks.sh)"
 BENCH_SKIP_BUILD=1 WEBHOOK_BENCH_OUT="$OUT/webhooks" bash scripts/bench-webhooks.sh >&2 || failed+=(webhooks)
 
+for run in $CLUSTER_RUNS; do
+  IFS=: read -r peers rooms nodes <<<"$run"
+  log "distributed: $peers peers in $rooms rooms over $nodes nodes"
+  timeout --kill-after=10 400 "$LOADTOOL" --server-bin "$SERVER" --nodes "$nodes" --peers "$peers" --rooms "$rooms" \
+    --timeout-s 360 --json "$OUT/load-cluster-${nodes}n-${peers}p-${rooms}r.json" | tee "$OUT/load-cluster-$nodes-$peers.txt" >&2 \
+    || failed+=("cluster-$peers/$rooms/$nodes")
+done
+
 {
   echo "## hms-client benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)"
   echo
   echo "load average (1/5/15 min) as measuring began: $LOADAVG_START (other processes share these cores)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
   echo "tools: $(rustc --version), node $(node --version), $(/usr/bin/chromium --version 2>/dev/null | head -1)"
-  echo "command: bash scripts/bench.sh  (BENCH_TRIALS=$TRIALS BENCH_LOADS=$LOADS BENCH_LOAD_RUNS=\"$LOAD_RUNS\")"
+  echo "command: bash scripts/bench.sh  (BENCH_TRIALS=$TRIALS BENCH_LOADS=$LOADS BENCH_LOAD_RUNS=\"$LOAD_RUNS\" BENCH_CLUSTER_RUNS=\"$CLUSTER_RUNS\")"
   echo
   node bench/report.mjs "$OUT"
   echo

@@ -23,6 +23,9 @@ command -v sqlite3 >/dev/null || missing_debs+=(sqlite3)
 /usr/bin/python3 -c "import jwt" 2>/dev/null || missing_debs+=(python3-jwt)
 # The webhook verification snippets of docs/WEBHOOKS.md are run in Python (and Node).
 command -v python3 >/dev/null || missing_debs+=(python3)
+# Redis for the cluster tests (issue 12): the tests start their own redis-server on a
+# free port and never use the system service.
+command -v redis-server >/dev/null || missing_debs+=(redis-server)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   log "apt-get install ${missing_debs[*]}"
   $SUDO apt-get update -qq

@@ -20,11 +20,21 @@ pub struct Args {
     pub rooms: usize,
     /// Start this server binary (`serve` on port 0 with a temp data dir and a known
     /// secret); lets the tool read the server's memory.
-    #[arg(long, conflicts_with = "url")]
-    pub server_bin: Option<PathBuf>,
-    /// Or use a running server at this base URL (loopback only), e.g. ws://127.0.0.1:7880.
     #[arg(long)]
-    pub url: Option<String>,
+    pub server_bin: Option<PathBuf>,
+    /// Or use running servers at these base URLs (loopback only, repeat for the nodes of
+    /// a cluster: peers are spread over them), e.g. ws://127.0.0.1:7880.
+    #[arg(long)]
+    pub url: Vec<String>,
+    /// With --server-bin: start this many nodes sharing rooms through a Redis the tool
+    /// starts too (`--redis-bin`, on a free loopback port with a temp dir, AOF with fsync
+    /// on every write, stopped by PID); peers are spread over the nodes, so every room
+    /// spans them. 1 = one server, no Redis.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// The redis-server binary for --nodes > 1.
+    #[arg(long, default_value = "redis-server")]
+    pub redis_bin: PathBuf,
     /// The server's HMS_SECRET, to mint tokens (random when the tool starts the server).
     #[arg(long, env = "HMS_SECRET", hide_env_values = true)]
     pub secret: Option<String>,

@@ -101,11 +101,16 @@ async fn run(args: Args) -> Result<bool, String> {
     if args.webhooks != webhooks::Mode::Off && args.server_bin.is_none() {
         return Err("--webhooks needs --server-bin (the tool starts the server with its receiver)".into());
     }
-    // The target: a server we start, or one that runs.
-    let mut spawned = None;
+    if args.webhooks != webhooks::Mode::Off && args.nodes > 1 {
+        return Err("--webhooks does not go with --nodes: distributed mode delivers no webhooks yet".into());
+    }
+    // The target: servers we start (one, or the nodes of a cluster with its Redis), or
+    // ones that run.
+    let mut spawned = Vec::new();
+    let mut redis = None;
     let mut receiver = None;
-    let (base, tokens) = match (&args.server_bin, &args.url) {
-        (Some(bin), _) => {
+    let (bases, tokens) = match (&args.server_bin, args.url.is_empty()) {
+        (Some(bin), true) => {
             let secret = args.secret.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
             let mut extra = Vec::new();
             if !args.server_default_limits {
@@ -127,23 +132,38 @@ async fn run(args: Args) -> Result<bool, String> {
                 envs.push(("HMS_WEBHOOK_SECRET", hook_secret));
                 receiver = Some(r);
             }
-            let s = server::spawn(bin, &secret, &envs, &extra, Duration::from_secs(30)).await?;
-            eprintln!("server: {} (pid {}) {}", s.base_url, s.pid, extra.join(" "));
+            if args.nodes > 1 {
+                let r = server::spawn_redis(&args.redis_bin, Duration::from_secs(15)).await?;
+                eprintln!("redis: {} (pid {})", r.url, r.child.id().unwrap_or(0));
+                redis = Some(r);
+            }
+            let mut bases = Vec::new();
+            for n in 0..args.nodes.max(1) {
+                let mut flags = extra.clone();
+                if let Some(r) = &redis {
+                    flags.extend([format!("--redis={}", r.url), format!("--node-id=lt{n}")]);
+                }
+                let s = server::spawn(bin, &secret, &envs, &flags, Duration::from_secs(30)).await?;
+                eprintln!("server: {} (pid {}) {}", s.base_url, s.pid, flags.join(" "));
+                bases.push(s.base_url.clone());
+                spawned.push(s);
+            }
             let tokens = if args.cli_tokens {
-                token::TokenSource::Cli { bin: bin.clone(), data_dir: s.data_dir.clone(), secret }
+                token::TokenSource::Cli { bin: bin.clone(), data_dir: spawned[0].data_dir.clone(), secret }
             } else {
                 token::TokenSource::Secret(secret)
             };
-            let base = s.base_url.clone();
-            spawned = Some(s);
-            (base, tokens)
+            (bases, tokens)
         }
-        (None, Some(url)) => {
+        (None, false) => {
             let secret = args.secret.clone().ok_or("--url needs --secret (or HMS_SECRET) to mint tokens")?;
-            (loopback_base(url)?, token::TokenSource::Secret(secret))
+            let bases = args.url.iter().map(|u| loopback_base(u)).collect::<Result<Vec<_>, _>>()?;
+            (bases, token::TokenSource::Secret(secret))
         }
-        (None, None) => return Err("give --server-bin PATH or --url ws://127.0.0.1:PORT".into()),
+        (Some(_), false) => return Err("give --server-bin or --url, not both".into()),
+        (None, true) => return Err("give --server-bin PATH or --url ws://127.0.0.1:PORT".into()),
     };
+    let base = bases.join(" ");
 
     // The plan: rooms, hosts, guests, tokens.
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -171,8 +191,10 @@ async fn run(args: Args) -> Result<bool, String> {
             } else {
                 plan.guests.push(peer_id.clone());
             }
+            // Every room spans the nodes: its peers go round-robin, its host to node r.
+            let node = &bases[(r + i) % bases.len()];
             jobs.push(peer::PeerJob {
-                url: format!("{base}/ws?peer={peer_id}&token={tok}"),
+                url: format!("{node}/ws?peer={peer_id}&token={tok}"),
                 report: PeerReport::new(r, peer_id, is_host),
                 end_reason: is_host.then(|| reason.clone()),
                 ping_every: Duration::from_millis(args.ping_interval_ms.max(100)),
@@ -182,8 +204,21 @@ async fn run(args: Args) -> Result<bool, String> {
         plans.push(plan);
     }
 
-    let rss_idle = spawned.as_ref().map(|s| server::rss_bytes(s.pid)).transpose()?;
-    let cpu = |s: &Option<server::SpawnedServer>| s.as_ref().and_then(|s| server::cpu_time(s.pid).ok());
+    // Memory of every server we started, summed.
+    let rss_all = |spawned: &[server::SpawnedServer]| -> Result<Option<u64>, String> {
+        if spawned.is_empty() {
+            return Ok(None);
+        }
+        spawned.iter().map(|s| server::rss_bytes(s.pid)).sum::<Result<u64, String>>().map(Some)
+    };
+    let rss_idle = rss_all(&spawned)?;
+    // CPU time of every server we started, summed.
+    let cpu = |spawned: &[server::SpawnedServer]| -> Option<Duration> {
+        if spawned.is_empty() {
+            return None;
+        }
+        spawned.iter().map(|s| server::cpu_time(s.pid).ok()).sum()
+    };
     let cpu_start = cpu(&spawned);
 
     // Join phase.
@@ -217,7 +252,7 @@ async fn run(args: Args) -> Result<bool, String> {
                 }
             },
             _ = watch_tick.tick() => {
-                let rss = spawned.as_ref().and_then(|s| server::rss_bytes(s.pid).ok());
+                let rss = rss_all(&spawned).ok().flatten();
                 eprintln!(
                     "  ... {:.0} s: {ok} joined, {failed} failed{}",
                     started.elapsed().as_secs_f64(),
@@ -242,10 +277,10 @@ async fn run(args: Args) -> Result<bool, String> {
 
     // Memory with everyone connected.
     let mut rss_loaded = None;
-    if let Some(s) = &spawned {
+    if !spawned.is_empty() {
         let settle = Instant::now() + Duration::from_millis(args.settle_ms);
         tokio::time::sleep_until(settle.min(deadline).into()).await;
-        rss_loaded = Some(server::rss_bytes(s.pid)?);
+        rss_loaded = rss_all(&spawned)?;
     }
 
     let cpu_joined = cpu(&spawned);
@@ -258,7 +293,7 @@ async fn run(args: Args) -> Result<bool, String> {
         let reader = format!("reader-{run_id}");
         let tok = tokens.token(&plan.room_id, "page-reader", "guest").await?;
         let left = deadline.saturating_duration_since(Instant::now());
-        match pages::read(&format!("{base}/ws?peer={reader}&token={tok}"), &reader, left).await {
+        match pages::read(&format!("{}/ws?peer={reader}&token={tok}", bases[0]), &reader, left).await {
             Ok(read) => {
                 page_failures = pages::verify(plan, &reader, &read);
                 eprintln!("paged read: {} peers in {} pages in {:.1} ms", read.seen.len(), read.pages, ms(read.elapsed));
@@ -337,7 +372,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let server_cpu_s = cpu_start.zip(cpu_all).map(|(a, b)| b.saturating_sub(a).as_secs_f64());
     let hooks_report = webhook_figures(&hook_events, ending);
     // The server's own view: per room, from the notices queued to the last one written.
-    let fan_outs = spawned.as_ref().map(|s| s.fan_outs()).unwrap_or_default();
+    let fan_outs: Vec<_> = spawned.iter().flat_map(|s| s.fan_outs()).collect();
     let server_last: Vec<Duration> = fan_outs.iter().map(|f| Duration::from_micros(f.last_us.saturating_sub(f.start_us))).collect();
     let server_span = match (fan_outs.iter().map(|f| f.start_us).min(), fan_outs.iter().map(|f| f.last_us).max()) {
         (Some(a), Some(b)) => Some(Duration::from_micros(b.saturating_sub(a))),
@@ -360,7 +395,7 @@ async fn run(args: Args) -> Result<bool, String> {
         _ => None,
     };
 
-    println!("hms-loadtest: {} peers in {} rooms against {base}", args.peers, args.rooms);
+    println!("hms-loadtest: {} peers in {} rooms against {base}{}", args.peers, args.rooms, if redis.is_some() { " (one cluster over Redis)" } else { "" });
     println!("  peers held (joined at once) : {ok}");
     print_summary("join latency (connect+join)", &join_s);
     println!("  joins/s                     : {joins_per_s:.0}  (all {ok} joined in {:.3} s, {} at a time)", join_span.as_secs_f64(), args.concurrency);
@@ -415,6 +450,7 @@ async fn run(args: Args) -> Result<bool, String> {
             "server_cpu_join_ms": cpu_join_ms, "server_cpu_end_ms": cpu_end_ms,
             "page_read": page_read.as_ref().map(|r| serde_json::json!({"peers": r.seen.len(), "pages": r.pages, "ms": ms(r.elapsed)})),
             "server_cpu_s": server_cpu_s,
+            "nodes": bases.len(),
             "failures": failures.len(),
             "webhooks": format!("{:?}", args.webhooks).to_lowercase(), "webhook_events_expected": hooks_expected,
             "webhook_events_delivered": hooks_report.distinct, "webhook_requests": hooks_report.requests,
@@ -433,8 +469,8 @@ async fn run(args: Args) -> Result<bool, String> {
         if failures.len() > 20 {
             println!("  ... and {} more", failures.len() - 20);
         }
-        if let Some(s) = &spawned {
-            println!("server log tail:\n{}", s.log_tail(15));
+        for s in &spawned {
+            println!("server log tail ({}):\n{}", s.base_url, s.log_tail(15));
         }
         println!("load: 0 passed, 1 failed");
         return Ok(false);

@@ -35,6 +35,73 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// A redis-server this tool started for a cluster run; killed (by PID) when dropped.
+pub struct SpawnedRedis {
+    /// The child (kill_on_drop).
+    pub child: Child,
+    /// `redis://127.0.0.1:PORT/0`.
+    pub url: String,
+    /// Its temp dir (AOF), removed on drop.
+    pub dir: PathBuf,
+}
+
+impl Drop for SpawnedRedis {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The parent-death signal: if this tool dies without running destructors, its children
+/// must not live on (the kernel sends them SIGTERM when the spawning thread goes).
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
+/// Starts `redis-server` on a free loopback port with a temp dir, AOF and fsync on every
+/// write (what a cluster's lock needs), and waits (up to `wait`) until it answers.
+pub async fn spawn_redis(bin: &Path, wait: Duration) -> Result<SpawnedRedis, String> {
+    let dir = temp_dir("hms-loadtest-redis")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("finding a free port: {e}"))?.port();
+    let log = std::fs::File::create(dir.join("redis.log")).map_err(|e| format!("creating the redis log: {e}"))?;
+    let mut cmd = Command::new(bin);
+    die_with_parent(&mut cmd);
+    let child = cmd
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        .arg(&dir)
+        .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting {} (scripts/setup.sh installs Debian's redis-server): {e}", bin.display()))?;
+    let redis = SpawnedRedis { child, url: format!("redis://127.0.0.1:{port}/0"), dir };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 16];
+            let pong = async { s.write_all(b"PING\r\n").await.ok()?; s.read(&mut buf).await.ok() };
+            if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(1), pong).await {
+                if buf[..n].starts_with(b"+PONG") {
+                    return Ok(redis);
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("redis-server did not answer within {wait:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts `bin serve --addr 127.0.0.1:0 --data-dir <temp> <extra...>` with `HMS_SECRET`
 /// and `envs` set, and waits (up to `wait`) for its `listening on 127.0.0.1:PORT` line.
 pub async fn spawn(bin: &Path, secret: &str, envs: &[(&str, String)], extra: &[String], wait: Duration) -> Result<SpawnedServer, String> {
@@ -43,15 +110,9 @@ pub async fn spawn(bin: &Path, secret: &str, envs: &[(&str, String)], extra: &[S
     let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
     let mut cmd = Command::new(bin);
     // If this tool dies without running destructors (SIGKILL, `timeout`), the server must
-    // not live on: the kernel sends it SIGTERM when its parent goes. (The signal follows
-    // the spawning thread: `run` awaits this on the main thread, which lives to the end.)
-    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    // not live on. (The signal follows the spawning thread: `run` awaits this on the main
+    // thread, which lives to the end.)
+    die_with_parent(&mut cmd);
     let mut child = cmd
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(&data_dir)
