@@ -37,6 +37,12 @@ fn restart_http() -> &'static str {
 fn restart_ws() -> &'static str {
     need(option_env!("HMS_TEST_RESTART_WS"), "HMS_TEST_RESTART_WS")
 }
+fn node_a() -> (&'static str, &'static str) {
+    (need(option_env!("HMS_TEST_NODE_A_HTTP"), "HMS_TEST_NODE_A_HTTP"), need(option_env!("HMS_TEST_NODE_A_WS"), "HMS_TEST_NODE_A_WS"))
+}
+fn node_b() -> (&'static str, &'static str) {
+    (need(option_env!("HMS_TEST_NODE_B_HTTP"), "HMS_TEST_NODE_B_HTTP"), need(option_env!("HMS_TEST_NODE_B_WS"), "HMS_TEST_NODE_B_WS"))
+}
 fn mock_ws(mode: &str) -> String {
     format!("{}/{mode}", need(option_env!("HMS_TEST_MOCK_WS"), "HMS_TEST_MOCK_WS"))
 }
@@ -770,4 +776,63 @@ async fn peer_list_iterator_pages_through_everyone_once() {
     assert_hms_error(&err, 6000, "NotConnected");
     assert_eq!(idle.get_peer_count(), 0.0);
     drop(guests);
+}
+
+/// Two nodes of a cluster (docs/SCALING.md): the host joins through node A, the guest
+/// through node B; the host's endRoom reaches the guest on the other node with the
+/// right fields, and the lock holds on both nodes.
+#[wasm_bindgen_test]
+async fn two_nodes_host_ends_room_guest_on_the_other_node_is_removed() {
+    let room = uid("nodes");
+    let ((a_http, a_ws), (b_http, b_ws)) = (node_a(), node_b());
+    let host = client_for(a_ws, None);
+    let tok = token_at(a_http, &host, &room, "host", "hostess").await;
+    join(&host, &tok, "Hostess").await.expect("host joins through node A");
+    let guest = client_for(b_ws, None);
+    let tok = token_at(b_http, &guest, &room, "guest", "guido").await;
+    join(&guest, &tok, "Guido").await.expect("guest joins through node B");
+    assert_eq!(peer_names(&guest), vec!["Guido", "Hostess"], "one room across the nodes");
+    wait_until("host sees the guest from the other node", 5000.0, || peer_names(&host).len() == 2).await;
+    let removed = Recorder::new();
+    let errors = Recorder::new();
+    let _a = guest.on_removed_from_room(removed.f());
+    let _b = guest.on_error(errors.f());
+
+    JsFuture::from(host.end_room(true, "cluster meeting over".into())).await.expect("endRoom resolves");
+    wait_until("guest's removed callback on node B", 5000.0, || removed.len() == 1).await;
+    let ev = removed.get(0);
+    assert_eq!(prop_str(&ev, "reason"), "cluster meeting over");
+    assert_eq!(prop(&ev, "roomWasEnded").as_bool(), Some(true));
+    assert_eq!(prop_str(&prop(&ev, "peerWhoRemoved"), "name"), "Hostess");
+    assert!(guest.get_local_peer().is_undefined());
+    sleep(200).await;
+    assert_eq!((removed.len(), errors.len()), (1, 0), "exactly once, no error");
+    // Locked on both nodes.
+    for (http, ws) in [(a_http, a_ws), (b_http, b_ws)] {
+        let late = client_for(ws, None);
+        let tok = token_at(http, &late, &room, "guest", "late").await;
+        assert_hms_error(&join(&late, &tok, "Late").await.unwrap_err(), 423, "RoomLocked");
+    }
+}
+
+/// Several endpoints: the client starts at a random one and tries the next at every
+/// connect, so with one endpoint down a second join attempt at most reaches the other
+/// node (a reconnect walks the list the same way).
+#[wasm_bindgen_test]
+async fn several_endpoints_a_dead_one_is_skipped_at_the_next_attempt() {
+    let room = uid("endpoints");
+    let (b_http, b_ws) = node_b();
+    let opts = obj(&[("endpoint", Array::of2(&"ws://127.0.0.1:9/ws".into(), &b_ws.into()).into())]);
+    let client = HmsClient::new(opts).unwrap();
+    let tok = token_at(b_http, &client, &room, "guest", "walker").await;
+    let mut failures = 0;
+    while let Err(e) = join(&client, &tok, "Walker").await {
+        assert_hms_error(&e, 1000, "FailedToConnect");
+        failures += 1;
+        assert!(failures < 2, "the second attempt goes to the other endpoint");
+    }
+    assert_eq!(prop_str(&client.get_local_peer(), "name"), "Walker");
+    // Not an array of strings: refused like any bad option.
+    let bad = HmsClient::new(obj(&[("endpoint", Array::of1(&1.into()).into())])).err().expect("refused");
+    assert_hms_error(&bad, 6013, "ValidationFailed");
 }
