@@ -6,7 +6,7 @@
 use crate::error::{ErrorAction, ErrorName, SdkError};
 use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
 use crate::listener::GlobalListener;
-use crate::model::{http_base_of, socket_url, ClientOptions, Endpoints, JoinConfig, PeerListIteratorOptions, TokenOptions};
+use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
 use crate::pending::Kind;
 use crate::session::{Out, Session};
 use crate::timer::Timer;
@@ -59,10 +59,9 @@ struct Inner {
     /// `online`/`offline` listeners on the global object (none outside browsers).
     _network: (Option<GlobalListener>, Option<GlobalListener>),
     weak: Weak<Inner>,
-    /// Where to connect: a random endpoint first, the next at each connect attempt.
-    endpoints: RefCell<Endpoints>,
-    /// The peer id and (URI-encoded) token of the current session, the same for reconnects.
-    query: RefCell<(String, String)>,
+    endpoint: String,
+    /// The socket URL of the current session (same peer id and token for reconnects).
+    url: RefCell<String>,
     on_removed: Callbacks,
     on_peer_join: Callbacks,
     on_peer_leave: Callbacks,
@@ -140,11 +139,7 @@ impl Inner {
                 inner.on_socket(generation, ev);
             }
         });
-        let url = {
-            let (peer_id, token) = &*self.query.borrow();
-            socket_url(self.endpoints.borrow_mut().take(), peer_id, token)
-        };
-        let transport = Transport::connect(&url, sink);
+        let transport = Transport::connect(&self.url.borrow(), sink);
         match transport {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
             Err(_) => {
@@ -222,20 +217,17 @@ pub struct HmsClient {
 
 #[wasm_bindgen]
 impl HmsClient {
-    /// `new HmsClient({ endpoint, requestTimeoutMs?, ... })`, `endpoint` one URL or
-    /// several (the nodes of a cluster). Throws a 6013 ValidationFailed `HmsError` when
-    /// `endpoint` is neither a string nor a non-empty array of strings.
+    /// `new HmsClient({ endpoint, requestTimeoutMs?, ... })`. Throws a 6013
+    /// ValidationFailed `HmsError` when `endpoint` is not a string.
     #[wasm_bindgen(constructor)]
     pub fn new(#[wasm_bindgen(unchecked_param_type = "HmsClientOptions")] options: JsValue) -> Result<HmsClient, JsValue> {
         crate::js::hms_error_prototype();
         let options = read_options(&options, ClientOptions::read).ok_or_else(|| {
-            to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Init, "options must be { endpoint: string | string[], requestTimeoutMs?: number, ... }"))
+            to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Init, "options must be { endpoint: string, requestTimeoutMs?: number, ... }"))
         })?;
         let mut session = Session::with_config(options.config());
         // Jitter only needs to differ between clients, not to be unpredictable.
         session.seed((js_sys::Math::random() * 9_007_199_254_740_991.0) as u64);
-        // The first endpoint too only needs to differ between clients.
-        let start = (js_sys::Math::random() * 65_536.0) as usize;
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let (w1, w2, w3) = (weak.clone(), weak.clone(), weak.clone());
             Inner {
@@ -262,8 +254,8 @@ impl HmsClient {
                 ),
                 keys: Keys::new(),
                 weak: weak.clone(),
-                endpoints: RefCell::new(Endpoints::new(options.endpoint.urls(), start)),
-                query: RefCell::new((String::new(), String::new())),
+                endpoint: options.endpoint,
+                url: RefCell::new(String::new()),
                 on_removed: Callbacks::new(),
                 on_peer_join: Callbacks::new(),
                 on_peer_leave: Callbacks::new(),
@@ -286,7 +278,7 @@ impl HmsClient {
         options: Option<js_sys::Object>,
     ) -> Promise {
         let options = read_options(&options.map_or(JsValue::UNDEFINED, JsValue::from), |v| Some(TokenOptions::read(v))).unwrap_or_default();
-        let base = options.endpoint.unwrap_or_else(|| http_base_of(self.inner.endpoints.borrow().current()));
+        let base = options.endpoint.unwrap_or_else(|| http_base_of(&self.inner.endpoint));
         crate::token::token_by_room_code(&base, &code, options.user_id.as_deref())
     }
 
@@ -306,7 +298,7 @@ impl HmsClient {
             Err((settle, e)) => self.inner.run(vec![Out::Reject(settle, e)]),
             Ok(outs) => {
                 let token = String::from(js_sys::encode_uri_component(&config.auth_token));
-                *self.inner.query.borrow_mut() = (peer_id, token);
+                *self.inner.url.borrow_mut() = socket_url(&self.inner.endpoint, &peer_id, &token);
                 // A socket still closing from the last session goes now.
                 drop(self.inner.closing.borrow_mut().take());
                 self.inner.run(outs);

@@ -105,72 +105,6 @@ pub trait Source {
     fn string(&self, key: &str) -> Option<String>;
     /// The number at `key`, if it is one.
     fn number(&self, key: &str) -> Option<f64>;
-    /// The array of strings at `key`, if it is one.
-    fn strings(&self, key: &str) -> Option<Vec<String>>;
-}
-
-/// `endpoint`: one WebSocket URL (a server, or a load balancer in front of several
-/// nodes), or the URLs of several nodes of a cluster (see [`Endpoints`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Endpoint {
-    /// One URL.
-    One(String),
-    /// The nodes' URLs.
-    Many(Vec<String>),
-}
-
-impl Default for Endpoint {
-    fn default() -> Self {
-        Endpoint::One(String::new())
-    }
-}
-
-impl Endpoint {
-    /// Reads `endpoint`: a string, or a non-empty array of strings.
-    fn read(src: &impl Source) -> Option<Self> {
-        src.string("endpoint").map(Endpoint::One).or_else(|| src.strings("endpoint").filter(|l| !l.is_empty()).map(Endpoint::Many))
-    }
-
-    /// The URLs, in order.
-    pub fn urls(self) -> Vec<String> {
-        match self {
-            Endpoint::One(u) => vec![u],
-            Endpoint::Many(l) => l,
-        }
-    }
-}
-
-/// The endpoints a client connects to: a random one first (so clients spread over the
-/// nodes of a cluster), then the next one at every connect attempt, so a client whose
-/// node is gone reaches another (docs/SCALING.md). With one endpoint it is always that one.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    list: Vec<String>,
-    next: usize,
-}
-
-impl Endpoints {
-    /// The list, starting at `start` (taken modulo its length).
-    pub fn new(list: Vec<String>, start: usize) -> Self {
-        let next = if list.is_empty() { 0 } else { start % list.len() };
-        Self { list, next }
-    }
-
-    /// The endpoint to connect to now; the following call gives the next one.
-    pub fn take(&mut self) -> &str {
-        let i = self.next;
-        if !self.list.is_empty() {
-            self.next = (i + 1) % self.list.len();
-        }
-        self.list.get(i).map_or("", String::as_str)
-    }
-
-    /// The endpoint most recently taken (the first one before any connect).
-    pub fn current(&self) -> &str {
-        let n = self.list.len().max(1);
-        self.list.get((self.next + n - 1) % n).map_or("", String::as_str)
-    }
 }
 
 /// `HmsClientOptions`.
@@ -178,11 +112,8 @@ impl Endpoints {
 #[serde(rename_all = "camelCase")]
 #[tsify(rename = "HmsClientOptions")]
 pub struct ClientOptions {
-    /// WebSocket URL of the room server, e.g. `ws://127.0.0.1:7880/ws` (one server, or a
-    /// load balancer in front of several nodes); or the URLs of several nodes of a
-    /// cluster: the client starts at a random one and tries the next at every connect.
-    #[tsify(type = "string | string[]")]
-    pub endpoint: Endpoint,
+    /// WebSocket URL of the room server, e.g. `ws://127.0.0.1:7880/ws`.
+    pub endpoint: String,
     /// How long a request waits for its answer before it fails with 9001 RequestTimeout
     /// (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,11 +139,10 @@ fn positive(v: Option<f64>) -> Option<f64> {
 }
 
 impl ClientOptions {
-    /// Reads the options; `None` when `endpoint` is neither a string nor a non-empty
-    /// array of strings.
+    /// Reads the options; `None` when `endpoint` is not a string.
     pub fn read(src: &impl Source) -> Option<Self> {
         Some(Self {
-            endpoint: Endpoint::read(src)?,
+            endpoint: src.string("endpoint")?,
             request_timeout_ms: src.number("requestTimeoutMs"),
             heartbeat_interval_ms: src.number("heartbeatIntervalMs"),
             heartbeat_timeout_ms: src.number("heartbeatTimeoutMs"),
@@ -413,7 +343,7 @@ mod tests {
 
     #[test]
     fn timeout_option() {
-        let o = ClientOptions { endpoint: Endpoint::One("ws://x".into()), ..Default::default() };
+        let o = ClientOptions { endpoint: "ws://x".into(), ..Default::default() };
         assert_eq!(o.timeout_ms(), 10_000.0);
         let c = o.config();
         assert_eq!((c.heartbeat_interval, c.heartbeat_timeout, c.reconnect_budget), (3000.0, 12000.0, 30000.0));
@@ -433,29 +363,6 @@ mod tests {
         fn number(&self, key: &str) -> Option<f64> {
             self.get(key)?.as_f64()
         }
-        fn strings(&self, key: &str) -> Option<Vec<String>> {
-            self.get(key)?.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
-        }
-    }
-
-    #[test]
-    fn endpoint_is_one_url_or_several_and_they_rotate_from_a_start() {
-        let one = serde_json::json!({"endpoint": "ws://a/ws"});
-        let many = serde_json::json!({"endpoint": ["ws://a/ws", "ws://b/ws"]});
-        assert_eq!(ClientOptions::read(&one).unwrap().endpoint, Endpoint::One("ws://a/ws".into()));
-        assert_eq!(ClientOptions::read(&many).unwrap().endpoint.urls(), ["ws://a/ws", "ws://b/ws"]);
-        assert_eq!(serde_json::from_value::<ClientOptions>(many.clone()).unwrap(), ClientOptions::read(&many).unwrap(), "serde reads it the same");
-        for bad in [serde_json::json!({"endpoint": []}), serde_json::json!({"endpoint": ["ws://a", 1]}), serde_json::json!({"endpoint": 7})] {
-            assert_eq!(ClientOptions::read(&bad), None, "{bad}");
-        }
-        let mut e = Endpoints::new(vec!["a".into(), "b".into(), "c".into()], 4);
-        assert_eq!(e.current(), "a", "before any connect: the one before the start");
-        let taken: Vec<String> = (0..4).map(|_| e.take().to_owned()).collect();
-        assert_eq!(taken, ["b", "c", "a", "b"]);
-        assert_eq!(e.current(), "b");
-        let mut lb = Endpoints::new(vec!["lb".into()], 7);
-        assert_eq!((lb.take().to_owned(), lb.take().to_owned(), lb.current()), ("lb".to_owned(), "lb".to_owned(), "lb"));
-        assert_eq!(Endpoints::new(Vec::new(), 3).take(), "");
     }
 
     /// The hand readers and serde's derived reading of the same types agree, so a field
@@ -489,7 +396,7 @@ mod tests {
         let room = <HmsRoom as Tsify>::DECL;
         assert!(room.contains("sessionId: string | null;"), "{room}");
         let opts = <ClientOptions as Tsify>::DECL;
-        assert!(opts.contains("export interface HmsClientOptions {") && opts.contains("endpoint: string | string[];") && opts.contains("requestTimeoutMs?: number;"), "{opts}");
+        assert!(opts.contains("export interface HmsClientOptions {") && opts.contains("endpoint: string;") && opts.contains("requestTimeoutMs?: number;"), "{opts}");
         let state = <ConnectionState as Tsify>::DECL;
         assert!(state.contains("\"Reconnecting\"") && state.contains("\"Failed\""), "{state}");
         for decl in [peer, ev, room, opts, state] {

@@ -70,13 +70,6 @@ impl Source for JsValue {
     fn number(&self, key: &str) -> Option<f64> {
         get(self, &JsValue::from_str(key)).as_f64()
     }
-    fn strings(&self, key: &str) -> Option<Vec<String>> {
-        let v = get(self, &JsValue::from_str(key));
-        if !js_sys::Array::is_array(&v) {
-            return None;
-        }
-        js_sys::Array::from(&v).iter().map(|e| e.as_string()).collect()
-    }
 }
 
 /// A decoded server frame.

@@ -814,25 +814,3 @@ async fn two_nodes_host_ends_room_guest_on_the_other_node_is_removed() {
         assert_hms_error(&join(&late, &tok, "Late").await.unwrap_err(), 423, "RoomLocked");
     }
 }
-
-/// Several endpoints: the client starts at a random one and tries the next at every
-/// connect, so with one endpoint down a second join attempt at most reaches the other
-/// node (a reconnect walks the list the same way).
-#[wasm_bindgen_test]
-async fn several_endpoints_a_dead_one_is_skipped_at_the_next_attempt() {
-    let room = uid("endpoints");
-    let (b_http, b_ws) = node_b();
-    let opts = obj(&[("endpoint", Array::of2(&"ws://127.0.0.1:9/ws".into(), &b_ws.into()).into())]);
-    let client = HmsClient::new(opts).unwrap();
-    let tok = token_at(b_http, &client, &room, "guest", "walker").await;
-    let mut failures = 0;
-    while let Err(e) = join(&client, &tok, "Walker").await {
-        assert_hms_error(&e, 1000, "FailedToConnect");
-        failures += 1;
-        assert!(failures < 2, "the second attempt goes to the other endpoint");
-    }
-    assert_eq!(prop_str(&client.get_local_peer(), "name"), "Walker");
-    // Not an array of strings: refused like any bad option.
-    let bad = HmsClient::new(obj(&[("endpoint", Array::of1(&1.into()).into())])).err().expect("refused");
-    assert_hms_error(&bad, 6013, "ValidationFailed");
-}
