@@ -8,7 +8,8 @@
 # Builds hms-server (dev profile), starts it on 127.0.0.1:0 with a temp data dir and a
 # random HMS_SECRET, mints a management token with the same secret,
 # starts the mock (which also runs a second, restartable hms-server for the reconnect
-# tests), a redis-server and two nodes of a cluster over it (the cross-node test), hands the URLs and token to the tests at compile time (option_env!), runs
+# tests), a redis-server and two nodes of a cluster over it (the cross-node test), hands
+# the URLs and token to the tests at compile time (option_env!), runs
 # `wasm-pack test --headless` once per browser, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,8 +8,9 @@
 //!   [`rest`] (REST handlers) -> [`signaling`] (decode a frame, call the app, encode);
 //! - [`app`]: the use cases (connect, join, leave, end room, remove peers, enable, room
 //!   codes, tokens) and the server's state and tasks;
-//! - [`registry`] (where rooms live) -> [`room`] (the room model) -> [`conn`] (a
-//!   connection's queue); [`store`] (every SQL statement); [`auth`] (tokens, secret);
+//! - [`registry`] (where rooms live: this process, or a [`cluster`] of nodes sharing
+//!   rooms through Redis) -> [`room`] (the room model) -> [`conn`] (a connection's
+//!   queue); [`store`] (SQLite, or Redis over [`redis_link`]); [`auth`] (tokens, secret);
 //! - [`webhooks`] (the outbox's delivery, signing, the webhook JSON) and [`metrics`]
 //!   (Prometheus), both fed by [`events`] (what happened in the rooms);
 //! - shared leaves: [`frame`] (JSON-RPC encode/decode), [`error`], [`config`], [`clock`].

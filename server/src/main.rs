@@ -99,7 +99,7 @@ struct ServeArgs {
     metrics_addr: Option<SocketAddr>,
     /// Distributed mode: share rooms with the other nodes of this Redis
     /// (`redis://host:port/db`) [cluster.redis_url].
-    #[arg(long, env = "HMS_REDIS_URL")]
+    #[arg(long, env = "HMS_REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
     /// This node's id in the cluster [cluster.node_id].
     #[arg(long)]
