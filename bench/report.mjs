@@ -47,9 +47,9 @@ if (lat) {
 // Load runs: load-<name>.json, written by hms-loadtest --json. A distributed run
 // (nodes > 1) is put beside the single node's run of the same size from the same
 // bench.sh run.
-const loads = readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort().map((f) => read(f));
-const single = (l) => loads.find((o) => (o.nodes ?? 1) === 1 && o.peers === l.peers && o.rooms === l.rooms);
-for (const l of loads) {
+const loadRuns = readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).sort().map((f) => read(f));
+const single = (l) => loadRuns.find((o) => (o.nodes ?? 1) === 1 && o.peers === l.peers && o.rooms === l.rooms);
+for (const l of loadRuns) {
   const nodes = l.nodes ?? 1;
   const label = `${l.peers} peers / ${l.rooms} room${l.rooms > 1 ? "s" : ""}${nodes > 1 ? ` / ${nodes} nodes over Redis` : ""}`;
   const q = (m) => `p90 ${ms(m.p90)} / p99 ${ms(m.p99)} / max ${ms(m.max)}`;
@@ -64,10 +64,13 @@ for (const l of loads) {
   rows.push([`load ${label}: end-room sent -> {} answer (server-side fan-out: answered once every notice was written)`, ms(l.end_room_answer_ms.p50), q(l.end_room_answer_ms), ...vs((x) => x.end_room_answer_ms.p50, ms)]);
   rows.push([`load ${label}: end-room -> last peer of a room`, ms(l.fan_out_last_ms.p50), q(l.fan_out_last_ms) + ` (n=${l.fan_out_last_ms.n} rooms)`, ...vs((x) => x.fan_out_last_ms.p50, ms)]);
   if (l.server_fan_out_last_ms && l.server_fan_out_last_ms.n) {
-    rows.push([`load ${label}: server: notices queued -> last written`, ms(l.server_fan_out_last_ms.p50), q(l.server_fan_out_last_ms) + ` (n=${l.server_fan_out_last_ms.n} rooms)`, "-", "-"]);
+    const both = one && one.server_fan_out_last_ms && one.server_fan_out_last_ms.n;
+    rows.push([`load ${label}: server: notices queued -> last written${nodes > 1 ? " (owner: until each edge acknowledged)" : ""}`, ms(l.server_fan_out_last_ms.p50), q(l.server_fan_out_last_ms) + ` (n=${l.server_fan_out_last_ms.n} rooms)`, ...(both ? vs((x) => x.server_fan_out_last_ms.p50, ms) : ["-", "-"])]);
   }
   if (l.server_cpu_join_ms != null && l.server_cpu_end_ms != null) {
-    rows.push([`load ${label}: server CPU time (user+system), joining / ending`, `${Math.round(l.server_cpu_join_ms)} / ${Math.round(l.server_cpu_end_ms)} ms`, "from /proc/<pid>/stat, 10 ms ticks", "-", "-"]);
+    const cpu = (x) => `${Math.round(x.server_cpu_join_ms)} / ${Math.round(x.server_cpu_end_ms)} ms`;
+    const cpuVs = one && one.server_cpu_join_ms != null ? [`1 node ${cpu(one)}`, (l.server_cpu_join_ms / one.server_cpu_join_ms).toFixed(2)] : ["-", "-"];
+    rows.push([`load ${label}: server CPU time (user+system${nodes > 1 ? ", all nodes" : ""}), joining / ending`, cpu(l), "from /proc/<pid>/stat, 10 ms ticks", ...cpuVs]);
   }
   if (l.page_read) {
     rows.push([`load ${label}: paged read of a room's peer list`, ms(l.page_read.ms), `${l.page_read.peers} peers in ${l.page_read.pages} pages`, "-", "-"]);
@@ -85,7 +88,7 @@ for (const r of rows) console.log(`| ${r.join(" | ")} |`);
 // docs/BENCHMARKS.md, the figures the issue quotes) beside this run, with the server's
 // own fan-out time (notices queued -> last written and flushed) beside the clients' view.
 const loads = readdirSync(dir).filter((f) => /^load-.*\.json$/.test(f)).map(read);
-const load = (peers, rooms) => loads.find((l) => l.peers === peers && l.rooms === rooms);
+const load = (peers, rooms) => loads.find((l) => (l.nodes ?? 1) === 1 && l.peers === peers && l.rooms === rooms);
 const big = load(10000, 1);
 const many = load(10000, 100);
 if (big || many) {
