@@ -307,7 +307,7 @@ async fn redis_down_joins_and_end_room_fail_with_503_nothing_hangs_and_the_clust
 }
 
 #[test]
-fn a_node_refuses_a_redis_that_does_not_fsync_every_write() {
+fn a_node_refuses_a_redis_without_fsync_a_missing_shared_secret_and_webhooks() {
     let redis = Redis::start_with("everysec");
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hms-server"))
@@ -328,6 +328,16 @@ fn a_node_refuses_a_redis_that_does_not_fsync_every_write() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HMS_SECRET"));
+    // Webhooks are not delivered in distributed mode yet: refused, not silently dropped.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hms-server"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--redis", &redis.url(), "--webhook-url", "http://127.0.0.1:9/hooks", "--data-dir"])
+        .arg(dir.path())
+        .env("HMS_SECRET", common::SECRET)
+        .env("HMS_WEBHOOK_SECRET", "a-webhook-secret-of-at-least-32-characters")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("webhooks are not delivered in distributed mode"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
