@@ -12,13 +12,15 @@
 //!   connection's queue); [`store`] (every SQL statement); [`auth`] (tokens, secret);
 //! - [`webhooks`] (the outbox's delivery, signing, the webhook JSON) and [`metrics`]
 //!   (Prometheus), both fed by [`events`] (what happened in the rooms);
-//! - shared leaves: [`frame`] (JSON-RPC encode/decode), [`error`], [`config`], [`clock`].
+//! - shared leaves: [`frame`] (JSON-RPC encode/decode), [`error`], [`config`], [`clock`],
+//!   [`datadir`] (the data dir's permissions and atomic files).
 
 pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod datadir;
 pub mod error;
 pub mod events;
 pub mod frame;

@@ -191,13 +191,20 @@ impl Store {
     }
 
     /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread; with
-    /// `outbox`, events are also written to the webhook outbox. Sessions a crash left open
-    /// are closed with reason `"server stopped"` (and, with webhooks, reported as closed,
-    /// every peer they had as left).
+    /// `outbox`, events are also written to the webhook outbox. The data dir is made 0700
+    /// and the database files 0600. Sessions a crash left open are closed with reason
+    /// `"server stopped"` (and, with webhooks, reported as closed, every peer they had as
+    /// left).
     pub fn open_with(data_dir: &Path, outbox: Option<OutboxWriter>) -> Result<Store, Error> {
         let fail = |what: String| Error::Config(what);
-        std::fs::create_dir_all(data_dir).map_err(|e| fail(format!("creating {}: {e}", data_dir.display())))?;
+        crate::datadir::ensure_private_dir(data_dir)?;
         let path = data_dir.join("hms.sqlite3");
+        // SQLite gives the WAL and shm files the database file's mode: make it 0600 first,
+        // and tighten files an older server left wider.
+        crate::datadir::ensure_private_file(&path)?;
+        for f in ["hms.sqlite3-wal", "hms.sqlite3-shm"] {
+            crate::datadir::tighten(&data_dir.join(f))?;
+        }
         let conn = Connection::open(&path).map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .map_err(|e| fail(format!("configuring {}: {e}", path.display())))?;

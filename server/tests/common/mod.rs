@@ -19,7 +19,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long any single receive may take.
 pub const RECV: Duration = Duration::from_secs(5);
-pub const SECRET: &str = "test-secret-for-hms-server";
+/// At least 32 bytes: the server refuses shorter secrets.
+pub const SECRET: &str = "test-secret-for-hms-server-0123456789";
+/// The `access_key` the server checks in tokens (its default).
+pub const ACCESS_KEY: &str = "hms-local";
 
 /// A running server process.
 pub struct Server {
@@ -43,16 +46,16 @@ impl Server {
     /// A fresh server with a fresh data dir and extra `serve` flags.
     pub fn start(args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
+        let dir = tmp.path().join("data");
         Self::spawn(dir, Some(tmp), args.iter().map(|s| s.to_string()).collect())
     }
 
-    /// A fresh server with `config` as its config file (kept in the data dir, so a
+    /// A fresh server with `config` as its config file (kept beside the data dir, so a
     /// restart reads it again) and extra `serve` flags.
     pub fn start_with_config(config: &str, args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let path = dir.join("config.toml");
+        let dir = tmp.path().join("data");
+        let path = tmp.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let mut all = vec!["--config".to_string(), path.display().to_string()];
         all.extend(args.iter().map(|s| s.to_string()));
@@ -69,8 +72,16 @@ impl Server {
         self.lines.recv_timeout(d).ok()
     }
 
+    /// A server on an existing data dir (which the caller keeps), with extra flags.
+    pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Server {
+        Self::spawn(dir.to_path_buf(), None, args.iter().map(|s| s.to_string()).collect())
+    }
+
     fn spawn(dir: PathBuf, tmp: Option<tempfile::TempDir>, args: Vec<String>) -> Server {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path(&dir)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hms-server"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
@@ -127,11 +138,22 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(log_path(&self.dir)).unwrap_or_default()
+    }
+
+    /// The server's resident memory in KiB (from /proc), for measured notes.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn keys() -> TokenKeys {
-        TokenKeys::new(SECRET.as_bytes(), "test", 3600)
+        TokenKeys::new(SECRET.as_bytes(), ACCESS_KEY, 3600)
     }
     pub fn token(room: &str, user: &str, role: &str) -> String {
         Self::keys().app_token(room, user, role).unwrap()
@@ -143,7 +165,7 @@ impl Server {
     pub fn claims(room: &str, user: &str, role: &str, ty: TokenType) -> Claims {
         let now = hms_server::clock::now_secs();
         Claims {
-            access_key: "test".into(),
+            access_key: ACCESS_KEY.into(),
             room_id: room.into(),
             user_id: user.into(),
             role: role.into(),
@@ -213,6 +235,35 @@ impl Server {
         .await
         .expect("HTTP answer in time")
     }
+}
+
+/// The server's log file: beside the data dir, so that the data dir holds only what the
+/// server writes (its permissions are checked).
+fn log_path(dir: &std::path::Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".log");
+    PathBuf::from(name)
+}
+
+/// Runs the binary once (`hms-server <args>`) with exactly `env` added to a cleared
+/// `HMS_SECRET`; returns (success, stdout, stderr). Bounded by a deadline.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hms-server"));
+    cmd.args(args).env_remove("HMS_SECRET").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hms-server {args:?} did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// What a client saw next.

@@ -1,0 +1,108 @@
+//! Issue 10: each attack tried against the server, as an attacker would, over real
+//! sockets against the real binary. Each test failed against the code before its fix
+//! (the commit that added it says how). docs/SECURITY.md lists them with the check that
+//! stops each.
+
+mod common;
+
+use common::{run_cli, Server, SECRET};
+use hms_server::auth::{TokenKeys, TokenType};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+// ---- attack 5: the secret ----
+
+/// An empty `<data-dir>/secret` (a crash between create and write, with older servers)
+/// used to make every process pick its own random secret without saving it. Empty and
+/// short secrets are refused, from the file, the environment and the config alike.
+#[test]
+fn empty_or_short_secrets_are_refused_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), "").unwrap();
+    let d = dir.to_str().unwrap();
+    for args in [vec!["token", "--management", "--data-dir", d], vec!["serve", "--addr", "127.0.0.1:0", "--data-dir", d]] {
+        let (ok, out, err) = run_cli(&args, &[]);
+        assert!(!ok, "{args:?} must fail with an empty secret file; stdout {out:?}");
+        assert!(err.contains("secret") && err.contains("empty"), "{args:?}: {err}");
+    }
+    let short = "0123456789abcdef0123456789abcde"; // 31 bytes
+    let (ok, _, err) = run_cli(&["token", "--management", "--data-dir", d], &[("HMS_SECRET", short)]);
+    assert!(!ok && err.contains("HMS_SECRET") && err.contains("32"), "{err}");
+    let cfg = tmp.path().join("hms.toml");
+    std::fs::write(&cfg, format!("secret = \"{short}\"\n")).unwrap();
+    let (ok, _, err) = run_cli(&["token", "--management", "--data-dir", d, "--config", cfg.to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("secret") && err.contains("32"), "{err}");
+    std::fs::write(dir.join("secret"), short).unwrap();
+    let (ok, _, err) = run_cli(&["token", "--management", "--data-dir", d], &[]);
+    assert!(!ok && err.contains("32"), "{err}");
+    // 32 bytes are fine.
+    let (ok, _, err) = run_cli(&["token", "--management", "--data-dir", d], &[("HMS_SECRET", &SECRET[..32])]);
+    assert!(ok, "{err}");
+}
+
+/// Processes racing to create the secret (a `serve` and a few `token` commands started
+/// together on a fresh data dir) must all end up with the one secret that is saved.
+#[test]
+fn racing_processes_converge_on_one_secret() {
+    for round in 0..8 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let d = dir.to_str().unwrap().to_owned();
+        let runs: Vec<_> = (0..32)
+            .map(|_| {
+                let d = d.clone();
+                std::thread::spawn(move || run_cli(&["token", "--management", "--data-dir", &d], &[]))
+            })
+            .collect();
+        let tokens: Vec<String> = runs
+            .into_iter()
+            .map(|h| {
+                let (ok, out, err) = h.join().unwrap();
+                assert!(ok, "round {round}: {err}");
+                out.trim().to_owned()
+            })
+            .collect();
+        let saved = std::fs::read_to_string(dir.join("secret")).unwrap();
+        let keys = TokenKeys::new(saved.trim().as_bytes(), "hms-local", 60);
+        for t in &tokens {
+            keys.verify(t, TokenType::Management).unwrap_or_else(|e| panic!("round {round}: a token signed with another secret: {e}"));
+        }
+        assert_eq!(mode(&dir.join("secret")), 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "secret").collect();
+        assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+    }
+}
+
+// ---- attack 7: local disclosure ----
+
+/// The data dir holds the database (room codes, history) and maybe the secret: only the
+/// server's user may read it. A dir made by an older server (0755) is tightened.
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, existing) in [("fresh", false), ("old", true)] {
+        let dir = tmp.path().join(name).join("data");
+        if existing {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let s = Server::start_in(&dir, &[]);
+        // Make sure the WAL exists: a write.
+        let (st, _) = s.http("POST", "/v2/rooms/r", Some(&Server::mgmt()), Some(&serde_json::json!({"enabled": false}))).await;
+        assert_eq!(st, 200);
+        assert_eq!(mode(&dir), 0o700, "{name}: data dir");
+        for f in ["hms.sqlite3", "hms.sqlite3-wal", "hms.sqlite3-shm"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{name}: {f}");
+        }
+        // Without HMS_SECRET the generated secret file is private too.
+        let (ok, _, err) = run_cli(&["token", "--management", "--data-dir", dir.to_str().unwrap()], &[]);
+        assert!(ok, "{err}");
+        assert_eq!(mode(&dir.join("secret")), 0o600);
+    }
+}
