@@ -140,6 +140,22 @@ fn db_failed(e: Error) -> Error {
     Error::Internal("the server could not access its database".into())
 }
 
+/// Longest peer id, in bytes (a UUID is 36).
+pub const MAX_PEER_ID_BYTES: usize = 64;
+
+/// Peer ids are chosen by clients and end up in logs, URLs and other peers' lists: only
+/// `[A-Za-z0-9_-]`, 1 to [`MAX_PEER_ID_BYTES`] bytes.
+fn check_peer_id(peer_id: &str) -> Result<(), Error> {
+    let ok = (1..=MAX_PEER_ID_BYTES).contains(&peer_id.len())
+        && peer_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(Error::BadRequest(format!(
+            "the peer query parameter is required: 1 to {MAX_PEER_ID_BYTES} characters of [A-Za-z0-9_-] (a UUID fits)"
+        )));
+    }
+    Ok(())
+}
+
 fn check_room_id(room_id: &str) -> Result<(), Error> {
     if room_id.is_empty() || room_id.len() > 128 {
         return Err(Error::BadRequest("room_id must be 1 to 128 characters".into()));
@@ -234,28 +250,26 @@ impl App {
     /// A new connection of `peer_id` with the app `token` (and the optional `?room=`,
     /// which must match the token's): checked in that order, then placed in its room.
     pub async fn connect(&self, peer_id: &str, token: Option<&str>, room: Option<&str>) -> Result<Opened, Error> {
-        if peer_id.is_empty() || peer_id.len() > 256 {
-            return Err(Error::BadRequest("the peer query parameter (1 to 256 characters) is required".into()));
-        }
+        check_peer_id(peer_id)?;
         let claims = self.authenticate(token, room).inspect_err(|e| {
-            tracing::info!(peer = %peer_id, error = %e, "connection refused: bad token");
+            tracing::info!(peer = ?peer_id, error = %e, "connection refused: bad token");
         })?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (conn, outbox) = ConnHandle::queue(id, self.config.limits.send_queue);
         let room = &claims.room_id;
         let found = self.rooms.connect(room, peer_id, &claims.user_id, &claims.role, conn.clone()).await.inspect_err(|e| {
-            tracing::info!(peer = %peer_id, room = %room, code = e.code(), "connection refused");
+            tracing::info!(peer = ?peer_id, room = ?room, code = e.code(), "connection refused");
         })?;
         match found {
             Connected::Missed(notice) => {
-                tracing::info!(peer = %peer_id, room = %room, "reconnect after removal: delivering the missed notice");
+                tracing::info!(peer = ?peer_id, room = ?room, "reconnect after removal: delivering the missed notice");
                 Ok(Opened::Missed(notice))
             }
             found => {
                 if matches!(found, Connected::Reclaimed) {
-                    tracing::info!(peer = %peer_id, room = %room, "reconnected within the window");
+                    tracing::info!(peer = ?peer_id, room = ?room, "reconnected within the window");
                 } else {
-                    tracing::debug!(peer = %peer_id, room = %room, "connected");
+                    tracing::debug!(peer = ?peer_id, room = ?room, "connected");
                 }
                 Ok(Opened::Placed { peer: PeerConn { room: room.clone(), peer: peer_id.to_owned(), conn }, outbox })
             }
@@ -275,7 +289,7 @@ impl App {
     /// are told.
     pub async fn join(&self, p: &PeerConn, params: &JoinParams, answer: Text) -> Result<(), Error> {
         let fx = self.rooms.join(&p.room, &p.peer, p.conn.id, &params.name, &params.data, answer).await?;
-        tracing::debug!(peer = %p.peer, room = %p.room, "joined");
+        tracing::debug!(peer = ?p.peer, room = ?p.room, "joined");
         self.apply(&p.room, &p.peer, fx);
         Ok(())
     }
@@ -331,7 +345,7 @@ impl App {
             reason: CloseReason::Ended { by: ended_by, message: reason.to_owned(), locked: lock },
         };
         if let Err(e) = self.store.end_session(room_id, &ticket.session_id, ender, reason, lock, close.clone()).await {
-            tracing::error!(room = %room_id, error = %e, "could not store the end of a session");
+            tracing::error!(room = ?room_id, error = %e, "could not store the end of a session");
             self.rooms.abort_end_room(room_id, &ticket).await;
             return Err(Error::Internal("could not store the room's state; try again".into()));
         }
@@ -340,7 +354,7 @@ impl App {
         let started = Instant::now();
         let (requester_conn, notices) = self.rooms.finish_end_room(room_id, by_id, reason).await;
         let peers = notices.queued();
-        tracing::info!(room = %room_id, by = by_id.unwrap_or("REST API"), lock, peers, "room ended");
+        tracing::info!(room = ?room_id, by = by_id.unwrap_or("REST API"), lock, peers, "room ended");
         // A slow peer cannot hold this up for longer than the flush bound: it is cut off
         // when its queue fills anyway.
         let flush = Duration::from_millis(self.config.limits.end_room_flush_ms);
@@ -377,7 +391,7 @@ impl App {
     pub async fn remove_peer(&self, room_id: &str, by: Requester<'_>, target: &str, reason: &str) -> Result<(), Error> {
         let fx = self.rooms.remove_peer(room_id, by.peer(), target, reason).await?;
         if let Requester::Peer(p, answer) = by {
-            tracing::info!(peer = %p.peer, room = %room_id, target = %target, "peer removed");
+            tracing::info!(peer = ?p.peer, room = ?room_id, target = ?target, "peer removed");
             p.conn.send(Out::Text(answer));
         }
         self.apply(room_id, target, fx);
@@ -399,7 +413,7 @@ impl App {
         if removed == 0 {
             return Err(Error::NotFound("no matching peer in this room".into()));
         }
-        tracing::info!(room = %room_id, removed, "peers removed through the REST API");
+        tracing::info!(room = ?room_id, removed, "peers removed through the REST API");
         Ok(removed)
     }
 
@@ -409,7 +423,7 @@ impl App {
         check_room_id(room_id)?;
         self.store.set_enabled(room_id, enabled).await.map_err(db_failed)?;
         self.rooms.set_locked(room_id, !enabled).await;
-        tracing::info!(room = %room_id, enabled, "room enabled flag changed");
+        tracing::info!(room = ?room_id, enabled, "room enabled flag changed");
         Ok(())
     }
 
@@ -475,7 +489,7 @@ impl App {
     /// [`Recorder`] already).
     fn apply(&self, room: &str, peer: &str, fx: Effects) {
         if let Some(gen) = fx.hold {
-            tracing::info!(peer = %peer, room = %room, "peer dropped: holding its place for the reconnect window");
+            tracing::info!(peer = ?peer, room = ?room, "peer dropped: holding its place for the reconnect window");
             self.hold(room.to_owned(), peer.to_owned(), gen);
         }
         if let Some(token) = fx.batch {

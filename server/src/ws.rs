@@ -386,7 +386,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
         };
         let msg = match next {
             Err(()) => {
-                tracing::info!(peer = %p.peer, room = %p.room, "idle timeout: no frame received");
+                tracing::info!(peer = ?p.peer, room = ?p.room, "idle timeout: no frame received");
                 conn.send(Out::Close(Close::IdleTimeout));
                 return true;
             }
@@ -434,7 +434,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
         if let Some(why) = broke {
             ctx.app.metrics().refused(if why == Close::FrameTooLarge { Refusal::FrameTooLarge } else { Refusal::RateLimitClose });
             let (code, reason) = close_frame(why);
-            tracing::info!(peer = %p.peer, room = %p.room, code, reason, "closing a connection that broke a limit");
+            tracing::info!(peer = ?p.peer, room = ?p.room, code, reason, "closing a connection that broke a limit");
             conn.send(Out::Close(why));
             return false;
         }

@@ -5,10 +5,12 @@
 
 mod common;
 
-use common::{run_cli, Server, SECRET};
+use common::{run_cli, Client, Server, SECRET};
+use serde_json::json;
 use hms_server::auth::{TokenKeys, TokenType};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
@@ -104,5 +106,61 @@ async fn the_data_dir_and_its_files_are_private() {
         let (ok, _, err) = run_cli(&["token", "--management", "--data-dir", dir.to_str().unwrap()], &[]);
         assert!(ok, "{err}");
         assert_eq!(mode(&dir.join("secret")), 0o600);
+    }
+}
+
+// ---- attack 8: log forging ----
+
+/// Whatever a client sends that ends up in a log line is escaped: a newline in `?peer=`,
+/// in a REST path or in a removal target never starts a line of its own.
+#[tokio::test]
+async fn input_cannot_forge_log_lines() {
+    let s = Server::start(&[]);
+    let forged = "2099-01-01T00:00:00.000000Z%20%20INFO%20hms_server::app:%20FORGED";
+    // A bad token gets the attempt logged, with the peer id.
+    let url = format!("ws://127.0.0.1:{}/ws?peer=p%0A{forged}1&token=bad", s.port);
+    let mut c = Client::connect(&url).await;
+    let e = c.push("on-error").await;
+    assert!(e["code"] == 400 || e["code"] == 401, "{e}");
+    let url = format!("ws://127.0.0.1:{}/ws?peer=p%0D%0A{forged}2&token={}", s.port, Server::token("r", "u", "host"));
+    let mut c = Client::connect(&url).await;
+    // Refused (400) today; a server that accepted it would log it on join.
+    c.send(json!({"jsonrpc": "2.0", "id": "j", "method": "join", "params": {"name": "n"}})).await;
+    let _ = c.next_raw(Duration::from_secs(2)).await;
+    // REST paths are URL-decoded before they reach a handler.
+    let (st, _) = s.http("POST", &format!("/v2/rooms/r%0A{forged}3"), Some(&Server::mgmt()), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
+    let (st, _) = s
+        .http("POST", &format!("/v2/active-rooms/r%0A{forged}4/remove-peers"), Some(&Server::mgmt()), Some(&json!({"peer_id": "x\nFORGED5"})))
+        .await;
+    assert_eq!(st, 404);
+    let mut host = s.joined("r", "h", "host").await;
+    assert_eq!(host.error_code("peer-leave-request", json!({"requested_for": "x\nFORGED6", "reason": "y\nFORGED7"})).await, 404);
+    host.request("ping", json!({"timestamp": 1})).await;
+    let log = s.log();
+    assert!(log.contains("FORGED"), "the attempts were logged (escaped): {log}");
+    for line in log.lines() {
+        assert!(!line.contains("FORGED") || !line.trim_start().starts_with("2099") && !line.starts_with("FORGED"), "a forged line: {line:?}");
+    }
+}
+
+/// Peer ids are `[A-Za-z0-9_-]`, 1 to 64 bytes (UUIDs fit): anything else gets 400 at
+/// connect.
+#[tokio::test]
+async fn peer_ids_are_validated() {
+    let s = Server::start(&[]);
+    let token = Server::token("r", "u", "host");
+    for bad in ["", "a%20b", "a.b", "%C3%A9", "a%0Ab", &"x".repeat(65)] {
+        let mut c = Client::connect(&s.ws_url(bad, &token)).await;
+        let e = c.push("on-error").await;
+        assert_eq!(e["code"], 400, "{bad:?}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("A-Za-z0-9"), "{e}");
+        assert_eq!(c.closed().await, 1008);
+    }
+    for good in ["6f1c0b1e-6f5e-4c1a-9a59-0d3c0d0b6a11", "Peer_1", &"y".repeat(64)] {
+        let mut c = Client::connect(&s.ws_url(good, &token)).await;
+        c.join(good).await;
+        c.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+        assert_eq!(c.closed().await, 1000);
     }
 }
