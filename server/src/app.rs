@@ -19,7 +19,7 @@ use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
-use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, END_NOTICE_TTL};
+use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, Secret, END_NOTICE_TTL};
 use crate::store::{Ender, RoomCode, SessionRecord, Store};
 use crate::webhooks::{self, FailedView, Webhooks};
 use hms_protocol::{peer_list, JoinParams, PeerLeaveRequest, PeerListCall};
@@ -71,6 +71,10 @@ pub struct PeerConn {
     pub room: String,
     /// The `?peer=` id.
     pub peer: String,
+    /// The token's user.
+    pub user: String,
+    /// The place's reconnect secret, for the join answer.
+    pub secret: Secret,
     /// Where the peer's frames go.
     pub conn: ConnHandle,
 }
@@ -248,8 +252,9 @@ impl App {
     }
 
     /// A new connection of `peer_id` with the app `token` (and the optional `?room=`,
-    /// which must match the token's): checked in that order, then placed in its room.
-    pub async fn connect(&self, peer_id: &str, token: Option<&str>, room: Option<&str>) -> Result<Opened, Error> {
+    /// which must match the token's): checked in that order, then placed in its room. A
+    /// place that exists is taken back only with its reconnect `secret`.
+    pub async fn connect(&self, peer_id: &str, token: Option<&str>, room: Option<&str>, secret: Option<&str>) -> Result<Opened, Error> {
         check_peer_id(peer_id)?;
         let claims = self.authenticate(token, room).inspect_err(|e| {
             tracing::info!(peer = ?peer_id, error = %e, "connection refused: bad token");
@@ -257,7 +262,7 @@ impl App {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (conn, outbox) = ConnHandle::queue(id, self.config.limits.send_queue);
         let room = &claims.room_id;
-        let found = self.rooms.connect(room, peer_id, &claims.user_id, &claims.role, conn.clone()).await.inspect_err(|e| {
+        let found = self.rooms.connect(room, peer_id, &claims.user_id, &claims.role, secret, conn.clone()).await.inspect_err(|e| {
             tracing::info!(peer = ?peer_id, room = ?room, code = e.code(), "connection refused");
         })?;
         match found {
@@ -266,12 +271,18 @@ impl App {
                 Ok(Opened::Missed(notice))
             }
             found => {
-                if matches!(found, Connected::Reclaimed) {
-                    tracing::info!(peer = ?peer_id, room = ?room, "reconnected within the window");
-                } else {
-                    tracing::debug!(peer = ?peer_id, room = ?room, "connected");
-                }
-                Ok(Opened::Placed { peer: PeerConn { room: room.clone(), peer: peer_id.to_owned(), conn }, outbox })
+                let secret = match found {
+                    Connected::Fresh(new) => {
+                        tracing::debug!(peer = ?peer_id, room = ?room, "connected");
+                        new
+                    }
+                    _ => {
+                        tracing::info!(peer = ?peer_id, room = ?room, "reconnected within the window");
+                        Secret::presented(secret.unwrap_or_default())
+                    }
+                };
+                let peer = PeerConn { room: room.clone(), peer: peer_id.to_owned(), user: claims.user_id, secret, conn };
+                Ok(Opened::Placed { peer, outbox })
             }
         }
     }

@@ -42,10 +42,19 @@ impl Rooms {
         }
     }
 
-    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
-    pub async fn connect(&self, room_id: &str, peer_id: &str, user_id: &str, role: &str, conn: ConnHandle) -> Result<Connected, Error> {
+    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`,
+    /// presenting a reconnect `secret` or none (see [`Hub::connect`]).
+    pub async fn connect(
+        &self,
+        room_id: &str,
+        peer_id: &str,
+        user_id: &str,
+        role: &str,
+        secret: Option<&str>,
+        conn: ConnHandle,
+    ) -> Result<Connected, Error> {
         match self {
-            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, conn),
+            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, secret, conn),
         }
     }
 

@@ -15,7 +15,8 @@ async fn join_gives_policy_and_peer_list_and_announces_to_others() {
     let s = Server::start(&[]);
     let mut a = s.connect("r1", "pa", "host").await;
     let ans = a.request("join", json!({"name": "Alice", "data": "{\"x\":1}"})).await;
-    assert_eq!(ans["result"], json!({}));
+    let secret = ans["result"]["reconnect_secret"].as_str().unwrap();
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()), "{ans}");
     assert_eq!(ans["jsonrpc"], "2.0");
     let policy = a.push("on-policy-change").await;
     assert_eq!(policy["name"], "host");
@@ -252,7 +253,9 @@ async fn same_peer_and_user_takes_over_a_connection_the_server_still_thinks_aliv
     let mut old = common::Client::connect(&s.ws_url("p", &token)).await;
     old.join("p").await;
     assert_eq!(other.push("on-peer-join").await["peer_id"], "p");
-    let mut new = common::Client::connect(&s.ws_url("p", &token)).await;
+    // The reconnect presents the place's secret from the join answer.
+    let secret = old.secret.clone().unwrap();
+    let mut new = common::Client::connect(&s.reconnect_url("p", &token, &secret)).await;
     // The old connection is told, terminally, and closed.
     assert_eq!(old.push("on-error").await["code"], 409);
     assert_eq!(old.closed().await, 1008);

@@ -164,3 +164,107 @@ async fn peer_ids_are_validated() {
         assert_eq!(c.closed().await, 1000);
     }
 }
+
+// ---- attack 1: session takeover and lock bypass ----
+
+/// Room codes over REST: (host code, guest code).
+async fn codes(s: &Server, room: &str) -> (String, String) {
+    let (st, body) = s.http("POST", &format!("/v2/room-codes/room/{room}"), Some(&Server::mgmt()), None).await;
+    assert_eq!(st, 200, "{body}");
+    let of = |role: &str| {
+        body["data"].as_array().unwrap().iter().find(|c| c["role"] == role).unwrap()["code"].as_str().unwrap().to_owned()
+    };
+    (of("host"), of("guest"))
+}
+
+/// A token for `user_id` from a room code, as anyone holding the code can get one.
+async fn token_by_code(s: &Server, code: &str, user_id: &str) -> String {
+    let (st, body) = s.http("POST", "/v2/token", None, Some(&json!({"code": code, "user_id": user_id}))).await;
+    assert_eq!(st, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// The peer list shows every peer's id and user id, and anyone with the guest code gets a
+/// token for any user id. That used to be enough to replace a guest (the victim got 409
+/// and was gone) and to get into a room locked over REST. A place now belongs to the
+/// connection that holds its reconnect secret.
+#[tokio::test]
+async fn a_guest_cannot_take_over_another_peer() {
+    let s = Server::start(&["--reconnect-window", "30"]);
+    let (_, guest_code) = codes(&s, "r").await;
+    let mut host = s.joined("r", "host", "host").await;
+    let victim_token = token_by_code(&s, &guest_code, "alice").await;
+    let mut victim = Client::connect(&s.ws_url("victim", &victim_token)).await;
+    let list = victim.join("Alice").await;
+    let secret = victim.secret.clone().expect("the join answer carries a reconnect secret");
+    assert!(secret.len() >= 32, "at least 128 bits: {secret}");
+    assert_eq!(list["peers"]["victim"]["info"]["user_id"], "alice");
+    host.push("on-peer-join").await;
+
+    // The attacker reads victim's ids from its own peer list and mints a token for "alice".
+    let attacker_token = token_by_code(&s, &guest_code, "alice").await;
+    for url in [
+        s.ws_url("victim", &attacker_token),
+        s.reconnect_url("victim", &attacker_token, "0000000000000000000000000000000000000000000000000000000000000000"),
+        s.reconnect_url("victim", &attacker_token, &secret[..secret.len() - 1]),
+    ] {
+        let mut a = Client::connect(&url).await;
+        assert_eq!(a.push("on-error").await["code"], 409);
+        assert_eq!(a.closed().await, 1008);
+    }
+    // Nobody noticed anything, and the victim is still the live connection.
+    victim.silent(Duration::from_millis(300)).await;
+    host.silent(Duration::from_millis(10)).await;
+    assert_eq!(victim.request("ping", json!({"timestamp": 7})).await["result"]["timestamp"], 7);
+
+    // Locked over REST: a fresh join gets 423, and a takeover is still refused.
+    let (st, _) = s.http("POST", "/v2/rooms/r", Some(&Server::mgmt()), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
+    let mut fresh = Client::connect(&s.ws_url("intruder", &attacker_token)).await;
+    assert_eq!(fresh.error_code("join", json!({"name": "x"})).await, 423);
+    let mut a = Client::connect(&s.ws_url("victim", &attacker_token)).await;
+    assert_eq!(a.push("on-error").await["code"], 409);
+
+    // The victim's own connection drops: its place is held; the attacker cannot reclaim
+    // it; the victim can, with its secret (it never left the room, so the lock lets it back).
+    drop(victim);
+    host.silent(Duration::from_millis(300)).await;
+    let mut a = Client::connect(&s.ws_url("victim", &attacker_token)).await;
+    assert_eq!(a.push("on-error").await["code"], 409);
+    let mut back = Client::connect(&s.reconnect_url("victim", &victim_token, &secret)).await;
+    let list = back.join("Alice").await;
+    assert_eq!(back.secret.as_deref(), Some(secret.as_str()), "the secret stays the same for the place");
+    assert_eq!(list["peers"].as_object().unwrap().len(), 2);
+    host.silent(Duration::from_millis(300)).await;
+    // A live place is taken over only with the secret too (a half-open old socket).
+    let mut newer = Client::connect(&s.reconnect_url("victim", &victim_token, &secret)).await;
+    assert_eq!(back.push("on-error").await["code"], 409);
+    newer.join("Alice").await;
+    host.silent(Duration::from_millis(200)).await;
+}
+
+/// A removed peer's id stays its own while its tombstone lives: another user connecting
+/// with it is refused (409) and the tombstone stays, so the removed peer still learns
+/// that it was removed when it comes back.
+#[tokio::test]
+async fn a_removed_peers_id_is_not_taken_by_another_user() {
+    let s = Server::start(&["--reconnect-window", "30"]);
+    let mut host = s.joined("r", "h", "host").await;
+    let g_token = Server::token("r", "u-g", "guest");
+    let mut g = Client::connect(&s.ws_url("g", &g_token)).await;
+    g.join("g").await;
+    let secret = g.secret.clone().unwrap();
+    host.push("on-peer-join").await;
+    drop(g);
+    assert_eq!(host.request("peer-leave-request", json!({"requested_for": "g", "reason": "bye"})).await["result"], json!({}));
+    host.push("on-peer-leave").await;
+    let mut other = Client::connect(&s.ws_url("g", &Server::token("r", "u-mallory", "guest"))).await;
+    assert_eq!(other.push("on-error").await["code"], 409);
+    // Not even the same user without the secret.
+    let mut same = Client::connect(&s.ws_url("g", &g_token)).await;
+    assert_eq!(same.push("on-error").await["code"], 409);
+    let mut back = Client::connect(&s.reconnect_url("g", &g_token, &secret)).await;
+    assert_eq!(back.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "bye", "room_end": false}));
+    assert_eq!(back.closed().await, 1000);
+    host.silent(Duration::from_millis(200)).await;
+}

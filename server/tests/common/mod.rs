@@ -182,6 +182,16 @@ impl Server {
         format!("ws://127.0.0.1:{}/ws?peer={peer}&token={token}", self.port)
     }
 
+    /// The URL of a reconnect: presents the place's `secret` (from the join answer).
+    pub fn reconnect_url(&self, peer: &str, token: &str, secret: &str) -> String {
+        format!("{}&reconnect_secret={secret}", self.ws_url(peer, token))
+    }
+
+    /// Reconnects `c`'s peer (room, user "u-<peer>", role) with its secret.
+    pub async fn reconnect(&self, room: &str, peer: &str, role: &str, secret: &str) -> Client {
+        Client::connect(&self.reconnect_url(peer, &Self::token(room, &format!("u-{peer}"), role), secret)).await
+    }
+
     /// Connects `peer` with a fresh token for (room, user = "u-<peer>", role).
     pub async fn connect(&self, room: &str, peer: &str, role: &str) -> Client {
         Client::connect(&self.ws_url(peer, &Self::token(room, &format!("u-{peer}"), role))).await
@@ -279,12 +289,14 @@ pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     buf: VecDeque<Value>,
     next_id: u64,
+    /// The reconnect secret from the last join answer.
+    pub secret: Option<String>,
 }
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
         let (ws, _) = tokio::time::timeout(RECV, tokio_tungstenite::connect_async(url)).await.expect("connect in time").unwrap();
-        Client { ws, buf: VecDeque::new(), next_id: 1 }
+        Client { ws, buf: VecDeque::new(), next_id: 1, secret: None }
     }
 
     pub async fn send_text(&mut self, t: impl Into<String>) {
@@ -395,10 +407,13 @@ impl Client {
         a["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error: {a}"))
     }
 
-    /// Joins and checks the answer sequence: `{}`, on-policy-change, peer-list. Returns peer-list params.
+    /// Joins and checks the answer sequence: `{reconnect_secret}`, on-policy-change,
+    /// peer-list. Keeps the secret in `self.secret`; returns peer-list params.
     pub async fn join(&mut self, name: &str) -> Value {
         let a = self.request("join", json!({"name": name, "data": ""})).await;
-        assert_eq!(a["result"], json!({}), "join answer: {a}");
+        let secret = a["result"]["reconnect_secret"].as_str();
+        assert!(secret.is_some() && a["result"].as_object().unwrap().len() == 1, "join answer: {a}");
+        self.secret = secret.map(str::to_owned);
         self.push("on-policy-change").await;
         self.push("peer-list").await
     }
