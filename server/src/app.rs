@@ -195,6 +195,10 @@ impl App {
         for room in store.disabled_rooms().await? {
             rooms.set_locked(&room, true).await;
         }
+        // Lock changes reach memory in the order the database commits them: a REST
+        // enable racing a locking end-room cannot leave the two disagreeing.
+        let mirror = rooms.clone();
+        store.on_lock_change(Box::new(move |room, locked| mirror.lock_committed(room, locked)));
         // A peer whose end-room was stored just before a crash learns so when it
         // reconnects to the restarted server.
         let ttl = END_NOTICE_TTL.max(Duration::from_secs(config.limits.reconnect_window_secs));
@@ -327,10 +331,11 @@ impl App {
     }
 
     /// Ends the room for everyone, in the order the protocol promises:
-    /// 1. the requester's permission is checked and the room marked ending (and locked in
-    ///    memory, so joins get 423 at once);
-    /// 2. the end (and lock) is stored durably; on failure the lock is undone, nobody is
-    ///    told and the caller gets 500;
+    /// 1. the requester's permission is checked and the room marked ending (with `lock`,
+    ///    joins get 423 at once);
+    /// 2. the end (and lock) is stored durably, and the lock set in memory from the
+    ///    commit; on failure the room is no longer ending, nobody is told and the caller
+    ///    gets 500;
     /// 3. every other peer is sent `on-peer-leave-request` and closed;
     /// 4. the call waits, at most `end_room_flush_ms`, for those notices to be written;
     /// 5. only then a requesting peer gets its answer, and its socket is closed.
@@ -429,11 +434,11 @@ impl App {
     }
 
     /// Enables or disables (locks) a room: on disk first (a lock the database does not
-    /// have would vanish on a restart), then in memory.
+    /// have would vanish on a restart), then in memory, from the commit (see
+    /// [`Store::on_lock_change`]).
     pub async fn set_room_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
         check_room_id(room_id)?;
         self.store.set_enabled(room_id, enabled).await.map_err(db_failed)?;
-        self.rooms.set_locked(room_id, !enabled).await;
         tracing::info!(room = ?room_id, enabled, "room enabled flag changed");
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::events::{CloseReason, Event};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
 
 mod outbox;
@@ -85,12 +85,17 @@ fn run_jobs(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
+/// Told of each committed lock change (room, locked), on the database thread, in commit
+/// order.
+pub type LockListener = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Handle to the database thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     tx: std::sync::mpsc::Sender<Job>,
     /// Set when webhooks are on: events then also become outbox rows.
     outbox: Option<Arc<OutboxWriter>>,
+    on_lock: Arc<OnceLock<LockListener>>,
 }
 
 /// One row of the session history.
@@ -217,17 +222,40 @@ impl Store {
             .name("hms-store".into())
             .spawn(move || run_jobs(conn, rx))
             .map_err(|e| fail(format!("starting the store thread: {e}")))?;
-        Ok(Store { tx, outbox: outbox.map(Arc::new) })
+        Ok(Store { tx, outbox: outbox.map(Arc::new), on_lock: Arc::default() })
+    }
+
+    /// Sets the one listener of lock changes. It runs on the database thread right after
+    /// each commit that changed a room's lock, in commit order, before the caller is
+    /// answered: whoever mirrors the locks in memory ends with what the database has,
+    /// however lock changes race. Later calls are ignored.
+    pub fn on_lock_change(&self, listener: LockListener) {
+        let _ = self.on_lock.set(listener);
     }
 
     /// Runs `f` on the database thread (in a transaction, possibly shared with other
     /// jobs) and waits until it is committed.
     async fn call<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static) -> Result<R, Error> {
+        self.call_then(f, None).await
+    }
+
+    /// [`Store::call`], telling the lock listener of `lock` (room, locked) once committed.
+    async fn call_then<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        lock: Option<(String, bool)>,
+    ) -> Result<R, Error> {
         let (done, wait) = oneshot::channel();
+        let on_lock = self.on_lock.clone();
         let job = Job::Batched(Box::new(move |c| {
             let r = f(c).map_err(|e| Error::Store(e.to_string()));
             let ok = r.is_ok();
             let completion: Completion = Box::new(move |committed| {
+                if committed && ok {
+                    if let (Some((room, locked)), Some(listener)) = (lock, on_lock.get()) {
+                        listener(&room, locked);
+                    }
+                }
                 let _ = done.send(if committed { r } else { Err(Error::Store("the database commit failed".into())) });
             });
             (ok, completion)
@@ -271,11 +299,12 @@ impl Store {
     }
 
     /// Enables or disables (locks) a room, with its `RoomEnabled` event; durable when this
-    /// returns.
+    /// returns, and the lock listener has been told.
     pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
         let room = room_id.to_owned();
         let outbox = self.outbox.clone();
-        self.call(move |c| {
+        let lock = Some((room.clone(), !enabled));
+        self.call_then(move |c| {
             let now = now_ms();
             c.execute(
                 "INSERT INTO rooms(room_id, enabled, updated_at) VALUES (?1, ?2, ?3)
@@ -286,7 +315,7 @@ impl Store {
                 outbox::write(c, w, &[Event::RoomEnabled { room_id: room, enabled, at: now as u64 }])?;
             }
             Ok(())
-        })
+        }, lock)
         .await?;
         self.outbox_committed();
         Ok(())
@@ -315,7 +344,8 @@ impl Store {
     }
 
     /// Records a session end (an end-room: `close` is its `SessionClosed` event) and,
-    /// with `locked`, disables the room, in one transaction; durable when this returns.
+    /// with `locked`, disables the room, in one transaction; durable when this returns
+    /// (and the lock listener has been told of the lock).
     pub async fn end_session(
         &self,
         room_id: &str,
@@ -328,7 +358,8 @@ impl Store {
         let (room, sid, reason) = (room_id.to_owned(), session_id.to_owned(), reason.to_owned());
         let (by, by_user) = (ended_by.map(|e| e.peer_id.to_owned()), ended_by.map(|e| e.user_id.to_owned()));
         let outbox = self.outbox.clone();
-        let r = self.call(move |c| {
+        let lock = locked.then(|| (room.clone(), true));
+        let r = self.call_then(move |c| {
             // Atomic: the batch runs each job in its own savepoint.
             let now = now_ms();
             c.execute(
@@ -346,7 +377,7 @@ impl Store {
                 outbox::write(c, w, std::slice::from_ref(&close))?;
             }
             Ok(())
-        })
+        }, lock)
         .await;
         if r.is_ok() {
             self.outbox_committed();
@@ -606,6 +637,35 @@ mod tests {
         rooms.sort();
         assert_eq!(rooms.len(), 51, "the failed job's first insert was rolled back: {rooms:?}");
         assert!(!rooms.contains(&"half".to_string()));
+    }
+
+    #[tokio::test]
+    async fn the_lock_listener_hears_committed_lock_changes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = heard.clone();
+        s.on_lock_change(Box::new(move |room, locked| h.lock().unwrap().push((room.to_owned(), locked))));
+        s.record(vec![Event::SessionOpened { room_id: "r".into(), session_id: "s1".into(), at: 1 }]);
+        let close = |room: &str, sid: &str, locked| Event::SessionClosed {
+            room_id: room.into(),
+            session_id: sid.into(),
+            started_at: 1,
+            at: 2,
+            reason: CloseReason::Ended { by: crate::events::By::Api, message: "bye".into(), locked },
+        };
+        let (a, b, c) = tokio::join!(
+            s.set_enabled("r", false),
+            s.end_session("r", "s1", None, "bye", true, close("r", "s1", true)),
+            s.set_enabled("r", true)
+        );
+        a.unwrap();
+        b.unwrap();
+        c.unwrap();
+        s.end_session("q", "none", None, "no lock", false, close("q", "none", false)).await.unwrap();
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(heard, [("r".to_owned(), true), ("r".to_owned(), true), ("r".to_owned(), false)]);
+        assert!(s.disabled_rooms().await.unwrap().is_empty(), "the last change wins on disk as in memory");
     }
 
     #[tokio::test]

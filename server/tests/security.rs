@@ -268,3 +268,66 @@ async fn a_removed_peers_id_is_not_taken_by_another_user() {
     assert_eq!(back.closed().await, 1000);
     host.silent(Duration::from_millis(200)).await;
 }
+
+// ---- attack 9: a REST enable racing a locking end-room ----
+
+/// Whether a fresh join to `room` is refused with 423.
+async fn refuses_joins(s: &Server, room: &str, probe: &str) -> bool {
+    let mut c = s.connect(room, probe, "guest").await;
+    let a = c.request("join", json!({"name": "probe"})).await;
+    if a["error"]["code"] == 423 {
+        return true;
+    }
+    assert!(a["result"].is_object(), "{a}");
+    c.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+    c.closed().await;
+    false
+}
+
+/// A host's `end-room {lock: true}` and a back end's `POST /v2/rooms/<id> {enabled: true}`
+/// at the same moment, in many rooms: whichever wins, the lock the server acts on (its
+/// memory) is the lock it would load after a restart (the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_enable_racing_a_locking_end_room_leaves_memory_and_disk_agreeing() {
+    let mut s = Server::start(&[]);
+    const ROOMS: usize = 40;
+    for round in 0..4 {
+        let mut hosts = Vec::new();
+        for i in 0..ROOMS {
+            hosts.push(s.joined(&format!("race{round}-{i}"), "h", "host").await);
+        }
+        let mgmt = Server::mgmt();
+        let port = s.port;
+        let races = hosts.into_iter().enumerate().map(|(i, mut host)| {
+            let mgmt = mgmt.clone();
+            async move {
+                let room = format!("race{round}-{i}");
+                let rest = async {
+                    let server = common::Server::at(port);
+                    server.http("POST", &format!("/v2/rooms/{room}"), Some(&mgmt), Some(&json!({"enabled": true}))).await
+                };
+                let end = async {
+                    // Spread the frame over the REST call's few milliseconds.
+                    tokio::time::sleep(Duration::from_micros(250 * (i % 12) as u64)).await;
+                    host.request("end-room", json!({"lock": true, "reason": "race"})).await
+                };
+                let ((st, _), ans) = tokio::join!(rest, end);
+                assert_eq!(st, 200);
+                assert!(ans["result"].is_object(), "{ans}");
+            }
+        });
+        futures_util::future::join_all(races).await;
+        let mut memory = Vec::new();
+        for i in 0..ROOMS {
+            memory.push(refuses_joins(&s, &format!("race{round}-{i}"), "m").await);
+        }
+        s.kill9();
+        s = s.restart();
+        let mut disk = Vec::new();
+        for i in 0..ROOMS {
+            disk.push(refuses_joins(&s, &format!("race{round}-{i}"), "d").await);
+        }
+        let differ: Vec<usize> = (0..ROOMS).filter(|&i| memory[i] != disk[i]).collect();
+        assert!(differ.is_empty(), "round {round}: rooms {differ:?} were locked in memory {:?} but on disk {:?}", memory, disk);
+    }
+}

@@ -93,6 +93,9 @@ struct Room {
     session: Option<Session>,
     peers: HashMap<String, Slot>,
     ending: bool,
+    /// The end under way locks the room: joins get 423 already, although the lock itself
+    /// is set (by [`Hub::set_locked`]) only once the database has it.
+    ending_locks: bool,
     /// Large-room mode (one way: set at the join that reaches the threshold).
     large: bool,
     /// The visible peers in join order.
@@ -187,8 +190,6 @@ pub struct EndTicket {
     pub session_id: String,
     /// When it began, ms since the Unix epoch.
     pub started_at: u64,
-    /// Whether the room was locked before (to undo a failed lock).
-    pub was_locked: bool,
     /// The requesting peer's user id (for the end record).
     pub requester_user: Option<String>,
 }
@@ -293,7 +294,8 @@ impl Hub {
         &self.known_roles
     }
 
-    /// Marks rooms as locked (from the database at startup, or the REST API).
+    /// Marks rooms as locked or not: from the database at startup, then each time a lock
+    /// change is committed, in commit order (so memory ends as the database ends).
     pub fn set_locked(&self, room_id: &str, locked: bool) {
         let mut st = self.lock(room_id);
         if locked {
@@ -390,8 +392,8 @@ impl Hub {
     pub fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Text) -> Result<Effects, Error> {
         let mut guard = self.lock(room_id);
         let st = &mut *guard;
-        let locked = st.locked.contains(room_id);
         let room = st.rooms.get_mut(room_id).ok_or_else(|| Error::Internal("connection lost its room".into()))?;
+        let locked = room.ending_locks || st.locked.contains(room_id);
         let slot = room.peers.get(peer_id).filter(|s| s.conn.as_ref().map(|c| c.id) == Some(conn_id));
         let Some(state) = slot.map(|s| s.state) else {
             return Err(Error::Internal("connection lost its place".into()));
@@ -598,7 +600,8 @@ impl Hub {
     }
 
     /// First half of `end-room`: checks the requester (`None` for the REST API) and
-    /// marks the room as ending (and locked, in memory, so joins get 423 at once).
+    /// marks the room as ending (with `lock`, joins get 423 at once; the lock itself is
+    /// set when the database has committed it).
     pub fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
         let mut guard = self.lock(room_id);
         let st = &mut *guard;
@@ -622,21 +625,16 @@ impl Hub {
         };
         let (session_id, started_at) = (session.id.clone(), session.started_at);
         room.ending = true;
-        let was_locked = st.locked.contains(room_id);
-        if lock {
-            st.locked.insert(room_id.to_owned());
-        }
-        Ok(EndTicket { session_id, started_at, was_locked, requester_user })
+        room.ending_locks = lock;
+        Ok(EndTicket { session_id, started_at, requester_user })
     }
 
     /// Undoes [`Hub::begin_end_room`] when the lock could not be stored.
-    pub fn abort_end_room(&self, room_id: &str, ticket: &EndTicket) {
+    pub fn abort_end_room(&self, room_id: &str, _ticket: &EndTicket) {
         let mut st = self.lock(room_id);
-        if !ticket.was_locked {
-            st.locked.remove(room_id);
-        }
         if let Some(r) = st.rooms.get_mut(room_id) {
             r.ending = false;
+            r.ending_locks = false;
         }
     }
 

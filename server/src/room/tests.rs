@@ -160,7 +160,12 @@ fn end_room_notifies_others_and_locks() {
     assert_eq!(h.begin_end_room("r", Some(("b", 2)), true).unwrap_err().code(), 403);
     assert!(!h.is_locked("r"));
     let t = h.begin_end_room("r", Some(("a", 1)), true).unwrap();
-    assert!(h.is_locked("r"));
+    // Joins are refused at once; the lock itself is set from the store's commit.
+    let w = conn(9, 8);
+    h.connect("r", "w", "u-w", "guest", None, w.conn.clone()).unwrap();
+    assert_eq!(h.join("r", "w", 9, "w", "", frame::ok(&json!(1))).unwrap_err().code(), 423);
+    assert!(!h.is_locked("r"));
+    h.set_locked("r", true);
     let (req, acks) = h.finish_end_room("r", Some("a"), "done");
     assert_eq!(req.unwrap().id, 1);
     assert_eq!(acks.queued(), 2);

@@ -106,6 +106,12 @@ impl Server {
         Server { child, port, dir, _tmp: tmp, args, lines: rx }
     }
 
+    /// A handle for HTTP calls to the server on `port` from another task (no process of
+    /// its own: dropping it stops nothing).
+    pub fn at(port: u16) -> ServerAddr {
+        ServerAddr { port }
+    }
+
     /// Stops this process (SIGKILL) and starts a new one on the same data dir.
     pub fn restart(mut self) -> Server {
         let _ = self.child.kill();
@@ -204,6 +210,31 @@ impl Server {
         c
     }
 
+    /// A raw HTTP/1.1 request; returns the status and the JSON body (Null if none).
+    pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        Self::at(self.port).http(method, path, bearer, body).await
+    }
+
+    /// A raw HTTP/1.1 request; returns status, header block and body text.
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<String>,
+        extra_headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
+        Self::at(self.port).http_raw(method, path, bearer, body, extra_headers).await
+    }
+}
+
+/// The server's address, for HTTP calls from anywhere.
+#[derive(Clone, Copy)]
+pub struct ServerAddr {
+    pub port: u16,
+}
+
+impl ServerAddr {
     /// A raw HTTP/1.1 request; returns the status and the JSON body (Null if none).
     pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> (u16, Value) {
         let (status, _, body) = self.http_raw(method, path, bearer, body.map(|b| b.to_string()), &[]).await;
