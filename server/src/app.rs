@@ -14,6 +14,7 @@
 use crate::auth::{Claims, TokenKeys, TokenType};
 use crate::config::Config;
 use crate::conn::{Close, ConnHandle, Out, Outbox};
+use crate::quota::{Counter, Held, Rate};
 use crate::error::Error;
 use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
@@ -46,6 +47,10 @@ pub struct App {
     metrics: Arc<Metrics>,
     /// Set when webhooks are on.
     webhooks: Option<Arc<Webhooks>>,
+    /// Open connections per (room, user).
+    per_user: Arc<Counter<(String, String)>>,
+    /// Joins per (room, user).
+    joins: Rate<(String, String)>,
 }
 
 /// The rooms' [`Sink`]: counts each event and queues it to the store (session history,
@@ -63,6 +68,10 @@ impl Sink for Recorder {
         self.store.record(events);
     }
 }
+
+/// Most (room, user) pairs whose join rate is remembered at once (a pair is forgotten a
+/// minute or two after its last join).
+const MAX_JOIN_RATE_KEYS: usize = 100_000;
 
 /// A peer's connection once authenticated and placed in its room.
 #[derive(Debug, Clone)]
@@ -89,6 +98,9 @@ pub enum Opened {
         peer: PeerConn,
         /// Its outgoing queue.
         outbox: Outbox,
+        /// Its count among its user's connections in the room: keep it as long as the
+        /// connection.
+        user_slot: Held<(String, String)>,
     },
     /// The peer was removed, or its room ended, while it was away: deliver this notice
     /// and close.
@@ -160,6 +172,14 @@ fn check_peer_id(peer_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `Ok` when `value` fits in `max` bytes; else 400 naming the limit and its config key.
+fn check_len(what: &str, value: &str, max: usize, key: &str) -> Result<(), Error> {
+    if value.len() > max {
+        return Err(Error::BadRequest(format!("{what} is {} bytes: the limit is {max} (limits.{key})", value.len())));
+    }
+    Ok(())
+}
+
 fn check_room_id(room_id: &str) -> Result<(), Error> {
     if room_id.is_empty() || room_id.len() > 128 {
         return Err(Error::BadRequest("room_id must be 1 to 128 characters".into()));
@@ -190,7 +210,8 @@ impl App {
             first_page: peer_list::DEFAULT_PAGE as usize,
             quiet_roles: config.template.quiet_roles(),
         })
-        .with_sink(recorder);
+        .with_sink(recorder)
+        .with_max_peers(config.limits.max_peers_per_room);
         let rooms = Arc::new(Rooms::Local(hub));
         for room in store.disabled_rooms().await? {
             rooms.set_locked(&room, true).await;
@@ -209,6 +230,7 @@ impl App {
             rooms.remember_end(&end.room_id, &end.peer_id, &end.user_id, notice, until).await;
         }
         let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
+        let per_min = config.limits.joins_per_user_per_min;
         Ok(Arc::new(Self {
             config,
             keys,
@@ -219,6 +241,8 @@ impl App {
             next_conn: AtomicU64::new(1),
             metrics,
             webhooks,
+            per_user: Arc::default(),
+            joins: Rate::new(per_min, per_min, MAX_JOIN_RATE_KEYS),
         }))
     }
 
@@ -263,9 +287,18 @@ impl App {
         let claims = self.authenticate(token, room).inspect_err(|e| {
             tracing::info!(peer = ?peer_id, error = %e, "connection refused: bad token");
         })?;
-        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (conn, outbox) = ConnHandle::queue(id, self.config.limits.send_queue);
+        let limits = &self.config.limits;
         let room = &claims.room_id;
+        let (user_slot, admitted) = self.per_user.hold((room.clone(), claims.user_id.clone()), limits.max_connections_per_user);
+        if !admitted {
+            tracing::info!(peer = ?peer_id, room = ?room, user = ?claims.user_id, "connection refused: too many connections of one user");
+            return Err(Error::RateLimited(format!(
+                "too many connections of your user in this room (limit {}, limits.max_connections_per_user)",
+                limits.max_connections_per_user
+            )));
+        }
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (conn, outbox) = ConnHandle::bounded(id, limits.send_queue, limits.send_queue_bytes);
         let found = self.rooms.connect(room, peer_id, &claims.user_id, &claims.role, secret, conn.clone()).await.inspect_err(|e| {
             tracing::info!(peer = ?peer_id, room = ?room, code = e.code(), "connection refused");
         })?;
@@ -286,7 +319,7 @@ impl App {
                     }
                 };
                 let peer = PeerConn { room: room.clone(), peer: peer_id.to_owned(), user: claims.user_id, secret, conn };
-                Ok(Opened::Placed { peer, outbox })
+                Ok(Opened::Placed { peer, outbox, user_slot })
             }
         }
     }
@@ -303,6 +336,14 @@ impl App {
     /// `join`: `answer` goes out first, then the policy and the peer list; the others
     /// are told.
     pub async fn join(&self, p: &PeerConn, params: &JoinParams, answer: Text) -> Result<(), Error> {
+        let l = &self.config.limits;
+        check_len("name", &params.name, l.max_name_bytes, "max_name_bytes")?;
+        check_len("data (metadata)", &params.data, l.max_metadata_bytes, "max_metadata_bytes")?;
+        if let Err(wait) = self.joins.take(&(p.room.clone(), p.user.clone()), Instant::now()) {
+            tracing::info!(peer = ?p.peer, room = ?p.room, user = ?p.user, "join refused: too many joins of one user");
+            let what = format!("too many joins of your user in this room (limit {} a minute)", l.joins_per_user_per_min);
+            return Err(Error::Throttled(what, wait.as_secs().max(1)));
+        }
         let fx = self.rooms.join(&p.room, &p.peer, p.conn.id, &params.name, &params.data, answer).await?;
         tracing::debug!(peer = ?p.peer, room = ?p.room, "joined");
         self.apply(&p.room, &p.peer, fx);
@@ -345,6 +386,7 @@ impl App {
     /// comes first, the next start rebuilds them from the ended session and the peers it
     /// still lists (see `store::outbox::stranded_peers`).
     pub async fn end_room(&self, room_id: &str, by: Requester<'_>, reason: &str, lock: bool) -> Result<(), Error> {
+        check_len("reason", reason, self.config.limits.max_reason_bytes, "max_reason_bytes")?;
         let requester = by.peer();
         let ticket = self.rooms.begin_end_room(room_id, requester, lock).await?;
         let by_id = requester.map(|(peer, _)| peer);
@@ -405,6 +447,7 @@ impl App {
     /// Removes one peer: it gets `on-peer-leave-request {room_end: false}` and is
     /// closed, the others `on-peer-leave`; then a requesting peer gets its answer.
     pub async fn remove_peer(&self, room_id: &str, by: Requester<'_>, target: &str, reason: &str) -> Result<(), Error> {
+        check_len("reason", reason, self.config.limits.max_reason_bytes, "max_reason_bytes")?;
         let fx = self.rooms.remove_peer(room_id, by.peer(), target, reason).await?;
         if let Requester::Peer(p, answer) = by {
             tracing::info!(peer = ?p.peer, room = ?room_id, target = ?target, "peer removed");
@@ -416,6 +459,7 @@ impl App {
 
     /// REST: removes a peer, or every peer of a role; how many were removed (404 if none).
     pub async fn remove_peers(&self, room_id: &str, target: Target, reason: &str) -> Result<usize, Error> {
+        check_len("reason", reason, self.config.limits.max_reason_bytes, "max_reason_bytes")?;
         let targets = match target {
             Target::Peer(p) => vec![p],
             Target::Role(role) => self.rooms.peers_with_role(room_id, &role).await,

@@ -194,6 +194,30 @@ pub struct Limits {
     /// On SIGTERM/Ctrl-C, how long to wait for close frames to be written, in ms.
     /// Flag `--shutdown-grace-ms`. Default 3000.
     pub shutdown_grace_ms: u64,
+    /// Longest `name` a peer may join with, in bytes; longer gets 400.
+    /// Flag `--max-name-bytes`. Default 256.
+    pub max_name_bytes: usize,
+    /// Longest `data` (the app's metadata) a peer may join with, in bytes; longer gets 400.
+    /// Flag `--max-metadata-bytes`. Default 4096.
+    pub max_metadata_bytes: usize,
+    /// Longest `reason` of an end-room or a removal (WebSocket and REST), in bytes;
+    /// longer gets 400. Flag `--max-reason-bytes`. Default 1024.
+    pub max_reason_bytes: usize,
+    /// Peers one room holds at once (connected, joined or held for a reconnect); beyond,
+    /// a new connection gets `on-error {429}`. Flag `--max-peers-per-room`. Default
+    /// 10000; 0 disables.
+    pub max_peers_per_room: usize,
+    /// WebSocket connections one user (the token's `user_id`) may have open in one room;
+    /// beyond, `on-error {429}`. Flag `--max-conns-per-user`. Default 8; 0 disables.
+    pub max_connections_per_user: usize,
+    /// Bytes queued for one connection; a peer whose queue holds more is disconnected like
+    /// one over `send_queue` frames. Must hold the biggest `peer-list` a joiner gets
+    /// (about 150 bytes plus name and metadata per peer). Flag `--send-queue-bytes`.
+    /// Default 8 MiB.
+    pub send_queue_bytes: usize,
+    /// Joins one user may make in one room per minute (as many at once); beyond, `join`
+    /// gets 429. Flag `--joins-per-user-per-min`. Default 30; 0 disables.
+    pub joins_per_user_per_min: u32,
 }
 
 impl Default for Limits {
@@ -209,6 +233,13 @@ impl Default for Limits {
             write_timeout_secs: 10,
             end_room_flush_ms: 2000,
             shutdown_grace_ms: 3000,
+            max_name_bytes: 256,
+            max_metadata_bytes: 4096,
+            max_reason_bytes: 1024,
+            max_peers_per_room: 10_000,
+            max_connections_per_user: 8,
+            send_queue_bytes: 8 << 20,
+            joins_per_user_per_min: 30,
         }
     }
 }
@@ -329,6 +360,9 @@ impl Config {
         }
         if self.limits.max_frame_bytes < 1024 {
             return bad("limits.max_frame_bytes must be at least 1024");
+        }
+        if self.limits.send_queue_bytes < 64 * 1024 {
+            return bad("limits.send_queue_bytes must be at least 65536");
         }
         let l = &self.limits;
         // Upper bounds keep every timer computable (no Instant overflow) and sane.

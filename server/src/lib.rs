@@ -13,7 +13,8 @@
 //! - [`webhooks`] (the outbox's delivery, signing, the webhook JSON) and [`metrics`]
 //!   (Prometheus), both fed by [`events`] (what happened in the rooms);
 //! - shared leaves: [`frame`] (JSON-RPC encode/decode), [`error`], [`config`], [`clock`],
-//!   [`datadir`] (the data dir's permissions and atomic files).
+//!   [`datadir`] (the data dir's permissions and atomic files), [`quota`] (counts and
+//!   rates per key).
 
 pub mod app;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod events;
 pub mod frame;
 pub mod listener;
 pub mod metrics;
+pub mod quota;
 pub mod registry;
 pub mod rest;
 pub mod room;

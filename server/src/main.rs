@@ -97,6 +97,27 @@ struct ServeArgs {
     /// second stdout line, `metrics on ADDR`) [metrics_addr].
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Longest join name in bytes (400 beyond) [limits.max_name_bytes].
+    #[arg(long)]
+    max_name_bytes: Option<usize>,
+    /// Longest join metadata (`data`) in bytes (400 beyond) [limits.max_metadata_bytes].
+    #[arg(long)]
+    max_metadata_bytes: Option<usize>,
+    /// Longest end-room / removal reason in bytes (400 beyond) [limits.max_reason_bytes].
+    #[arg(long)]
+    max_reason_bytes: Option<usize>,
+    /// Peers per room, held ones included, 0 = off [limits.max_peers_per_room].
+    #[arg(long)]
+    max_peers_per_room: Option<usize>,
+    /// WebSocket connections per user per room, 0 = off [limits.max_connections_per_user].
+    #[arg(long)]
+    max_conns_per_user: Option<usize>,
+    /// Bytes queued per connection before a slow peer is cut off [limits.send_queue_bytes].
+    #[arg(long)]
+    send_queue_bytes: Option<usize>,
+    /// Joins per user per room per minute, 0 = off [limits.joins_per_user_per_min].
+    #[arg(long)]
+    joins_per_user_per_min: Option<u32>,
 }
 
 #[derive(Args)]
@@ -178,6 +199,27 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     }
     if let Some(v) = a.shutdown_grace_ms {
         l.shutdown_grace_ms = v;
+    }
+    if let Some(v) = a.max_name_bytes {
+        l.max_name_bytes = v;
+    }
+    if let Some(v) = a.max_metadata_bytes {
+        l.max_metadata_bytes = v;
+    }
+    if let Some(v) = a.max_reason_bytes {
+        l.max_reason_bytes = v;
+    }
+    if let Some(v) = a.max_peers_per_room {
+        l.max_peers_per_room = v;
+    }
+    if let Some(v) = a.max_conns_per_user {
+        l.max_connections_per_user = v;
+    }
+    if let Some(v) = a.send_queue_bytes {
+        l.send_queue_bytes = v;
+    }
+    if let Some(v) = a.joins_per_user_per_min {
+        l.joins_per_user_per_min = v;
     }
     let w = &mut c.webhooks;
     if !a.webhook_urls.is_empty() {

@@ -4,9 +4,10 @@
 //! means is [`crate::signaling`]'s business; this module never looks inside one.
 
 use crate::app::{App, Opened};
-use crate::conn::{Close, Out};
+use crate::conn::{Close, Out, Outbox};
 use crate::frame::{self, Text};
 use crate::metrics::Refusal;
+use crate::quota::{self, Counter};
 use crate::signaling::{self, Ctx};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -18,9 +19,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -64,44 +64,8 @@ fn buffers() -> Buffers {
     })
 }
 
-/// Open WebSocket connections per client IP.
-#[derive(Default)]
-pub struct Gate {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// A connection's place in the [`Gate`], given back when dropped.
-struct IpSlot {
-    gate: Arc<Gate>,
-    ip: IpAddr,
-}
-
-impl Gate {
-    /// Counts a connection from `ip`: its slot, and whether it is admitted (false when
-    /// it makes more than `max` from that address; 0 = no limit). Dropping the slot
-    /// gives it back either way.
-    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> (IpSlot, bool) {
-        let over = {
-            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = m.entry(ip).or_insert(0);
-            *n += 1;
-            max > 0 && *n > max
-        };
-        (IpSlot { gate: self.clone(), ip }, !over)
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut m = self.gate.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
-}
+/// Open WebSocket connections per client address.
+pub type Gate = Counter<IpAddr>;
 
 /// The WebSocket close code and reason for each way a connection ends.
 fn close_frame(why: Close) -> (u16, &'static str) {
@@ -259,7 +223,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
         return reject(socket, ServerPush::Error(e), 1001, "server shutting down").await;
     }
     let max_ip = app.config().limits.max_connections_per_ip;
-    let (_ip_slot, admitted) = gate.admit(ip, max_ip);
+    let (_ip_slot, admitted) = gate.hold(quota::ip_key(ip), max_ip);
     if !admitted {
         app.metrics().refused(Refusal::PerIp);
         tracing::warn!(%ip, "too many connections from one address");
@@ -269,8 +233,8 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     let opened = signaling::open(&app, &query).await;
     // The query holds the token: not kept for the connection's life.
     drop(query);
-    let (peer, outbox) = match opened {
-        Ok(Opened::Placed { peer, outbox }) => (peer, outbox),
+    let (peer, outbox, _user_slot) = match opened {
+        Ok(Opened::Placed { peer, outbox, user_slot }) => (peer, outbox, user_slot),
         Ok(Opened::Missed(notice)) => return reject(socket, ServerPush::PeerLeaveRequest(notice), 1000, "removed").await,
         Err(e) => {
             app.metrics().refused(Refusal::of(&e));
@@ -286,7 +250,8 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     let done = CancellationToken::new();
     let limits = &app.config().limits;
     let write_timeout = Duration::from_secs(limits.write_timeout_secs.max(1));
-    let writer = write_loop(sink, outbox.rx, done.clone(), write_timeout);
+    let kill = outbox.kill.clone();
+    let writer = write_loop(sink, outbox, done.clone(), write_timeout);
     let sizes = task_sizes();
     if sizes.1.set(std::mem::size_of_val(&writer)).is_ok() {
         // Once per process: what each connection's two tasks hold (docs/SERVER.md,
@@ -296,7 +261,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     }
     let writer = tokio::spawn(writer);
     let ctx = Ctx { app: app.clone(), peer };
-    let hold = read_loop(&ctx, stream, &done, &outbox.kill).await;
+    let hold = read_loop(&ctx, stream, &done, &kill).await;
     signaling::closed(&ctx, hold).await;
     // Let the writer flush what is queued (a close frame at least), but not forever.
     ctx.peer.conn.send(Out::Close(Close::Done));
@@ -312,7 +277,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
 /// together with one flush (a join's answer, policy and peer list go out as one packet).
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Out>,
+    mut rx: Outbox,
     done: CancellationToken,
     write_timeout: Duration,
 ) {
@@ -348,7 +313,7 @@ async fn write_loop(
             }
             fed += 1;
             if !last && fed < BURST {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         match tokio::time::timeout(write_timeout, sink.flush()).await {
@@ -522,18 +487,6 @@ mod tests {
         assert!(matches!(r.hit(t2), Rate::Ok));
         assert_eq!(r.strikes, 0);
         assert!(matches!(RateLimiter::new(0, 1).hit(t0), Rate::Ok));
-    }
-
-    #[test]
-    fn gate_counts_per_ip_and_gives_back() {
-        let gate = Arc::new(Gate::default());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let (a, ok_a) = gate.admit(ip, 1);
-        let (b, ok_b) = gate.admit(ip, 1);
-        assert!(ok_a && !ok_b);
-        drop((a, b));
-        assert!(gate.admit(ip, 1).1, "slots are given back");
-        assert!(gate.per_ip.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -72,7 +72,8 @@ async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
 async fn a_peer_that_never_reads_cannot_stall_end_room() {
     // A long write timeout: a server that awaited each socket in turn would hang on the
     // slow peer for 30 s, far past the thresholds below, whatever the machine's load.
-    let s = Server::start(&["--send-queue", "8", "--write-timeout", "30"]);
+    // Big metadata (allowed by a flag) makes the events big.
+    let s = Server::start(&["--send-queue", "8", "--write-timeout", "30", "--max-metadata-bytes", "60000"]);
     // The slow peer joins and then never reads its socket again.
     let slow = s.joined("r", "slow", "guest").await;
     // Lots of big events for it: each filler joins with 60 KB of data and leaves.

@@ -331,3 +331,141 @@ async fn a_rest_enable_racing_a_locking_end_room_leaves_memory_and_disk_agreeing
         assert!(differ.is_empty(), "round {round}: rooms {differ:?} were locked in memory {:?} but on disk {:?}", memory, disk);
     }
 }
+
+// ---- attack 2: quadratic amplification ----
+
+/// Median round trip of a ping on `c`, in ms (for the measured note, never asserted).
+async fn ping_ms(c: &mut Client) -> f64 {
+    let mut t = Vec::new();
+    for i in 0..5 {
+        let t0 = std::time::Instant::now();
+        assert_eq!(c.request("ping", json!({"timestamp": i})).await["result"]["timestamp"], i);
+        t.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    t.sort_by(f64::total_cmp);
+    t[2]
+}
+
+/// What the next frame of a client that never reads anything else is: its first frame.
+async fn first_frame(c: &mut Client) -> serde_json::Value {
+    match c.next_raw(Duration::from_secs(5)).await {
+        Some(common::Ev::Frame(f)) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+/// One guest token, 150 sockets with distinct peer ids, each joining with ~63 KB of name
+/// and metadata, never reading: each join used to serialize the whole peer list under the
+/// hub lock (150 sockets took the server from 6 MB to 428 MB RSS and a ping in another
+/// room from 6 to 196 ms). The limits stop it: connections per user per room, and the
+/// name and metadata sizes. RSS and the other room's ping are printed, not asserted.
+#[tokio::test]
+async fn one_token_cannot_amplify_joins() {
+    let s = Server::start(&[]);
+    let mut bystander = s.joined("elsewhere", "b", "host").await;
+    let (rss0, ping0) = (s.rss_kib(), ping_ms(&mut bystander).await);
+    let token = Server::token("r", "mallory", "guest");
+    let (name, data) = ("n".repeat(30_000), "d".repeat(33_000));
+    let mut kept = Vec::new();
+    let (mut placed, mut refused_conn, mut refused_join) = (0, 0, 0);
+    for i in 0..150 {
+        let mut c = Client::connect(&s.ws_url(&format!("m{i}"), &token)).await;
+        c.send(json!({"jsonrpc": "2.0", "id": "j", "method": "join", "params": {"name": name, "data": data}})).await;
+        let f = first_frame(&mut c).await;
+        if f["method"] == "on-error" {
+            assert_eq!(f["params"]["code"], 429, "{f}");
+            refused_conn += 1;
+            continue;
+        }
+        placed += 1;
+        assert_eq!(f["error"]["code"], 400, "{f}");
+        assert!(f["error"]["message"].as_str().unwrap().contains("limit"), "{f}");
+        refused_join += 1;
+        kept.push(c);
+    }
+    assert_eq!((placed, refused_join, refused_conn), (8, 8, 142), "8 connections per user per room by default");
+    // Within the limits: the 8 kept sockets join with the largest name and metadata
+    // allowed, and never read again.
+    let (name, data) = ("n".repeat(256), "d".repeat(4096));
+    for c in kept.iter_mut() {
+        let a = c.request("join", json!({"name": name, "data": data})).await;
+        assert!(a["result"].is_object(), "{a}");
+    }
+    let (rss1, ping1) = (s.rss_kib(), ping_ms(&mut bystander).await);
+    println!("measured: server RSS {rss0} KiB -> {rss1} KiB; ping in another room {ping0:.2} ms -> {ping1:.2} ms (median of 5)");
+    bystander.silent(Duration::from_millis(100)).await;
+}
+
+/// The other limits of a join: peers per room and joins per user per minute.
+#[tokio::test]
+async fn rooms_are_bounded_and_joins_are_rate_limited() {
+    let s = Server::start(&["--max-peers-per-room", "3", "--joins-per-user-per-min", "3"]);
+    let _a = s.joined("r", "a", "host").await;
+    let _b = s.connect("r", "b", "guest").await;
+    let _c = s.connect("r", "c", "guest").await;
+    let mut d = s.connect("r", "d", "guest").await;
+    let e = d.push("on-error").await;
+    assert_eq!(e["code"], 429, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("full"), "{e}");
+    // Joins per user: the 4th join of one user in one room within a minute is refused.
+    let token = Server::token("q", "looper", "guest");
+    for i in 0..3 {
+        let mut c = Client::connect(&s.ws_url(&format!("l{i}"), &token)).await;
+        c.join("l").await;
+        c.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+        assert_eq!(c.closed().await, 1000);
+    }
+    let mut c = Client::connect(&s.ws_url("l3", &token)).await;
+    let a = c.request("join", json!({"name": "l"})).await;
+    assert_eq!(a["error"]["code"], 429, "{a}");
+    assert!(a["error"]["message"].as_str().unwrap().contains("retry in"), "{a}");
+    // Another user is not affected.
+    s.joined("q", "other", "guest").await;
+}
+
+/// Reasons are bounded too, wherever they come from.
+#[tokio::test]
+async fn reasons_are_bounded() {
+    let s = Server::start(&[]);
+    let mut host = s.joined("r", "h", "host").await;
+    let mut g = s.joined("r", "g", "guest").await;
+    host.push("on-peer-join").await;
+    let long = "r".repeat(1025);
+    assert_eq!(host.error_code("end-room", json!({"lock": true, "reason": long})).await, 400);
+    assert_eq!(host.error_code("peer-leave-request", json!({"requested_for": "g", "reason": long})).await, 400);
+    let m = Server::mgmt();
+    let (st, e) = s.http("POST", "/v2/active-rooms/r/end-room", Some(&m), Some(&json!({"reason": long}))).await;
+    assert_eq!((st, e["code"].clone()), (400, json!(400)), "{e}");
+    let (st, _) = s.http("POST", "/v2/active-rooms/r/remove-peers", Some(&m), Some(&json!({"peer_id": "g", "reason": long}))).await;
+    assert_eq!(st, 400);
+    // Nothing happened; 1 KiB is fine.
+    g.silent(Duration::from_millis(200)).await;
+    let ok = "r".repeat(1024);
+    assert!(host.request("end-room", json!({"lock": false, "reason": ok})).await["result"].is_object());
+    assert_eq!(g.push("on-peer-leave-request").await["reason"], ok);
+}
+
+/// A peer that never reads is cut off when its queue holds more bytes than allowed, even
+/// while it holds fewer frames than the frame limit; the room goes on.
+#[tokio::test]
+async fn send_queues_are_bounded_in_bytes() {
+    let s = Server::start(&["--send-queue-bytes", "65536", "--write-timeout", "30"]);
+    let mut watcher = s.joined("r", "w", "host").await;
+    let slow = s.joined("r", "slow", "guest").await;
+    watcher.push("on-peer-join").await;
+    // 4 KB of metadata per joiner: ~20 on-peer-join frames pass 64 KiB. The slow peer's
+    // socket buffers fill first, then its queue.
+    let data = "d".repeat(4000);
+    let mut joiners = Vec::new();
+    for i in 0..400 {
+        let mut c = s.connect("r", &format!("j{i}"), "guest").await;
+        assert!(c.request("join", json!({"name": "j", "data": data})).await["result"].is_object());
+        joiners.push(c);
+        if s.log().contains("send queue full") {
+            break;
+        }
+    }
+    assert!(s.log().contains("send queue full"), "the slow peer was cut off by bytes");
+    assert_eq!(watcher.request("ping", json!({"timestamp": 1})).await["result"]["timestamp"], 1);
+    drop(slow);
+}

@@ -233,6 +233,8 @@ pub struct Hub {
     roles: HashMap<String, (Text, Text)>,
     reconnect_window: Duration,
     large: LargeRooms,
+    /// Places one room holds at most (0 = no limit).
+    max_peers: usize,
 }
 
 fn now_ms() -> u64 {
@@ -261,7 +263,14 @@ impl Hub {
             roles,
             reconnect_window,
             large: LargeRooms::default(),
+            max_peers: 0,
         }
+    }
+
+    /// Limits each room to `max` places (connected, joined or held); 0 = no limit.
+    pub fn with_max_peers(mut self, max: usize) -> Self {
+        self.max_peers = max;
+        self
     }
 
     /// Sets when rooms become large rooms (off by default).
@@ -364,6 +373,9 @@ impl Hub {
                 slot.state = SlotState::Rejoining;
             }
             return Ok(Connected::Reclaimed);
+        }
+        if self.max_peers > 0 && room.peers.len() >= self.max_peers {
+            return Err(Error::RateLimited(format!("the room is full: {} peers (limits.max_peers_per_room)", self.max_peers)));
         }
         let (secret, hash) = SecretHash::generate();
         room.peers.insert(
