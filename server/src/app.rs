@@ -58,14 +58,29 @@ pub struct App {
 struct Recorder {
     store: Store,
     metrics: Arc<Metrics>,
+    /// Sessions a room keeps (`limits.sessions_kept_per_room`; 0 = all).
+    sessions_kept: usize,
 }
 
 impl Sink for Recorder {
     fn emit(&self, events: Vec<Event>) {
+        let mut opened = Vec::new();
         for e in &events {
             self.metrics.observe(e);
+            if let Event::SessionOpened { room_id, .. } = e {
+                opened.push(room_id.clone());
+            }
         }
         self.store.record(events);
+        // A new session: the room's oldest ended ones beyond the cap go (after the new
+        // one's row, on the same thread). End records of the last END_NOTICE_TTL stay: a
+        // requester may reconnect for them.
+        if self.sessions_kept > 0 {
+            let protect = crate::clock::now_millis().saturating_sub(END_NOTICE_TTL.as_millis() as u64);
+            for room in opened {
+                self.store.prune_sessions(&room, self.sessions_kept, protect);
+            }
+        }
     }
 }
 
@@ -124,6 +139,19 @@ impl Requester<'_> {
         }
     }
 }
+
+/// Which page of a room's session history: `limit` sessions after the cursor `start`
+/// (the `last` of the page before; none: from the oldest).
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// Cursor from the previous page.
+    pub start: Option<String>,
+    /// Sessions per page, 1 to [`MAX_HISTORY_PAGE`].
+    pub limit: usize,
+}
+
+/// Most sessions in one page of a room's history.
+pub const MAX_HISTORY_PAGE: usize = 1000;
 
 /// Whom a REST removal targets.
 pub enum Target {
@@ -199,7 +227,8 @@ impl App {
             true => Some(Webhooks::start(&config, store.clone(), data_dir, wake, metrics.clone(), stopping.clone())?),
             false => None,
         };
-        let recorder = Arc::new(Recorder { store: store.clone(), metrics: metrics.clone() });
+        let sessions_kept = config.limits.sessions_kept_per_room;
+        let recorder = Arc::new(Recorder { store: store.clone(), metrics: metrics.clone(), sessions_kept });
         let hub = Hub::new(
             config.template.known_roles(),
             config.template.id.clone(),
@@ -492,9 +521,18 @@ impl App {
         !self.rooms.is_locked(room_id).await
     }
 
-    /// The room's session history, oldest first.
-    pub async fn room_history(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
-        self.store.sessions(room_id).await.map_err(db_failed)
+    /// A page of the room's session history, oldest first, and the cursor of the next
+    /// page (see [`HistoryPage`]).
+    pub async fn room_history(&self, room_id: &str, page: HistoryPage) -> Result<(Vec<SessionRecord>, Option<String>), Error> {
+        let after = match page.start.as_deref() {
+            None => None,
+            Some(c) => Some(c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Error::BadRequest("start must be the `last` of a previous page".into()))?),
+        };
+        if !(1..=MAX_HISTORY_PAGE).contains(&page.limit) {
+            return Err(Error::BadRequest(format!("limit must be 1 to {MAX_HISTORY_PAGE}")));
+        }
+        let (rows, next) = self.store.sessions(room_id, after, page.limit).await.map_err(db_failed)?;
+        Ok((rows, next.map(|n| n.to_string())))
     }
 
     /// The room's running session and its peers (404 when none runs).

@@ -218,6 +218,9 @@ pub struct Limits {
     /// Joins one user may make in one room per minute (as many at once); beyond, `join`
     /// gets 429. Flag `--joins-per-user-per-min`. Default 30; 0 disables.
     pub joins_per_user_per_min: u32,
+    /// Sessions of one room kept in the history; older ended ones are deleted when a new
+    /// one starts. Flag `--sessions-kept-per-room`. Default 1000; 0 keeps all.
+    pub sessions_kept_per_room: usize,
 }
 
 impl Default for Limits {
@@ -240,6 +243,7 @@ impl Default for Limits {
             max_connections_per_user: 8,
             send_queue_bytes: 8 << 20,
             joins_per_user_per_min: 30,
+            sessions_kept_per_room: 1000,
         }
     }
 }

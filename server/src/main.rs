@@ -118,6 +118,9 @@ struct ServeArgs {
     /// Joins per user per room per minute, 0 = off [limits.joins_per_user_per_min].
     #[arg(long)]
     joins_per_user_per_min: Option<u32>,
+    /// Sessions kept in a room's history, 0 = all [limits.sessions_kept_per_room].
+    #[arg(long)]
+    sessions_kept_per_room: Option<usize>,
 }
 
 #[derive(Args)]
@@ -220,6 +223,9 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     }
     if let Some(v) = a.joins_per_user_per_min {
         l.joins_per_user_per_min = v;
+    }
+    if let Some(v) = a.sessions_kept_per_room {
+        l.sessions_kept_per_room = v;
     }
     let w = &mut c.webhooks;
     if !a.webhook_urls.is_empty() {

@@ -4,9 +4,10 @@
 //! use case of [`crate::app`] and encodes the answer. Errors are `{"code", "message"}`
 //! with the code as the HTTP status.
 
-use crate::app::{App, Requester, Target};
+use crate::app::{App, HistoryPage, Requester, Target, MAX_HISTORY_PAGE};
 use crate::error::Error;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -174,18 +175,37 @@ async fn set_room_enabled(_: Management, State(app): State<Arc<App>>, Path(room_
     Ok(Json(json!({ "id": room_id, "name": room_id, "enabled": enabled })).into_response())
 }
 
-async fn get_room(_: Management, State(app): State<Arc<App>>, Path(room_id): Path<String>) -> ApiResult {
+/// `GET /v2/rooms/<id>?limit=&start=`: paging through the session history.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default = "default_page")]
+    limit: usize,
+}
+
+fn default_page() -> usize {
+    100
+}
+
+async fn get_room(
+    _: Management,
+    State(app): State<Arc<App>>,
+    Path(room_id): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query
+        .map_err(|e| Error::BadRequest(format!("{} (limit: 1 to {MAX_HISTORY_PAGE}; start: the last of a page)", e.body_text())))?;
     let enabled = app.room_enabled(&room_id).await;
-    let sessions: Vec<_> = app
-        .room_history(&room_id)
-        .await?
+    let (history, last) = app.room_history(&room_id, HistoryPage { start: q.start, limit: q.limit }).await?;
+    let sessions: Vec<_> = history
         .into_iter()
         .map(|s| {
             json!({"session_id": s.session_id, "started_at": s.started_at, "ended_at": s.ended_at,
                    "ended_by": s.ended_by, "reason": s.reason, "locked": s.locked})
         })
         .collect();
-    Ok(Json(json!({ "id": room_id, "name": room_id, "enabled": enabled, "sessions": sessions })).into_response())
+    Ok(Json(json!({ "id": room_id, "name": room_id, "enabled": enabled, "sessions": sessions, "last": last })).into_response())
 }
 
 /// `GET /v2/webhooks/failed?after=&limit=`: events past their retry budget, oldest first;

@@ -170,6 +170,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     locked     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_room ON sessions(room_id, started_at);
+CREATE INDEX IF NOT EXISTS sessions_room_order ON sessions(room_id);
 CREATE TABLE IF NOT EXISTS room_codes (
     code       TEXT PRIMARY KEY,
     room_id    TEXT NOT NULL,
@@ -385,16 +386,18 @@ impl Store {
         r
     }
 
-    /// The session history of a room, oldest first.
-    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
+    /// One page of the session history of a room, oldest first: at most `limit` sessions
+    /// after the cursor `after` (none: from the first). Returns the page and the cursor
+    /// of its last session when more may follow.
+    pub async fn sessions(&self, room_id: &str, after: Option<i64>, limit: usize) -> Result<(Vec<SessionRecord>, Option<i64>), Error> {
         let room = room_id.to_owned();
         self.call(move |c| {
             let mut st = c.prepare(
-                "SELECT session_id, room_id, started_at, ended_at, ended_by, reason, locked
-                 FROM sessions WHERE room_id = ?1 ORDER BY started_at, rowid",
+                "SELECT session_id, room_id, started_at, ended_at, ended_by, reason, locked, rowid
+                 FROM sessions WHERE room_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
             )?;
-            let rows = st.query_map(params![room], |r| {
-                Ok(SessionRecord {
+            let rows = st.query_map(params![room, after.unwrap_or(0), limit as i64], |r| {
+                let record = SessionRecord {
                     session_id: r.get(0)?,
                     room_id: r.get(1)?,
                     started_at: r.get::<_, i64>(2)? as u64,
@@ -402,11 +405,32 @@ impl Store {
                     ended_by: r.get(4)?,
                     reason: r.get(5)?,
                     locked: r.get(6)?,
-                })
+                };
+                Ok((record, r.get::<_, i64>(7)?))
             })?;
-            rows.collect()
+            let rows: Vec<(SessionRecord, i64)> = rows.collect::<rusqlite::Result<_>>()?;
+            let next = if rows.len() == limit { rows.last().map(|(_, id)| *id) } else { None };
+            Ok((rows.into_iter().map(|(r, _)| r).collect(), next))
         })
         .await
+    }
+
+    /// Keeps the `keep` newest sessions of a room and deletes older ended ones, except
+    /// end records of a peer newer than `protect_since_ms` (a requester may still need
+    /// them, see [`Store::ends_since`]). Not awaited; runs after the session start it
+    /// follows.
+    pub fn prune_sessions(&self, room_id: &str, keep: usize, protect_since_ms: u64) {
+        let room = room_id.to_owned();
+        self.fire("pruning old sessions", move |c| {
+            c.execute(
+                "DELETE FROM sessions WHERE room_id = ?1 AND ended_at IS NOT NULL
+                   AND rowid <= (SELECT rowid FROM sessions WHERE room_id = ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2)
+                   AND NOT (ended_by IS NOT NULL AND ended_at >= ?3)",
+                params![room, keep as i64, protect_since_ms as i64],
+            )
+            // Nothing for the webhook outbox.
+            .map(|_| false)
+        });
     }
 
     /// The room's codes, one per role in `roles`, created where missing.
@@ -607,7 +631,8 @@ mod tests {
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.disabled_rooms().await.unwrap(), vec!["r1".to_string()]);
-        let h = s.sessions("r1").await.unwrap();
+        let (h, more) = s.sessions("r1", None, 10).await.unwrap();
+        assert!(more.is_none());
         assert_eq!(h.len(), 2);
         assert_eq!((h[0].ended_by.as_deref(), h[0].reason.as_deref(), h[0].locked), (Some("p1"), Some("bye"), true));
         let ends = s.ends_since(0).await.unwrap();

@@ -469,3 +469,49 @@ async fn send_queues_are_bounded_in_bytes() {
     assert_eq!(watcher.request("ping", json!({"timestamp": 1})).await["result"]["timestamp"], 1);
     drop(slow);
 }
+
+// ---- attack 4: unbounded session rows ----
+
+/// A guest looping join/leave in an empty room starts a session each time. Joins per
+/// user bound the rate (tested above); the rows a room keeps are capped (oldest ended
+/// ones pruned); `GET /v2/rooms/<id>` pages through them.
+#[tokio::test]
+async fn session_rows_are_capped_and_listed_in_pages() {
+    let s = Server::start(&["--sessions-kept-per-room", "20", "--joins-per-user-per-min", "0"]);
+    let token = Server::token("loop", "looper", "guest");
+    for i in 0..60 {
+        let mut c = Client::connect(&s.ws_url(&format!("p{i}"), &token)).await;
+        c.join("p").await;
+        c.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+        assert_eq!(c.closed().await, 1000);
+    }
+    let m = Server::mgmt();
+    // Pages of 7 cover every kept session once, oldest first.
+    let mut seen = Vec::new();
+    let mut start: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &start {
+            Some(c) => format!("/v2/rooms/loop?limit=7&start={c}"),
+            None => "/v2/rooms/loop?limit=7".to_owned(),
+        };
+        let (st, page) = s.http("GET", &path, Some(&m), None).await;
+        assert_eq!(st, 200, "{page}");
+        let sessions = page["sessions"].as_array().unwrap();
+        assert!(sessions.len() <= 7);
+        seen.extend(sessions.iter().map(|x| (x["started_at"].as_u64().unwrap(), x["session_id"].as_str().unwrap().to_owned())));
+        match page["last"].as_str() {
+            Some(c) => start = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mut ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "oldest first");
+    ids.dedup();
+    assert_eq!(ids.len(), seen.len(), "no session twice");
+    assert!((20..=21).contains(&seen.len()), "at most 20 kept (plus one still being written): {}", seen.len());
+    // Bad paging parameters are refused clearly.
+    for bad in ["limit=0", "limit=5000", "limit=x", "start=nope"] {
+        let (st, e) = s.http("GET", &format!("/v2/rooms/loop?{bad}"), Some(&m), None).await;
+        assert_eq!((st, e["code"].clone()), (400, json!(400)), "{bad}: {e}");
+    }
+}
