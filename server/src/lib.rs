@@ -4,8 +4,9 @@
 //! state in SQLite.
 //!
 //! Layers, each calling only the ones below it (the code map in `docs/SERVER.md`):
-//! - [`listener`] (router, serve loop) -> [`ws`] (WebSocket transport and its limits) and
-//!   [`rest`] (REST handlers) -> [`signaling`] (decode a frame, call the app, encode);
+//! - [`listener`] (router, serve loop) -> [`edge`] (accept loop, TLS, connection limits,
+//!   client addresses), [`ws`] (WebSocket transport and its limits) and [`rest`] (REST
+//!   handlers) -> [`signaling`] (decode a frame, call the app, encode);
 //! - [`app`]: the use cases (connect, join, leave, end room, remove peers, enable, room
 //!   codes, tokens) and the server's state and tasks;
 //! - [`registry`] (where rooms live) -> [`room`] (the room model) -> [`conn`] (a
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod datadir;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod frame;

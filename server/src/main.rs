@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use hms_server::auth::{resolve_secret, TokenKeys};
-use hms_server::config::Config;
+use hms_server::config::{Config, IpNet};
 use hms_server::{App, Error, StaticDirs};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -121,6 +121,27 @@ struct ServeArgs {
     /// Sessions kept in a room's history, 0 = all [limits.sessions_kept_per_room].
     #[arg(long)]
     sessions_kept_per_room: Option<usize>,
+    /// TCP connections open at once, 0 = off [limits.max_connections].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds to send request headers or finish a TLS handshake [limits.header_read_timeout_secs].
+    #[arg(long)]
+    header_read_timeout: Option<u64>,
+    /// POST /v2/token calls per client address per minute, 0 = off [limits.token_requests_per_min_per_ip].
+    #[arg(long)]
+    token_requests_per_min: Option<u32>,
+    /// PEM certificate chain: serve HTTPS / wss:// (with --tls-key) [http.tls_cert].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [http.tls_key].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Comma-separated origins allowed to open the WebSocket, e.g. https://app.example.com [http.allowed_origins].
+    #[arg(long, value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
+    /// Comma-separated proxy addresses or CIDR blocks whose X-Forwarded-For is believed [http.trusted_proxies].
+    #[arg(long, value_delimiter = ',')]
+    trusted_proxies: Option<Vec<IpNet>>,
 }
 
 #[derive(Args)]
@@ -226,6 +247,26 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     }
     if let Some(v) = a.sessions_kept_per_room {
         l.sessions_kept_per_room = v;
+    }
+    if let Some(v) = a.max_connections {
+        l.max_connections = v;
+    }
+    if let Some(v) = a.header_read_timeout {
+        l.header_read_timeout_secs = v;
+    }
+    if let Some(v) = a.token_requests_per_min {
+        l.token_requests_per_min_per_ip = v;
+    }
+    let h = &mut c.http;
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        h.tls_cert = Some(cert.clone());
+        h.tls_key = Some(key.clone());
+    }
+    if let Some(v) = &a.allowed_origins {
+        h.allowed_origins = v.iter().filter(|o| !o.is_empty()).cloned().collect();
+    }
+    if let Some(v) = &a.trusted_proxies {
+        h.trusted_proxies = v.clone();
     }
     let w = &mut c.webhooks;
     if !a.webhook_urls.is_empty() {

@@ -5,11 +5,12 @@
 
 use crate::app::{App, Opened};
 use crate::conn::{Close, Out, Outbox};
+use crate::edge::Client;
 use crate::frame::{self, Text};
 use crate::metrics::Refusal;
-use crate::quota::{self, Counter};
 use crate::signaling::{self, Ctx};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -18,7 +19,6 @@ use hms_protocol::{code, RpcError, ServerPush};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// An upgraded connection.
 pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -63,9 +64,6 @@ fn buffers() -> Buffers {
         }
     })
 }
-
-/// Open WebSocket connections per client address.
-pub type Gate = Counter<IpAddr>;
 
 /// The WebSocket close code and reason for each way a connection ends.
 fn close_frame(why: Close) -> (u16, &'static str) {
@@ -129,8 +127,7 @@ fn text_frames(t: Text) -> TextFrames {
 /// memory per peer O(room size) (see docs/BENCHMARKS.md).
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    State(gate): State<Arc<Gate>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<Client>,
     Query(query): Query<HashMap<String, String>>,
     mut req: axum::extract::Request,
 ) -> axum::response::Response {
@@ -151,6 +148,7 @@ pub async fn upgrade(
         return (StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header missing").into_response();
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let origin = h.get(header::ORIGIN).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "connection cannot be upgraded").into_response();
     };
@@ -176,7 +174,8 @@ pub async fn upgrade(
             }
         };
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-        run(task_app, gate, socket, addr.ip(), query).await;
+        let span = tracing::info_span!("ws", ip = %client.ip);
+        run(task_app, client, origin, socket, query).instrument(span).await;
     };
     task_sizes().0.get_or_init(|| std::mem::size_of_val(&conn_task));
     app.spawn(conn_task);
@@ -216,19 +215,25 @@ async fn reject(mut socket: WebSocket, push: ServerPush, close_code: u16, reason
 /// Runs one upgraded connection to its end. Every refusal at connect is an `on-error`
 /// push and close 1008 (1001 when shutting down), because a browser cannot read the
 /// HTTP status of a failed upgrade.
-async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, query: HashMap<String, String>) {
+async fn run(app: Arc<App>, client: Client, origin: Option<String>, socket: WebSocket, query: HashMap<String, String>) {
     if app.is_shutting_down() {
         app.metrics().refused(Refusal::ShuttingDown);
         let e = RpcError::new(code::INTERNAL, "server shutting down");
         return reject(socket, ServerPush::Error(e), 1001, "server shutting down").await;
     }
-    let max_ip = app.config().limits.max_connections_per_ip;
-    let (_ip_slot, admitted) = gate.hold(quota::ip_key(ip), max_ip);
-    if !admitted {
+    if !client.admitted {
         app.metrics().refused(Refusal::PerIp);
-        tracing::warn!(%ip, "too many connections from one address");
+        let max_ip = app.config().limits.max_connections_per_ip;
         let e = RpcError::new(code::RATE_LIMITED, format!("too many connections from your address (limit {max_ip})"));
         return reject(socket, ServerPush::Error(e), 1008, "too many connections").await;
+    }
+    // Pages of other sites must not open sockets with a user's token (cross-site
+    // WebSocket hijacking); a client that is not a browser sends no Origin at all.
+    let allowed = &app.config().http.allowed_origins;
+    if let Some(o) = origin.as_deref().filter(|o| !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+        tracing::info!(origin = ?o, "connection refused: origin not allowed");
+        let e = RpcError::new(code::FORBIDDEN, format!("the origin {o:?} may not connect to this server (http.allowed_origins)"));
+        return reject(socket, ServerPush::Error(e), 1008, "origin not allowed").await;
     }
     let opened = signaling::open(&app, &query).await;
     // The query holds the token: not kept for the connection's life.

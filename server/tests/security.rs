@@ -401,8 +401,12 @@ async fn one_token_cannot_amplify_joins() {
 async fn rooms_are_bounded_and_joins_are_rate_limited() {
     let s = Server::start(&["--max-peers-per-room", "3", "--joins-per-user-per-min", "3"]);
     let _a = s.joined("r", "a", "host").await;
-    let _b = s.connect("r", "b", "guest").await;
-    let _c = s.connect("r", "c", "guest").await;
+    let mut b = s.connect("r", "b", "guest").await;
+    let mut c = s.connect("r", "c", "guest").await;
+    // Placed (a place is made after the upgrade): a ping is answered only then.
+    for p in [&mut b, &mut c] {
+        assert!(p.request("ping", json!({"timestamp": 1})).await["result"].is_object());
+    }
     let mut d = s.connect("r", "d", "guest").await;
     let e = d.push("on-error").await;
     assert_eq!(e["code"], 429, "{e}");
@@ -513,5 +517,94 @@ async fn session_rows_are_capped_and_listed_in_pages() {
     for bad in ["limit=0", "limit=5000", "limit=x", "start=nope"] {
         let (st, e) = s.http("GET", &format!("/v2/rooms/loop?{bad}"), Some(&m), None).await;
         assert_eq!((st, e["code"].clone()), (400, json!(400)), "{bad}: {e}");
+    }
+}
+
+// ---- attack 3: slowloris ----
+
+/// Reads until the server closes the connection; returns what came, or `None` if it did
+/// not close within `d`.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, d: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    match tokio::time::timeout(d, s.read_to_end(&mut buf)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// A keep-alive request whose connection stays open afterwards; returns the answer's
+/// status line.
+async fn request_keep_alive(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("an answer").unwrap();
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+}
+
+/// Half-sent requests used to stay open indefinitely (no header-read timeout) and the
+/// per-address limit counted only WebSockets: 200 of them held with --max-conns-per-ip 2.
+/// Now every TCP connection counts at accept, and headers must arrive within the timeout.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_and_every_connection_counts() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let s = Server::start(&["--max-conns-per-ip", "2", "--header-read-timeout", "2"]);
+    let addr = ("127.0.0.1", s.port);
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        }
+        slow.push(c);
+    }
+    let t0 = std::time::Instant::now();
+    for (i, c) in slow.iter_mut().enumerate() {
+        let got = read_until_closed(c, Duration::from_secs(6)).await;
+        assert!(got.is_some(), "connection {i} was still open after {:?}", t0.elapsed());
+    }
+    // All given back: a request works again.
+    let (st, _, _) = s.http_raw("GET", "/healthz", None, None, &[]).await;
+    assert_eq!(st, 200);
+    // Plain HTTP connections count against the per-address limit too.
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    assert!(request_keep_alive(&mut a).await.contains("200"));
+    assert!(request_keep_alive(&mut b).await.contains("200"));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    assert!(request_keep_alive(&mut c).await.contains("429"), "a third connection from one address");
+    drop((a, b, c));
+}
+
+/// A global cap on connections open at once: beyond it, new connections are closed at once.
+#[tokio::test]
+async fn connections_are_capped_globally() {
+    use tokio::net::TcpStream;
+    let s = Server::start(&["--max-connections", "3", "--max-conns-per-ip", "0"]);
+    let addr = ("127.0.0.1", s.port);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(request_keep_alive(&mut c).await.contains("200"));
+        held.push(c);
+    }
+    let mut over = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(read_until_closed(&mut over, Duration::from_secs(5)).await.as_deref(), Some(""), "closed without an answer");
+    held.pop();
+    // The slot is given back once the server sees the close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+        if String::from_utf8_lossy(&buf).contains("200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no slot was given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
