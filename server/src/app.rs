@@ -14,7 +14,8 @@
 use crate::auth::{Claims, TokenKeys, TokenType};
 use crate::config::Config;
 use crate::conn::{Close, ConnHandle, Out, Outbox};
-use crate::quota::{Counter, Held, Rate};
+use crate::codes;
+use crate::quota::{self, Counter, Held, Rate};
 use crate::error::Error;
 use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
@@ -25,6 +26,7 @@ use crate::store::{Ender, RoomCode, SessionRecord, Store};
 use crate::webhooks::{self, FailedView, Webhooks};
 use hms_protocol::{peer_list, JoinParams, PeerLeaveRequest, PeerListCall};
 use serde_json::Value;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub struct App {
     per_user: Arc<Counter<(String, String)>>,
     /// Joins per (room, user).
     joins: Rate<(String, String)>,
+    /// `/v2/token` calls per client address.
+    token_rate: Rate<IpAddr>,
 }
 
 /// The rooms' [`Sink`]: counts each event and queues it to the store (session history,
@@ -87,6 +91,9 @@ impl Sink for Recorder {
 /// Most (room, user) pairs whose join rate is remembered at once (a pair is forgotten a
 /// minute or two after its last join).
 const MAX_JOIN_RATE_KEYS: usize = 100_000;
+
+/// Most client addresses whose `/v2/token` rate is remembered at once.
+const MAX_TOKEN_RATE_KEYS: usize = 100_000;
 
 /// A peer's connection once authenticated and placed in its room.
 #[derive(Debug, Clone)]
@@ -200,6 +207,21 @@ fn check_peer_id(peer_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Longest user id a room code holder may ask for, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 64;
+
+/// A user id asked for with a room code: anyone holding the code may ask for any, so it
+/// is a label the holder claims, not an identity (docs/SECURITY.md). It ends up in
+/// tokens, peer lists and logs: `[A-Za-z0-9_.@+:-]`, 1 to [`MAX_USER_ID_BYTES`] bytes.
+fn check_user_id(user_id: String) -> Result<String, Error> {
+    let ok = (1..=MAX_USER_ID_BYTES).contains(&user_id.len())
+        && user_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.@+:-".contains(&b));
+    if !ok {
+        return Err(Error::BadRequest(format!("user_id must be 1 to {MAX_USER_ID_BYTES} characters of [A-Za-z0-9_.@+:-]")));
+    }
+    Ok(user_id)
+}
+
 /// `Ok` when `value` fits in `max` bytes; else 400 naming the limit and its config key.
 fn check_len(what: &str, value: &str, max: usize, key: &str) -> Result<(), Error> {
     if value.len() > max {
@@ -260,6 +282,7 @@ impl App {
         }
         let keys = TokenKeys::new(secret.as_bytes(), &config.access_key, config.token_ttl_secs);
         let per_min = config.limits.joins_per_user_per_min;
+        let token_rate = Rate::new(config.limits.token_requests_per_min_per_ip, config.limits.token_burst_per_ip, MAX_TOKEN_RATE_KEYS);
         Ok(Arc::new(Self {
             config,
             keys,
@@ -272,6 +295,7 @@ impl App {
             webhooks,
             per_user: Arc::default(),
             joins: Rate::new(per_min, per_min, MAX_JOIN_RATE_KEYS),
+            token_rate,
         }))
     }
 
@@ -540,23 +564,67 @@ impl App {
         self.rooms.active_room(room_id).await.ok_or_else(|| Error::NotFound("no active session in this room".into()))
     }
 
-    /// The room's codes, one per role of the template, created where missing.
-    pub async fn room_codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+    /// Issues new room codes for every role of the template (or only `role`): each
+    /// replaces the role's previous code, which stops working at once. The answer is the
+    /// only time the codes' text is known: the store keeps hashes.
+    pub async fn issue_room_codes(&self, room_id: &str, role: Option<&str>) -> Result<Vec<RoomCode>, Error> {
         check_room_id(room_id)?;
-        let roles: Vec<String> = self.rooms.known_roles().keys().cloned().collect();
-        self.store.room_codes(room_id, roles).await.map_err(db_failed)
+        let roles: Vec<String> = match role {
+            Some(r) if self.rooms.known_roles().contains_key(r) => vec![r.to_owned()],
+            Some(r) => return Err(Error::BadRequest(format!("role {r:?} is not in the template"))),
+            None => self.rooms.known_roles().keys().cloned().collect(),
+        };
+        let issued: Vec<(String, String)> = roles.into_iter().map(|r| (r, codes::generate())).collect();
+        let hashes = issued.iter().map(|(r, c)| (r.clone(), codes::hash(c))).collect();
+        let created_at = self.store.issue_codes(room_id, hashes).await.map_err(db_failed)?;
+        tracing::info!(room = ?room_id, roles = issued.len(), "room codes issued");
+        Ok(issued
+            .into_iter()
+            .map(|(role, code)| RoomCode { code: Some(code), room_id: room_id.to_owned(), role, enabled: true, created_at })
+            .collect())
     }
 
-    /// Exchanges a room code for an app token (for `user_id`, or a generated one).
-    pub async fn token_by_code(&self, code: &str, user_id: Option<String>) -> Result<String, Error> {
+    /// The room's codes, without their text.
+    pub async fn room_codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+        check_room_id(room_id)?;
+        self.store.codes(room_id).await.map_err(db_failed)
+    }
+
+    /// Enables or disables one code, named by its text (404 when unknown).
+    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<RoomCode, Error> {
+        let hash = codes::hash(code);
+        if !self.store.set_code_enabled(&hash, enabled).await.map_err(db_failed)? {
+            return Err(Error::NotFound("unknown room code".into()));
+        }
+        let found = self.store.find_code(&hash).await.map_err(db_failed)?;
+        let found = found.ok_or_else(|| Error::NotFound("unknown room code".into()))?;
+        tracing::info!(room = ?found.room_id, role = ?found.role, enabled, "room code enabled flag changed");
+        Ok(found)
+    }
+
+    /// Exchanges a room code for an app token, for `user_id` (checked: see
+    /// [`check_user_id`]) or a generated one. Throttled per client address `from`; a
+    /// locked room refuses (423).
+    pub async fn token_by_code(&self, code: &str, user_id: Option<String>, from: IpAddr) -> Result<String, Error> {
+        if let Err(wait) = self.token_rate.take(&quota::ip_key(from), Instant::now()) {
+            tracing::info!(ip = %from, "token exchange refused: too many from one address");
+            let what = format!("too many token requests from your address (limit {} a minute)", self.config.limits.token_requests_per_min_per_ip);
+            return Err(Error::Throttled(what, wait.as_secs().max(1)));
+        }
         if code.is_empty() {
             return Err(Error::BadRequest("code is required".into()));
         }
-        let found = self.store.find_code(code).await.map_err(db_failed)?;
+        let user = match user_id {
+            Some(u) => check_user_id(u)?,
+            None => format!("user-{}", uuid::Uuid::new_v4()),
+        };
+        let found = self.store.find_code(&codes::hash(code)).await.map_err(db_failed)?;
         let Some(code) = found.filter(|c| c.enabled) else {
             return Err(Error::NotFound("unknown or disabled room code".into()));
         };
-        let user = user_id.filter(|u| !u.is_empty()).unwrap_or_else(|| format!("user-{}", uuid::Uuid::new_v4()));
+        if self.rooms.is_locked(&code.room_id).await {
+            return Err(Error::Locked);
+        }
         self.keys.app_token(&code.room_id, &user, &code.role)
     }
 

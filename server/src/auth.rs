@@ -101,8 +101,9 @@ impl TokenKeys {
         self.sign(&self.claims(TokenType::Management, "", "", ""))
     }
 
-    /// Verifies signature, algorithm, `exp` and `nbf`, and that the token has `want` type.
-    /// Every refusal is [`Error::Unauthorized`] (401 on the wire).
+    /// Verifies signature, algorithm, `exp` and `nbf`, that the token is for this
+    /// server's `access_key` and has `want` type. Every refusal is
+    /// [`Error::Unauthorized`] (401 on the wire).
     pub fn verify(&self, token: &str, want: TokenType) -> Result<Claims, Error> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 5;
@@ -110,6 +111,9 @@ impl TokenKeys {
         v.set_required_spec_claims(&["exp", "nbf"]);
         let data = decode::<Claims>(token, &self.dec, &v).map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
         let c = data.claims;
+        if c.access_key != self.access_key {
+            return Err(Error::Unauthorized("the token's access_key is not this server's (access_key in its config)".into()));
+        }
         if c.token_type != want {
             return Err(Error::Unauthorized(match want {
                 TokenType::App => "a management token cannot join a room; use an app token".into(),
@@ -206,6 +210,8 @@ mod tests {
         c.nbf = c.iat;
         assert!(k.verify(&k.sign(&c).unwrap(), TokenType::App).is_err());
         assert!(k.verify("not.a.jwt", TokenType::App).is_err());
+        let other_app = TokenKeys::new(b"s3cret", "another", 60);
+        assert!(k.verify(&other_app.app_token("r", "u", "host").unwrap(), TokenType::App).is_err(), "another access_key");
     }
 
     #[test]

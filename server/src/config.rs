@@ -266,8 +266,9 @@ pub struct Limits {
     /// Consecutive seconds over the frame rate after which the socket is closed (1008).
     /// Flag `--rate-limit-strikes`. Default 3.
     pub rate_limit_strikes: u32,
-    /// WebSocket connections open at once from one IP address; beyond, the new socket
-    /// gets `on-error {429}` and close 1008. Flag `--max-conns-per-ip`. Default 50000; 0 disables.
+    /// TCP connections (HTTP and WebSocket) open at once from one client address (an
+    /// IPv6 client: its /64); beyond, a WebSocket gets `on-error {429}` and close 1008,
+    /// an HTTP request 429. Flag `--max-conns-per-ip`. Default 1000; 0 disables.
     pub max_connections_per_ip: usize,
     /// Seconds one socket write may take before the connection is dropped as stuck.
     /// Flag `--write-timeout`. Default 10.
@@ -312,11 +313,12 @@ pub struct Limits {
     /// Seconds a client has to send a request's headers (and to finish a TLS handshake);
     /// slower connections are closed. Flag `--header-read-timeout`. Default 10.
     pub header_read_timeout_secs: u64,
-    /// `POST /v2/token` calls one client address may make per minute (as many at once as
-    /// `token_burst_per_ip`); beyond, 429 with `Retry-After`. Flag
-    /// `--token-requests-per-min`. Default 60; 0 disables.
+    /// `POST /v2/token` calls one client address may make per minute, after a burst of
+    /// `token_burst_per_ip`; beyond, 429 with `Retry-After`. Flag
+    /// `--token-requests-per-min`. Default 120; 0 disables.
     pub token_requests_per_min_per_ip: u32,
-    /// How many `POST /v2/token` calls one address may make at once. Default 20.
+    /// How many `POST /v2/token` calls one address may make at once. Flag
+    /// `--token-burst`. Default 60.
     pub token_burst_per_ip: u32,
 }
 
@@ -329,7 +331,7 @@ impl Default for Limits {
             reconnect_window_secs: 15,
             max_frames_per_sec: 50,
             rate_limit_strikes: 3,
-            max_connections_per_ip: 50_000,
+            max_connections_per_ip: 1000,
             write_timeout_secs: 10,
             end_room_flush_ms: 2000,
             shutdown_grace_ms: 3000,
@@ -343,8 +345,8 @@ impl Default for Limits {
             sessions_kept_per_room: 1000,
             max_connections: 100_000,
             header_read_timeout_secs: 10,
-            token_requests_per_min_per_ip: 60,
-            token_burst_per_ip: 20,
+            token_requests_per_min_per_ip: 120,
+            token_burst_per_ip: 60,
         }
     }
 }

@@ -15,11 +15,12 @@
 //!   (Prometheus), both fed by [`events`] (what happened in the rooms);
 //! - shared leaves: [`frame`] (JSON-RPC encode/decode), [`error`], [`config`], [`clock`],
 //!   [`datadir`] (the data dir's permissions and atomic files), [`quota`] (counts and
-//!   rates per key).
+//!   rates per key), [`codes`] (room codes: generation and hashing).
 
 pub mod app;
 pub mod auth;
 pub mod clock;
+pub mod codes;
 pub mod config;
 pub mod conn;
 pub mod datadir;

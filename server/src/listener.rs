@@ -11,7 +11,6 @@ use axum::Router;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 
 /// Where static files come from.
@@ -23,12 +22,12 @@ pub struct StaticDirs {
     pub pkg: Option<PathBuf>,
 }
 
-/// The whole HTTP app: `/ws`, `/v2/...` (CORS open), `/healthz`, static files.
+/// The whole HTTP app: `/ws`, `/v2/...`, `/healthz`, static files.
 pub fn router(app: Arc<App>, dirs: &StaticDirs) -> Router {
     let mut r = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
-        .merge(rest::routes().layer(CorsLayer::very_permissive().allow_credentials(false)));
+        .merge(rest::routes(&app.config().http.allowed_origins));
     if let Some(pkg) = &dirs.pkg {
         r = r.nest_service("/pkg", ServeDir::new(pkg));
     }

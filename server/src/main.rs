@@ -71,7 +71,7 @@ struct ServeArgs {
     /// Consecutive seconds over the frame rate before close 1008 [limits.rate_limit_strikes].
     #[arg(long)]
     rate_limit_strikes: Option<u32>,
-    /// WebSocket connections per client IP, 0 = off [limits.max_connections_per_ip].
+    /// TCP connections per client address, 0 = off [limits.max_connections_per_ip].
     #[arg(long)]
     max_conns_per_ip: Option<usize>,
     /// Seconds one socket write may take before the peer is dropped [limits.write_timeout_secs].
@@ -130,6 +130,9 @@ struct ServeArgs {
     /// POST /v2/token calls per client address per minute, 0 = off [limits.token_requests_per_min_per_ip].
     #[arg(long)]
     token_requests_per_min: Option<u32>,
+    /// POST /v2/token calls one client address may make at once [limits.token_burst_per_ip].
+    #[arg(long)]
+    token_burst: Option<u32>,
     /// PEM certificate chain: serve HTTPS / wss:// (with --tls-key) [http.tls_cert].
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -256,6 +259,9 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     }
     if let Some(v) = a.token_requests_per_min {
         l.token_requests_per_min_per_ip = v;
+    }
+    if let Some(v) = a.token_burst {
+        l.token_burst_per_ip = v;
     }
     let h = &mut c.http;
     if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {

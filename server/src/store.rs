@@ -144,14 +144,17 @@ pub struct EndRecord {
 /// A room code: one per (room, role).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoomCode {
-    /// The short code (`abc-defg-hij`).
-    pub code: String,
+    /// The code's text (`abcd-efgh-ijkl-mnop`): known only when it is issued, never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// The room it opens.
     pub room_id: String,
     /// The role a token minted from it gets.
     pub role: String,
     /// Disabled codes are refused with 404.
     pub enabled: bool,
+    /// When it was issued, ms since the Unix epoch.
+    pub created_at: u64,
 }
 
 const SCHEMA: &str = "
@@ -171,8 +174,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_room ON sessions(room_id, started_at);
 CREATE INDEX IF NOT EXISTS sessions_room_order ON sessions(room_id);
-CREATE TABLE IF NOT EXISTS room_codes (
-    code       TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS room_code_hashes (
+    hash       TEXT PRIMARY KEY,
     room_id    TEXT NOT NULL,
     role       TEXT NOT NULL,
     enabled    INTEGER NOT NULL DEFAULT 1,
@@ -433,64 +436,49 @@ impl Store {
         });
     }
 
-    /// The room's codes, one per role in `roles`, created where missing.
-    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, Error> {
+    /// Stores newly issued codes of a room, `(role, hash)`: each replaces the role's
+    /// previous code (which stops working) and starts enabled. Returns their `created_at`.
+    pub async fn issue_codes(&self, room_id: &str, codes: Vec<(String, String)>) -> Result<u64, Error> {
         let room = room_id.to_owned();
         self.call(move |c| {
-            let tx = c;
-            let mut out = Vec::new();
-            for role in roles {
-                let existing: Option<(String, bool)> = tx
-                    .query_row(
-                        "SELECT code, enabled FROM room_codes WHERE room_id = ?1 AND role = ?2",
-                        params![room, role],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                let (code, enabled) = match existing {
-                    Some(x) => x,
-                    None => {
-                        // Retry on the (astronomically unlikely) collision of a random code.
-                        let mut code = new_code();
-                        while tx
-                            .query_row("SELECT 1 FROM room_codes WHERE code = ?1", params![code], |_| Ok(()))
-                            .optional()?
-                            .is_some()
-                        {
-                            code = new_code();
-                        }
-                        tx.execute(
-                            "INSERT INTO room_codes(code, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
-                            params![code, room, role, now_ms()],
-                        )?;
-                        (code, true)
-                    }
-                };
-                out.push(RoomCode { code, room_id: room.clone(), role, enabled });
+            let now = now_ms();
+            for (role, hash) in codes {
+                c.execute(
+                    "INSERT INTO room_code_hashes(hash, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT(room_id, role) DO UPDATE SET hash = excluded.hash, enabled = 1, created_at = excluded.created_at",
+                    params![hash, room, role, now],
+                )?;
             }
-            Ok(out)
+            Ok(now as u64)
         })
         .await
     }
 
-    /// Looks a room code up.
-    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, Error> {
-        let code = code.to_owned();
+    /// The room's codes (without their text), by role.
+    pub async fn codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+        let room = room_id.to_owned();
         self.call(move |c| {
-            c.query_row(
-                "SELECT code, room_id, role, enabled FROM room_codes WHERE code = ?1",
-                params![code],
-                |r| Ok(RoomCode { code: r.get(0)?, room_id: r.get(1)?, role: r.get(2)?, enabled: r.get(3)? }),
-            )
-            .optional()
+            let mut st = c.prepare("SELECT room_id, role, enabled, created_at FROM room_code_hashes WHERE room_id = ?1 ORDER BY role")?;
+            let rows = st.query_map(params![room], code_row)?;
+            rows.collect()
         })
         .await
     }
 
-    /// Enables or disables one code (tests and operators).
-    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, Error> {
-        let code = code.to_owned();
-        self.call(move |c| Ok(c.execute("UPDATE room_codes SET enabled = ?2 WHERE code = ?1", params![code, enabled])? > 0))
+    /// The code whose hash is `hash` (without its text).
+    pub async fn find_code(&self, hash: &str) -> Result<Option<RoomCode>, Error> {
+        let hash = hash.to_owned();
+        self.call(move |c| {
+            c.query_row("SELECT room_id, role, enabled, created_at FROM room_code_hashes WHERE hash = ?1", params![hash], code_row)
+                .optional()
+        })
+        .await
+    }
+
+    /// Enables or disables the code whose hash is `hash`; false when there is none.
+    pub async fn set_code_enabled(&self, hash: &str, enabled: bool) -> Result<bool, Error> {
+        let hash = hash.to_owned();
+        self.call(move |c| Ok(c.execute("UPDATE room_code_hashes SET enabled = ?2 WHERE hash = ?1", params![hash, enabled])? > 0))
             .await
     }
 
@@ -595,21 +583,37 @@ fn close_dangling(c: &Connection, outbox: Option<&OutboxWriter>) -> rusqlite::Re
     }
 }
 
+fn code_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RoomCode> {
+    Ok(RoomCode { code: None, room_id: r.get(0)?, role: r.get(1)?, enabled: r.get(2)?, created_at: r.get::<_, i64>(3)? as u64 })
+}
+
 /// Brings a database made by an older server up to the current schema.
 fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    // Room codes used to be stored as text: keep them working, as hashes.
+    let old: bool = c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'room_codes'", [], |r| r.get(0))?;
+    if old {
+        let rows: Vec<(String, String, String, bool, i64)> = {
+            let mut st = c.prepare("SELECT code, room_id, role, enabled, created_at FROM room_codes")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        c.execute_batch("BEGIN")?;
+        for (code, room, role, enabled, created) in rows {
+            c.execute(
+                "INSERT OR IGNORE INTO room_code_hashes(hash, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![crate::codes::hash(&code), room, role, enabled, created],
+            )?;
+        }
+        // Zero the old rows' pages, and keep no copy in the WAL: the text is what a file
+        // read must not find.
+        c.execute_batch("PRAGMA secure_delete = ON; DROP TABLE room_codes; COMMIT; PRAGMA secure_delete = OFF;")?;
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     let has: bool = c.query_row("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'ended_by_user'", [], |r| r.get(0))?;
     if !has {
         c.execute_batch("ALTER TABLE sessions ADD COLUMN ended_by_user TEXT")?;
     }
     Ok(())
-}
-
-/// A random code like 100ms's: `abc-defg-hij`, lowercase letters.
-fn new_code() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let mut part = |n: usize| -> String { (0..n).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect() };
-    format!("{}-{}-{}", part(3), part(4), part(3))
 }
 
 #[cfg(test)]
@@ -694,16 +698,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn room_codes_are_stable_per_role() {
+    async fn room_codes_are_kept_as_hashes_one_per_role() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let a = s.room_codes("r", vec!["host".into(), "guest".into()]).await.unwrap();
-        let b = s.room_codes("r", vec!["host".into(), "guest".into()]).await.unwrap();
-        assert_eq!(a, b);
-        assert_ne!(a[0].code, a[1].code);
-        assert_eq!(s.find_code(&a[1].code).await.unwrap().unwrap().role, "guest");
-        assert!(s.find_code("nope").await.unwrap().is_none());
-        assert!(s.set_code_enabled(&a[0].code, false).await.unwrap());
-        assert!(!s.find_code(&a[0].code).await.unwrap().unwrap().enabled);
+        s.issue_codes("r", vec![("host".into(), "h1".into()), ("guest".into(), "g1".into())]).await.unwrap();
+        assert_eq!(s.find_code("g1").await.unwrap().unwrap().role, "guest");
+        s.issue_codes("r", vec![("guest".into(), "g2".into())]).await.unwrap();
+        assert!(s.find_code("g1").await.unwrap().is_none(), "replaced");
+        assert!(s.find_code("h1").await.unwrap().is_some(), "the other role's code stays");
+        assert!(s.set_code_enabled("g2", false).await.unwrap());
+        assert!(!s.find_code("g2").await.unwrap().unwrap().enabled);
+        assert!(!s.set_code_enabled("nope", false).await.unwrap());
+        let all = s.codes("r").await.unwrap();
+        assert_eq!(all.iter().map(|c| c.role.as_str()).collect::<Vec<_>>(), ["guest", "host"]);
+        assert!(all.iter().all(|c| c.code.is_none()));
+    }
+
+    #[test]
+    fn text_codes_of_an_older_server_become_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("hms.sqlite3")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE room_codes (code TEXT PRIMARY KEY, room_id TEXT NOT NULL, role TEXT NOT NULL,
+                   enabled INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, UNIQUE(room_id, role));
+                 INSERT INTO room_codes VALUES ('abc-defg-hij', 'r', 'host', 1, 5);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let found = rt.block_on(s.find_code(&crate::codes::hash("abc-defg-hij"))).unwrap().unwrap();
+        assert_eq!((found.room_id.as_str(), found.role.as_str(), found.created_at), ("r", "host", 5));
+        drop(s);
+        let c = Connection::open(dir.path().join("hms.sqlite3")).unwrap();
+        let old: i64 = c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'room_codes'", [], |r| r.get(0)).unwrap();
+        assert_eq!(old, 0, "the text table is gone");
     }
 }

@@ -568,11 +568,19 @@ async fn slow_and_idle_connections_are_closed_and_every_connection_counts() {
     // All given back: a request works again.
     let (st, _, _) = s.http_raw("GET", "/healthz", None, None, &[]).await;
     assert_eq!(st, 200);
-    // Plain HTTP connections count against the per-address limit too.
-    let mut a = TcpStream::connect(addr).await.unwrap();
-    let mut b = TcpStream::connect(addr).await.unwrap();
-    assert!(request_keep_alive(&mut a).await.contains("200"));
-    assert!(request_keep_alive(&mut b).await.contains("200"));
+    // Plain HTTP connections count against the per-address limit too. (The connection
+    // above is given back once the server has seen it close: wait for two to fit.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (mut a, mut b) = loop {
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        if request_keep_alive(&mut a).await.contains("200") && request_keep_alive(&mut b).await.contains("200") {
+            break (a, b);
+        }
+        assert!(std::time::Instant::now() < deadline, "two connections never fit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(request_keep_alive(&mut a).await.contains("200") && request_keep_alive(&mut b).await.contains("200"));
     let mut c = TcpStream::connect(addr).await.unwrap();
     assert!(request_keep_alive(&mut c).await.contains("429"), "a third connection from one address");
     drop((a, b, c));
@@ -607,4 +615,168 @@ async fn connections_are_capped_globally() {
         assert!(std::time::Instant::now() < deadline, "no slot was given back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ---- attack 6: room codes guessable online ----
+
+/// An HTTP request from another loopback address (127.0.0.2), for per-address limits.
+async fn http_from(src: &str, port: u16, req: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    let mut s = tokio::time::timeout(Duration::from_secs(5), sock.connect(format!("127.0.0.1:{port}").parse().unwrap())).await.unwrap().unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn token_request(code: &str) -> String {
+    let body = json!({"code": code}).to_string();
+    format!("POST /v2/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+/// `/v2/token` had no throttle (1,000 wrong codes in 0.9 s) and codes had ~47 bits. Now:
+/// at least 64 bits, a per-address throttle with 429 and Retry-After, and other
+/// addresses unaffected.
+#[tokio::test]
+async fn room_codes_cannot_be_guessed_online() {
+    let s = Server::start(&["--token-requests-per-min", "60", "--token-burst", "20"]);
+    let (host, guest) = codes(&s, "r").await;
+    for c in [&host, &guest] {
+        let letters = c.chars().filter(char::is_ascii_lowercase).count();
+        assert!(c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'), "{c}");
+        assert!(letters as f64 * 26f64.log2() >= 64.0, "{c}: {letters} letters are under 64 bits");
+    }
+    let (mut not_found, mut limited, mut retry_after) = (0, 0, None);
+    for i in 0..100 {
+        let (st, head, _) = s.http_raw("POST", "/v2/token", None, Some(json!({"code": format!("aaaa-aaaa-aaaa-{i:04}")}).to_string()), &[]).await;
+        match st {
+            404 => not_found += 1,
+            429 => {
+                limited += 1;
+                retry_after = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_owned()));
+            }
+            other => panic!("status {other}: {head}"),
+        }
+    }
+    assert_eq!(not_found, 20, "the burst");
+    assert_eq!(limited, 80);
+    let wait: u64 = retry_after.expect("a Retry-After header").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // The right code from the same address waits too; another address is not affected.
+    let (st, _, _) = s.http_raw("POST", "/v2/token", None, Some(json!({"code": guest}).to_string()), &[]).await;
+    assert_eq!(st, 429);
+    assert!(http_from("127.0.0.2", s.port, &token_request(&guest)).await.starts_with("HTTP/1.1 200"));
+}
+
+/// Codes can be reissued (the old ones stop working at once) and disabled over REST; a
+/// locked room refuses the exchange (423); the database keeps only a hash of each code;
+/// the user id a code holder asks for is checked.
+#[tokio::test]
+async fn room_codes_rotate_disable_and_respect_the_lock() {
+    let s = Server::start(&[]);
+    let m = Server::mgmt();
+    let (host1, guest1) = codes(&s, "r").await;
+    let (host2, guest2) = codes(&s, "r").await;
+    assert!(host1 != host2 && guest1 != guest2, "asking again issues new codes");
+    let exchange = |code: String, user: Option<&'static str>| {
+        let port = s.port;
+        async move {
+            let body = match user {
+                Some(u) => json!({"code": code, "user_id": u}),
+                None => json!({"code": code}),
+            };
+            common::Server::at(port).http("POST", "/v2/token", None, Some(&body)).await
+        }
+    };
+    assert_eq!(exchange(guest1.clone(), None).await.0, 404, "replaced codes stop working");
+    assert_eq!(exchange(host1.clone(), None).await.0, 404);
+    assert_eq!(exchange(guest2.clone(), Some("bob")).await.0, 200);
+    // Listing shows the codes' state, never their text.
+    let (st, list) = s.http("GET", "/v2/room-codes/room/r", Some(&m), None).await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&guest2), "{list}");
+    // Disable and enable one code by its text (100ms's update call).
+    let (st, _) = s.http("POST", &format!("/v2/room-codes/code/{guest2}"), Some(&m), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(exchange(guest2.clone(), None).await.0, 404);
+    let (st, _) = s.http("POST", &format!("/v2/room-codes/code/{guest2}"), Some(&m), Some(&json!({"enabled": true}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(exchange(guest2.clone(), None).await.0, 200);
+    let (st, _) = s.http("POST", "/v2/room-codes/code/nope-nope-nope-nope", Some(&m), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 404);
+    // Reissue one role only.
+    let (st, one) = s.http("POST", "/v2/room-codes/room/r", Some(&m), Some(&json!({"role": "host"}))).await;
+    assert_eq!((st, one["data"].as_array().unwrap().len()), (200, 1), "{one}");
+    assert_eq!(exchange(host2.clone(), None).await.0, 404);
+    assert_eq!(exchange(guest2.clone(), None).await.0, 200, "the guest code stays");
+    // A locked room refuses the exchange.
+    let (st, _) = s.http("POST", "/v2/rooms/r", Some(&m), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
+    let (st, e) = exchange(guest2.clone(), None).await;
+    assert_eq!((st, e["code"].clone()), (423, json!(423)), "{e}");
+    // User ids from a code: what a log line or a URL can carry, 1 to 64 bytes.
+    let (st, _) = s.http("POST", "/v2/rooms/r", Some(&m), Some(&json!({"enabled": true}))).await;
+    assert_eq!(st, 200);
+    for bad in ["", "a\nb", "a b", "x".repeat(65).leak()] {
+        let (st, e) = s.http("POST", "/v2/token", None, Some(&json!({"code": guest2, "user_id": bad}))).await;
+        assert_eq!(st, 400, "{bad:?}: {e}");
+    }
+    assert_eq!(exchange(guest2.clone(), Some("alice.smith@example.com")).await.0, 200);
+    // Only hashes on disk.
+    let (st, _) = s.http("POST", "/v2/rooms/x", Some(&m), Some(&json!({"enabled": true}))).await;
+    assert_eq!(st, 200);
+    for f in ["hms.sqlite3", "hms.sqlite3-wal"] {
+        let bytes = std::fs::read(s.dir.join(f)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for c in [&host1, &guest1, &host2, &guest2] {
+            assert!(!text.contains(c.as_str()), "{f} holds the code {c}");
+        }
+    }
+}
+
+// ---- attack 9: the management surface ----
+
+/// CORS is answered only on `/v2/token` (the one call a web page makes), and only for the
+/// allowed origins when they are set; management routes get none.
+#[tokio::test]
+async fn cors_only_where_a_browser_needs_it() {
+    let preflight = [("Origin", "http://evil.test"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "authorization, content-type")];
+    let s = Server::start(&[]);
+    for path in ["/v2/active-rooms/r/end-room", "/v2/rooms/r", "/v2/room-codes/room/r", "/v2/active-rooms/r/remove-peers"] {
+        let (_, head, _) = s.http_raw("OPTIONS", path, None, None, &preflight).await;
+        assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "{path}: {head}");
+        let (_, head, _) = s.http_raw("POST", path, Some(&Server::mgmt()), Some("{}".into()), &[("Origin", "http://evil.test")]).await;
+        assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "{path}: {head}");
+    }
+    let (_, head, _) = s.http_raw("OPTIONS", "/v2/token", None, None, &preflight).await;
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin"), "{head}");
+    // With an allow-list, only its origins.
+    let s = Server::start(&["--allowed-origins", "https://app.example.com"]);
+    let (_, head, _) = s.http_raw("OPTIONS", "/v2/token", None, None, &preflight).await;
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "{head}");
+    let ok = [("Origin", "https://app.example.com"), ("Access-Control-Request-Method", "POST")];
+    let (_, head, _) = s.http_raw("OPTIONS", "/v2/token", None, None, &ok).await;
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: https://app.example.com"), "{head}");
+}
+
+/// Tokens name the app they belong to (`access_key`): one signed with the right secret
+/// for another app is refused, on the WebSocket and on the REST API.
+#[tokio::test]
+async fn tokens_for_another_access_key_are_refused() {
+    use hms_server::auth::TokenType;
+    let s = Server::start(&[]);
+    let mut c = Server::claims("r", "u", "host", TokenType::App);
+    c.access_key = "another-app".into();
+    let app = Server::keys().sign(&c).unwrap();
+    let mut ws = Client::connect(&s.ws_url("p", &app)).await;
+    let e = ws.push("on-error").await;
+    assert_eq!(e["code"], 401, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("access_key"), "{e}");
+    let mut m = Server::claims("", "", "", TokenType::Management);
+    m.access_key = "another-app".into();
+    let (st, _) = s.http("GET", "/v2/active-rooms/r", Some(&Server::keys().sign(&m).unwrap()), None).await;
+    assert_eq!(st, 401);
 }
