@@ -780,3 +780,107 @@ async fn tokens_for_another_access_key_are_refused() {
     let (st, _) = s.http("GET", "/v2/active-rooms/r", Some(&Server::keys().sign(&m).unwrap()), None).await;
     assert_eq!(st, 401);
 }
+
+// ---- issue 14: TLS, origins, proxies ----
+
+/// A self-signed certificate for `localhost`, made now; returns (cert path, key path,
+/// a TLS connector that trusts only it).
+fn test_certificate(dir: &Path) -> (String, String, tokio_rustls::TlsConnector) {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    (cert_path.to_str().unwrap().to_owned(), key_path.to_str().unwrap().to_owned(), connector)
+}
+
+/// `--tls-cert` / `--tls-key`: the server speaks wss:// itself (no proxy needed): a
+/// client that trusts the test certificate joins and ends a room; plain HTTP is refused.
+#[tokio::test]
+async fn tls_serves_wss_with_a_certificate_made_at_test_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key, connector) = test_certificate(tmp.path());
+    let s = Server::start(&["--tls-cert", &cert, "--tls-key", &key]);
+    let token = Server::token("r", "u-h", "host");
+    let url = format!("wss://localhost:{}/ws?peer=h&token={token}", s.port);
+    let mut host = Client::dial(&url, common::Dial { tls: Some((connector.clone(), "localhost")), ..Default::default() }).await;
+    host.join("h").await;
+    let gtoken = Server::token("r", "u-g", "guest");
+    let gurl = format!("wss://localhost:{}/ws?peer=g&token={gtoken}", s.port);
+    let mut guest = Client::dial(&gurl, common::Dial { tls: Some((connector, "localhost")), ..Default::default() }).await;
+    guest.join("g").await;
+    host.push("on-peer-join").await;
+    assert!(host.request("end-room", json!({"lock": false, "reason": "over TLS"})).await["result"].is_object());
+    assert_eq!(guest.push("on-peer-leave-request").await["reason"], "over TLS");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let got = http_from("127.0.0.1", s.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(!got.contains("200 OK"), "{got:?}");
+    // A bad key path is a clear start-up error.
+    let (ok, _, err) = run_cli(&["serve", "--addr", "127.0.0.1:0", "--data-dir", tmp.path().join("d").to_str().unwrap(), "--tls-cert", &cert, "--tls-key", "/nonexistent/key.pem"], &[("HMS_SECRET", SECRET)]);
+    assert!(!ok && err.contains("private key"), "{err}");
+}
+
+/// `--allowed-origins`: a page of another origin cannot open a socket (cross-site
+/// WebSocket hijacking with a user's token); the allowed origin and non-browser clients
+/// (no Origin header) can.
+#[tokio::test]
+async fn a_websocket_from_another_origin_is_refused() {
+    let s = Server::start(&["--allowed-origins", "https://app.example.com,http://localhost:5173"]);
+    let token = Server::token("r", "u", "host");
+    let mut evil = Client::dial(&s.ws_url("p", &token), common::Dial { headers: &[("Origin", "https://evil.example")], ..Default::default() }).await;
+    let e = evil.push("on-error").await;
+    assert_eq!(e["code"], 403, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("origin"), "{e}");
+    assert_eq!(evil.closed().await, 1008);
+    for origin in ["https://app.example.com", "HTTP://LOCALHOST:5173"] {
+        let mut ok = Client::dial(&s.ws_url("p", &token), common::Dial { headers: &[("Origin", origin)], ..Default::default() }).await;
+        ok.join("p").await;
+        ok.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+        assert_eq!(ok.closed().await, 1000);
+    }
+    let mut tool = Client::connect(&s.ws_url("p", &token)).await;
+    tool.join("p").await;
+    assert!(s.log().contains("origin not allowed"));
+}
+
+/// `--trusted-proxies`: behind a trusted proxy (here 127.0.0.2) per-address limits and
+/// logs use the address in X-Forwarded-For; from anyone else the header is ignored.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let s = Server::start(&["--trusted-proxies", "127.0.0.2", "--max-conns-per-ip", "1", "--token-requests-per-min", "1", "--token-burst", "1"]);
+    let dial = |from: &'static str, xff: &'static str, peer: &'static str| {
+        let url = s.ws_url(peer, &Server::token("r", &format!("u-{peer}"), "guest"));
+        async move { Client::dial(&url, common::Dial { from: Some(from), headers: &[("X-Forwarded-For", xff)], ..Default::default() }).await }
+    };
+    // Through the trusted proxy: one connection per forwarded client.
+    let mut a = dial("127.0.0.2", "203.0.113.7", "a").await;
+    a.join("a").await;
+    let mut a2 = dial("127.0.0.2", "198.51.100.1, 203.0.113.7", "a2").await;
+    assert_eq!(a2.push("on-error").await["code"], 429, "the same forwarded client (rightmost untrusted hop)");
+    let mut b = dial("127.0.0.2", "203.0.113.8", "b").await;
+    b.join("b").await;
+    // Directly: the header is the client's own word, ignored; the socket's address counts.
+    let mut c = dial("127.0.0.1", "203.0.113.9", "c").await;
+    c.join("c").await;
+    let mut c2 = dial("127.0.0.1", "203.0.113.10", "c2").await;
+    assert_eq!(c2.push("on-error").await["code"], 429, "one connection from 127.0.0.1");
+    // The token throttle keys on the same address.
+    let via = |xff: &str| token_request("nope-nope-nope-nope").replacen("Host: x\r\n", &format!("Host: x\r\nX-Forwarded-For: {xff}\r\n"), 1);
+    assert!(http_from("127.0.0.2", s.port, &via("203.0.113.20")).await.starts_with("HTTP/1.1 404"));
+    let limited = http_from("127.0.0.2", s.port, &via("203.0.113.20")).await;
+    assert!(limited.starts_with("HTTP/1.1 429") && limited.contains("token requests"), "{limited}");
+    assert!(http_from("127.0.0.2", s.port, &via("203.0.113.21")).await.starts_with("HTTP/1.1 404"), "another forwarded client");
+    let log = s.log();
+    assert!(log.contains("ip=203.0.113.7") && log.contains("ip=203.0.113.8"), "forwarded addresses in the log:\n{log}");
+    assert!(log.contains("ip=127.0.0.1"), "{log}");
+    assert!(!log.contains("203.0.113.9") && !log.contains("203.0.113.10"), "an untrusted header never reaches the log");
+}

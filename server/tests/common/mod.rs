@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 /// How long any single receive may take.
 pub const RECV: Duration = Duration::from_secs(5);
@@ -316,8 +316,23 @@ pub enum Ev {
     Gone,
 }
 
+/// Any byte stream a client can speak WebSocket over (TCP, or TLS over TCP).
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// How a client connects: from which local address, with which extra headers, over TLS.
+#[derive(Default)]
+pub struct Dial<'a> {
+    /// Bind to this local address first (e.g. 127.0.0.2: another client address).
+    pub from: Option<&'a str>,
+    /// Extra request headers (Origin, X-Forwarded-For).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Speak TLS, expecting this server name.
+    pub tls: Option<(tokio_rustls::TlsConnector, &'a str)>,
+}
+
 pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: WebSocketStream<Box<dyn Io>>,
     buf: VecDeque<Value>,
     next_id: u64,
     /// The reconnect secret from the last join answer.
@@ -326,8 +341,37 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio::time::timeout(RECV, tokio_tungstenite::connect_async(url)).await.expect("connect in time").unwrap();
-        Client { ws, buf: VecDeque::new(), next_id: 1, secret: None }
+        Self::dial(url, Dial::default()).await
+    }
+
+    /// Connects to `url` (`ws://` or `wss://` `127.0.0.1:PORT/...`) as `how` says.
+    pub async fn dial(url: &str, how: Dial<'_>) -> Client {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        tokio::time::timeout(RECV, async {
+            let rest = url.split_once("://").unwrap().1;
+            let port: u16 = rest.split(['/', '?']).next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            if let Some(from) = how.from {
+                sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            }
+            let tcp = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+            let stream: Box<dyn Io> = match how.tls {
+                None => Box::new(tcp),
+                Some((connector, name)) => {
+                    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+                    Box::new(connector.connect(name, tcp).await.unwrap())
+                }
+            };
+            let mut req = url.into_client_request().unwrap();
+            for (k, v) in how.headers {
+                let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+                req.headers_mut().append(name, v.parse().unwrap());
+            }
+            let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+            Client { ws, buf: VecDeque::new(), next_id: 1, secret: None }
+        })
+        .await
+        .expect("connect in time")
     }
 
     pub async fn send_text(&mut self, t: impl Into<String>) {
