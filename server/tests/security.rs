@@ -241,6 +241,35 @@ async fn a_guest_cannot_take_over_another_peer() {
     assert_eq!(back.push("on-error").await["code"], 409);
     newer.join("Alice").await;
     host.silent(Duration::from_millis(200)).await;
+    assert!(!s.log().contains(&secret), "the secret never reaches the log");
+}
+
+/// The lock holds on every way in: a token minted before the lock, a connection that
+/// was waiting to join, a reconnect after the window, a room code. Only a peer that never
+/// left (its place held, its secret presented) comes back.
+#[tokio::test]
+async fn the_lock_holds_on_every_way_in() {
+    let s = Server::start(&["--reconnect-window", "1"]);
+    let (_, guest_code) = codes(&s, "r").await;
+    let minted_before = Server::token("r", "u-early", "guest");
+    let mut host = s.joined("r", "h", "host").await;
+    let g = s.joined("r", "g", "guest").await;
+    let g_secret = g.secret.clone().unwrap();
+    host.push("on-peer-join").await;
+    let mut waiting = s.connect("r", "w", "guest").await;
+    assert!(waiting.request("ping", json!({"timestamp": 1})).await["result"].is_object());
+    drop(g);
+    let (st, _) = s.http("POST", "/v2/rooms/r", Some(&Server::mgmt()), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(waiting.error_code("join", json!({"name": "w"})).await, 423, "connected before the lock");
+    let mut early = Client::connect(&s.ws_url("early", &minted_before)).await;
+    assert_eq!(early.error_code("join", json!({"name": "e"})).await, 423, "a token minted before the lock");
+    let (st, _) = s.http("POST", "/v2/token", None, Some(&json!({"code": guest_code}))).await;
+    assert_eq!(st, 423, "a room code");
+    // After the window the dropped guest's place is gone: its reconnect is a fresh join.
+    assert_eq!(host.push("on-peer-leave").await["peer_id"], "g");
+    let mut late = s.reconnect("r", "g", "guest", &g_secret).await;
+    assert_eq!(late.error_code("join", json!({"name": "g"})).await, 423, "a reconnect after the window");
 }
 
 /// A removed peer's id stays its own while its tombstone lives: another user connecting
