@@ -121,11 +121,7 @@ async fn list_room_codes(_: Management, State(app): State<Arc<App>>, Path(room_i
 
 /// `POST /v2/room-codes/code/<code> {enabled}`: enables or disables one code.
 async fn update_room_code(_: Management, State(app): State<Arc<App>>, Path(code): Path<String>, bytes: Bytes) -> ApiResult {
-    let req: EnableBody = body(&bytes)?;
-    let Some(enabled) = req.enabled else {
-        return Err(Error::BadRequest("enabled (true or false) is required".into()).into());
-    };
-    let found = app.set_code_enabled(&code, enabled).await?;
+    let found = app.set_code_enabled(&code, enabled(&bytes)?).await?;
     Ok(Json(found).into_response())
 }
 
@@ -202,11 +198,14 @@ struct EnableBody {
     enabled: Option<bool>,
 }
 
+/// The `enabled` of an `{enabled: bool}` body (400 without it).
+fn enabled(bytes: &Bytes) -> Result<bool, ApiError> {
+    let req: EnableBody = body(bytes)?;
+    req.enabled.ok_or_else(|| Error::BadRequest("enabled (true or false) is required".into()).into())
+}
+
 async fn set_room_enabled(_: Management, State(app): State<Arc<App>>, Path(room_id): Path<String>, bytes: Bytes) -> ApiResult {
-    let req: EnableBody = body(&bytes)?;
-    let Some(enabled) = req.enabled else {
-        return Err(Error::BadRequest("enabled (true or false) is required".into()).into());
-    };
+    let enabled = enabled(&bytes)?;
     app.set_room_enabled(&room_id, enabled).await?;
     Ok(Json(json!({ "id": room_id, "name": room_id, "enabled": enabled })).into_response())
 }

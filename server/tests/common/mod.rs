@@ -28,6 +28,7 @@ pub const ACCESS_KEY: &str = "hms-local";
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    addr: ServerAddr,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
@@ -103,7 +104,7 @@ impl Server {
         });
         let first = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its port line in time");
         let port = first.strip_prefix("listening on 127.0.0.1:").expect(&first).trim().parse().unwrap();
-        Server { child, port, dir, _tmp: tmp, args, lines: rx }
+        Server { child, port, addr: ServerAddr { port }, dir, _tmp: tmp, args, lines: rx }
     }
 
     /// A handle for HTTP calls to the server on `port` from another task (no process of
@@ -210,21 +211,13 @@ impl Server {
         c
     }
 
-    /// A raw HTTP/1.1 request; returns the status and the JSON body (Null if none).
-    pub async fn http(&self, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        Self::at(self.port).http(method, path, bearer, body).await
-    }
+}
 
-    /// A raw HTTP/1.1 request; returns status, header block and body text.
-    pub async fn http_raw(
-        &self,
-        method: &str,
-        path: &str,
-        bearer: Option<&str>,
-        body: Option<String>,
-        extra_headers: &[(&str, &str)],
-    ) -> (u16, String, String) {
-        Self::at(self.port).http_raw(method, path, bearer, body, extra_headers).await
+/// A server answers HTTP calls as its address does (`s.http(...)`, `s.http_raw(...)`).
+impl std::ops::Deref for Server {
+    type Target = ServerAddr;
+    fn deref(&self) -> &ServerAddr {
+        &self.addr
     }
 }
 
