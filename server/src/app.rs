@@ -13,13 +13,13 @@
 
 use crate::auth::{Claims, TokenKeys, TokenType};
 use crate::config::Config;
-use crate::conn::{Close, ConnHandle, Out, Outbox};
 use crate::codes;
-use crate::quota::{self, Counter, Held, Rate};
+use crate::conn::{Close, ConnHandle, Out, Outbox};
 use crate::error::Error;
 use crate::events::{By, CloseReason, Event, Sink};
 use crate::frame::Text;
 use crate::metrics::Metrics;
+use crate::quota::{self, Counter, Held, Rate};
 use crate::registry::Rooms;
 use crate::room::{ActiveRoom, Connected, Effects, Hub, LargeRooms, Secret, END_NOTICE_TTL};
 use crate::store::{Ender, RoomCode, SessionRecord, Store};
@@ -395,7 +395,7 @@ impl App {
         if let Err(wait) = self.joins.take(&(p.room.clone(), p.user.clone()), Instant::now()) {
             tracing::info!(peer = ?p.peer, room = ?p.room, user = ?p.user, "join refused: too many joins of one user");
             let what = format!("too many joins of your user in this room (limit {} a minute)", l.joins_per_user_per_min);
-            return Err(Error::Throttled(what, wait.as_secs().max(1)));
+            return Err(Error::Throttled(what, wait.as_secs_f64().ceil().max(1.0) as u64));
         }
         let fx = self.rooms.join(&p.room, &p.peer, p.conn.id, &params.name, &params.data, answer).await?;
         tracing::debug!(peer = ?p.peer, room = ?p.room, "joined");
@@ -609,7 +609,7 @@ impl App {
         if let Err(wait) = self.token_rate.take(&quota::ip_key(from), Instant::now()) {
             tracing::info!(ip = %from, "token exchange refused: too many from one address");
             let what = format!("too many token requests from your address (limit {} a minute)", self.config.limits.token_requests_per_min_per_ip);
-            return Err(Error::Throttled(what, wait.as_secs().max(1)));
+            return Err(Error::Throttled(what, wait.as_secs_f64().ceil().max(1.0) as u64));
         }
         if code.is_empty() {
             return Err(Error::BadRequest("code is required".into()));
