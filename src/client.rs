@@ -6,7 +6,7 @@
 use crate::error::{ErrorAction, ErrorName, SdkError};
 use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
 use crate::listener::GlobalListener;
-use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
+use crate::model::{http_base_of, socket_url, with_reconnect_secret, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
 use crate::pending::Kind;
 use crate::session::{Out, Session};
 use crate::timer::Timer;
@@ -139,7 +139,10 @@ impl Inner {
                 inner.on_socket(generation, ev);
             }
         });
-        let transport = Transport::connect(&self.url.borrow(), sink);
+        // A reconnect presents the place's secret, so the server gives this client its
+        // place back (and to nobody else).
+        let url = with_reconnect_secret(&self.url.borrow(), self.session.borrow().reconnect_secret());
+        let transport = Transport::connect(&url, sink);
         match transport {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
             Err(_) => {
@@ -173,7 +176,13 @@ impl Inner {
                 // Any frame, even one we can't read, shows the connection is alive.
                 self.session.borrow_mut().touch(now());
                 match decode(&self.keys, &text) {
-                    Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
+                    Some(Frame::Answer(id, result, secret)) => {
+                        let mut session = self.session.borrow_mut();
+                        if let Some(secret) = secret {
+                            session.on_reconnect_secret(&id, secret);
+                        }
+                        session.on_answer(&id, result)
+                    }
                     Some(Frame::Page(id, page)) => self.session.borrow_mut().on_page(&id, page),
                     Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
                     None => Vec::new(),

@@ -199,6 +199,9 @@ pub struct Session<T> {
     local_id: String,
     /// The session's join params, kept for reconnects.
     params: Option<JoinParams>,
+    /// The place's reconnect secret, from the join answer: a reconnect presents it (only
+    /// the connection holding it gets the place back).
+    reconnect_secret: Option<String>,
     room: RoomData,
     pending: Pending<T>,
     last_rx: f64,
@@ -230,6 +233,7 @@ impl<T> Session<T> {
             now: 0.0,
             local_id: String::new(),
             params: None,
+            reconnect_secret: None,
             room: RoomData::default(),
             pending: Pending::default(),
             last_rx: 0.0,
@@ -316,6 +320,7 @@ impl<T> Session<T> {
         self.room = RoomData::default();
         self.local_id = peer_id;
         self.params = Some(params);
+        self.reconnect_secret = None;
         self.pending.insert(Entry::new(request_id.clone(), Kind::Join, None, now + self.cfg.request_timeout, settle));
         let mut outs = Vec::new();
         self.goto(Stage::Connecting { join_id: request_id }, &mut outs);
@@ -350,6 +355,21 @@ impl<T> Session<T> {
             Stage::Reconnecting(r) => r.join.as_mut(),
             _ => None,
         }
+    }
+
+    /// The answer to request `id` carried a `reconnect_secret`: kept when it answers the
+    /// join under way (first join or rejoin) and is hex, as the server makes it (it goes
+    /// into the reconnect URL as is).
+    pub fn on_reconnect_secret(&mut self, id: &str, secret: String) {
+        let ours = self.progress().is_some_and(|p| p.id == id);
+        if ours && !secret.is_empty() && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.reconnect_secret = Some(secret);
+        }
+    }
+
+    /// The secret a reconnect presents, once a join was answered.
+    pub fn reconnect_secret(&self) -> Option<&str> {
+        self.reconnect_secret.as_deref()
     }
 
     /// An answer to request `id` arrived (call [`Session::touch`] first).
