@@ -6,7 +6,7 @@
 use crate::error::{ErrorAction, ErrorName, SdkError};
 use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
 use crate::listener::GlobalListener;
-use crate::model::{http_base_of, socket_url, with_reconnect_secret, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
+use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
 use crate::pending::Kind;
 use crate::session::{Out, Session};
 use crate::timer::Timer;
@@ -140,8 +140,12 @@ impl Inner {
             }
         });
         // A reconnect presents the place's secret, so the server gives this client its
-        // place back (and to nobody else).
-        let url = with_reconnect_secret(&self.url.borrow(), self.session.borrow().reconnect_secret());
+        // place back (and to nobody else). The server makes it as hex: no encoding needed.
+        let mut url = self.url.borrow().clone();
+        if let Some(secret) = self.session.borrow().reconnect_secret() {
+            url.push_str("&reconnect_secret=");
+            url.push_str(secret);
+        }
         let transport = Transport::connect(&url, sink);
         match transport {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
@@ -179,7 +183,7 @@ impl Inner {
                     Some(Frame::Answer(id, result, secret)) => {
                         let mut session = self.session.borrow_mut();
                         if let Some(secret) = secret {
-                            session.on_reconnect_secret(&id, secret);
+                            session.on_reconnect_secret(secret);
                         }
                         session.on_answer(&id, result)
                     }

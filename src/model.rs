@@ -300,21 +300,6 @@ pub fn socket_url(endpoint: &str, peer_id: &str, token: &str) -> String {
     url
 }
 
-/// The socket URL of a reconnect: `url` with the place's `reconnect_secret` (from the
-/// join answer; hex, so it needs no encoding), or `url` itself before the first answer.
-pub fn with_reconnect_secret(url: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) => {
-            let mut out = String::with_capacity(url.len() + s.len() + 18);
-            out.push_str(url);
-            out.push_str("&reconnect_secret=");
-            out.push_str(s);
-            out
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// Formats 16 random bytes as a UUID v4 (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`).
 pub fn uuid_v4(mut b: [u8; 16]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -346,9 +331,6 @@ mod tests {
     fn socket_url_appends_query() {
         assert_eq!(socket_url("ws://h/ws", "p1", "t"), "ws://h/ws?peer=p1&token=t");
         assert_eq!(socket_url("ws://h/ws?a=b", "p1", "t"), "ws://h/ws?a=b&peer=p1&token=t");
-        let url = socket_url("ws://h/ws", "p1", "t");
-        assert_eq!(with_reconnect_secret(&url, Some("ab12")), "ws://h/ws?peer=p1&token=t&reconnect_secret=ab12");
-        assert_eq!(with_reconnect_secret(&url, None), url);
     }
 
     #[test]

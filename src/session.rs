@@ -357,14 +357,11 @@ impl<T> Session<T> {
         }
     }
 
-    /// The answer to request `id` carried a `reconnect_secret`: kept when it answers the
-    /// join under way (first join or rejoin) and is hex, as the server makes it (it goes
-    /// into the reconnect URL as is).
-    pub fn on_reconnect_secret(&mut self, id: &str, secret: String) {
-        let ours = self.progress().is_some_and(|p| p.id == id);
-        if ours && !secret.is_empty() && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            self.reconnect_secret = Some(secret);
-        }
+    /// An answer carried a `reconnect_secret`: only `join` answers do (the first join's,
+    /// or a rejoin's, which may be new after a server restart), and the browser layer
+    /// hears only the current socket, so the latest is the place's.
+    pub fn on_reconnect_secret(&mut self, secret: String) {
+        self.reconnect_secret = Some(secret);
     }
 
     /// The secret a reconnect presents, once a join was answered.

@@ -346,11 +346,8 @@ fn the_join_answers_secret_is_kept_for_reconnects_and_dropped_with_the_session()
     let mut s = S::new(1000.0);
     s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
     s.on_open(0.0);
-    // Only the answer to the join under way counts, and only a hex secret.
-    s.on_reconnect_secret("other", "aa11".into());
-    s.on_reconnect_secret("j", "not hex!".into());
     assert_eq!(s.reconnect_secret(), None);
-    s.on_reconnect_secret("j", "5d0c8f4e".into());
+    s.on_reconnect_secret("5d0c8f4e".into());
     assert_eq!(s.reconnect_secret(), Some("5d0c8f4e"));
     s.on_answer("j", Ok(()));
     s.on_push(policy("host"));
@@ -359,8 +356,8 @@ fn the_join_answers_secret_is_kept_for_reconnects_and_dropped_with_the_session()
     assert_eq!(kinds(&s.on_close(1006, 100.0)), vec!["close", "reconnecting", "connect"]);
     assert_eq!(s.reconnect_secret(), Some("5d0c8f4e"));
     // A rejoin's answer (a restarted server gives a new place) replaces it.
-    let id = rejoin_id(&s.on_open(200.0));
-    s.on_reconnect_secret(&id, "77aa".into());
+    rejoin_id(&s.on_open(200.0));
+    s.on_reconnect_secret("77aa".into());
     assert_eq!(s.reconnect_secret(), Some("77aa"));
     // A new join starts without one.
     s.leave();
