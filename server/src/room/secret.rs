@@ -1,6 +1,8 @@
 //! The reconnect secret: what proves that a new connection is a place's own peer. It is
-//! made when the place is made, sent to the peer in its `join` answer, and kept here only
-//! as a SHA-256 digest, compared in constant time.
+//! made when the place is made (256 random bits), sent to the peer in its `join` answer,
+//! and kept here only as the first 128 bits of its SHA-256, compared in constant time:
+//! finding another secret with the same 128 bits takes about 2^128 tries, and the
+//! record of every peer stays small (docs/SERVER.md, "Memory per connection").
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -30,7 +32,7 @@ impl std::fmt::Debug for Secret {
 
 /// A secret's digest, as a place (and a removed peer's tombstone) keeps it.
 #[derive(Clone, Copy)]
-pub struct SecretHash([u8; 32]);
+pub struct SecretHash([u8; 16]);
 
 impl std::fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,7 +43,10 @@ impl std::fmt::Debug for SecretHash {
 
 impl SecretHash {
     fn of(secret: &str) -> Self {
-        Self(Sha256::digest(secret.as_bytes()).into())
+        let digest = Sha256::digest(secret.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        Self(first)
     }
 
     /// A new random secret (256 bits, 64 hex characters) and its digest.

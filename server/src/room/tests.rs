@@ -323,7 +323,8 @@ fn session_ends_when_room_empties() {
 fn fixed_sizes_of_a_peer_record_and_a_queued_frame() {
     let (slot, out) = (std::mem::size_of::<Slot>(), std::mem::size_of::<Out>());
     println!("Slot {slot} B, Out {out} B, a queue block of 32 Outs {} B", 32 * out);
-    assert!(slot <= 192, "Slot grew to {slot} B");
+    // 176 B before issue 10 added the place's reconnect secret digest (16 B, aligned to 24).
+    assert!(slot <= 200, "Slot grew to {slot} B");
     assert!(out <= 48, "Out grew to {out} B");
 }
 
