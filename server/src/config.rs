@@ -296,9 +296,9 @@ pub struct Limits {
     /// WebSocket connections one user (the token's `user_id`) may have open in one room;
     /// beyond, `on-error {429}`. Flag `--max-conns-per-user`. Default 8; 0 disables.
     pub max_connections_per_user: usize,
-    /// Bytes queued for one connection; a peer whose queue holds more is disconnected like
-    /// one over `send_queue` frames. Must hold the biggest `peer-list` a joiner gets
-    /// (about 150 bytes plus name and metadata per peer). Flag `--send-queue-bytes`.
+    /// Bytes of frames queued for one connection; a peer whose queue holds more is
+    /// disconnected like one over `send_queue` frames. A joiner's `peer-list` is built
+    /// when the writer gets to it, so it is not counted. Flag `--send-queue-bytes`.
     /// Default 8 MiB.
     pub send_queue_bytes: usize,
     /// Joins one user may make in one room per minute (as many at once); beyond, `join`
