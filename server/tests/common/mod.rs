@@ -322,6 +322,9 @@ pub struct Dial<'a> {
     pub headers: &'a [(&'a str, &'a str)],
     /// Speak TLS, expecting this server name.
     pub tls: Option<(tokio_rustls::TlsConnector, &'a str)>,
+    /// A small socket receive buffer (bytes): a client that stops reading then holds
+    /// little in the kernel, so the server's queue for it fills.
+    pub rcvbuf: Option<u32>,
 }
 
 pub struct Client {
@@ -346,6 +349,9 @@ impl Client {
             let sock = tokio::net::TcpSocket::new_v4().unwrap();
             if let Some(from) = how.from {
                 sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            }
+            if let Some(n) = how.rcvbuf {
+                sock.set_recv_buffer_size(n).unwrap();
             }
             let tcp = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
             let stream: Box<dyn Io> = match how.tls {
