@@ -139,7 +139,14 @@ impl Inner {
                 inner.on_socket(generation, ev);
             }
         });
-        let transport = Transport::connect(&self.url.borrow(), sink);
+        // A reconnect presents the place's secret, so the server gives this client its
+        // place back (and to nobody else). The server makes it as hex: no encoding needed.
+        let mut url = self.url.borrow().clone();
+        if let Some(secret) = self.session.borrow().reconnect_secret() {
+            url.push_str("&reconnect_secret=");
+            url.push_str(secret);
+        }
+        let transport = Transport::connect(&url, sink);
         match transport {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
             Err(_) => {
@@ -173,7 +180,13 @@ impl Inner {
                 // Any frame, even one we can't read, shows the connection is alive.
                 self.session.borrow_mut().touch(now());
                 match decode(&self.keys, &text) {
-                    Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
+                    Some(Frame::Answer(id, result, secret)) => {
+                        let mut session = self.session.borrow_mut();
+                        if let Some(secret) = secret {
+                            session.on_reconnect_secret(secret);
+                        }
+                        session.on_answer(&id, result)
+                    }
                     Some(Frame::Page(id, page)) => self.session.borrow_mut().on_page(&id, page),
                     Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
                     None => Vec::new(),

@@ -25,13 +25,20 @@ use verify::{PeerReport, RoomPlan};
 /// peers come from 127.0.0.1, and a guard meant for abuse would cut the run short. Each
 /// flag is passed only if `serve --help` lists it.
 fn generous_limits(biggest_room: usize) -> Vec<(&'static str, String)> {
-    vec![
+    let mut flags = vec![
         ("--max-conns-per-ip", "0".into()),
         ("--max-frames-per-sec", "0".into()),
         // Every join in a room of n queues an `on-peer-join` for each of the n-1 others;
         // the default queue (1024) would cut off early joiners of a big room as "slow".
         ("--send-queue", (2 * biggest_room + 1024).to_string()),
-    ]
+    ];
+    // The server's default room size (10,000 peers) is kept up to there, so that a
+    // 10,000-peer room shows the default fits; the paged reader joins the biggest room as
+    // one more peer, so it is counted too.
+    if biggest_room + 1 > 10_000 {
+        flags.push(("--max-peers-per-room", (biggest_room + 1).to_string()));
+    }
+    flags
 }
 
 #[tokio::main]

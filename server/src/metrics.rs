@@ -60,7 +60,7 @@ impl Refusal {
             Error::NotFound(_) => Refusal::NotFound,
             Error::Conflict(_) => Refusal::Conflict,
             Error::Locked => Refusal::Locked,
-            Error::RateLimited(_) => Refusal::RateLimited,
+            Error::RateLimited(_) | Error::Throttled(..) => Refusal::RateLimited,
             Error::Internal(_) | Error::Store(_) | Error::Config(_) => Refusal::Internal,
             Error::Unavailable(_) => Refusal::Unavailable,
         }

@@ -44,7 +44,8 @@ impl Rooms {
             first_page: peer_list::DEFAULT_PAGE as usize,
             quiet_roles: config.template.quiet_roles(),
         })
-        .with_sink(sink);
+        .with_sink(sink)
+        .with_max_peers(config.limits.max_peers_per_room);
         match store {
             Storage::Sqlite(_) => Ok(Rooms::Local(hub)),
             Storage::Redis(redis) => Ok(Rooms::Cluster(Cluster::start(config, hub, redis.clone()).await?)),
@@ -65,14 +66,33 @@ impl Rooms {
         }
     }
 
-    /// Marks a room as locked or not (the durable flag is the store's).
+    /// Marks a room as locked or not (from the store at startup; a cluster's owner reads
+    /// the stored flag instead).
     pub async fn set_locked(&self, room_id: &str, locked: bool) -> Result<(), Error> {
         match self {
             Rooms::Local(h) => {
                 h.set_locked(room_id, locked);
                 Ok(())
             }
-            Rooms::Cluster(c) => c.set_locked(room_id, locked).await,
+            Rooms::Cluster(c) => c.lock_stored(room_id).await,
+        }
+    }
+
+    /// A lock change the store just committed (called on the store's thread, in commit
+    /// order; see `Store::on_lock_change`). Never waits. (Only SQLite calls it.)
+    pub fn lock_committed(&self, room_id: &str, locked: bool) {
+        match self {
+            Rooms::Local(h) => h.set_locked(room_id, locked),
+            Rooms::Cluster(_) => {}
+        }
+    }
+
+    /// A lock change was stored (REST enable or disable): the memory of one node has it
+    /// already (from [`Rooms::lock_committed`]); a cluster's owner reads it from Redis.
+    pub async fn lock_stored(&self, room_id: &str) -> Result<(), Error> {
+        match self {
+            Rooms::Local(_) => Ok(()),
+            Rooms::Cluster(c) => c.lock_stored(room_id).await,
         }
     }
 
@@ -84,11 +104,20 @@ impl Rooms {
         }
     }
 
-    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
-    pub async fn connect(&self, room_id: &str, peer_id: &str, user_id: &str, role: &str, conn: ConnHandle) -> Result<Connected, Error> {
+    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`,
+    /// presenting a reconnect `secret` or none (see [`Hub::connect`]).
+    pub async fn connect(
+        &self,
+        room_id: &str,
+        peer_id: &str,
+        user_id: &str,
+        role: &str,
+        secret: Option<&str>,
+        conn: ConnHandle,
+    ) -> Result<Connected, Error> {
         match self {
-            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, conn),
-            Rooms::Cluster(c) => c.connect(room_id, peer_id, user_id, role, conn).await,
+            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, secret, conn),
+            Rooms::Cluster(c) => c.connect(room_id, peer_id, user_id, role, secret, conn).await,
         }
     }
 
@@ -138,7 +167,7 @@ impl Rooms {
         }
     }
 
-    /// First half of an end: checks the requester, marks the room ending (and locked).
+    /// First half of an end: checks the requester, marks the room ending.
     pub async fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
         match self {
             Rooms::Local(h) => h.begin_end_room(room_id, requester, lock),

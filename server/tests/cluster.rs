@@ -163,9 +163,24 @@ async fn a_node_killed_mid_room_its_peers_come_back_on_another_node() {
     let moved = killed.elapsed();
     assert!(moved < Duration::from_secs(8), "re-attached after {moved:?}");
     // B's peer reconnects through C (as the SDK does with several endpoints) and keeps
-    // its place: nobody hears a thing.
-    let mut back = c.connect("r", "on-b", "guest").await;
+    // its place: nobody hears a thing. The place is still bound to the secret of its
+    // join on B (the mirror carried its digest): without it, or with another peer's,
+    // the same user is refused (409) and nobody notices.
+    let secret = on_b.secret.clone().expect("the join answer's secret");
+    for wrong in [None, on_c.secret.as_deref()] {
+        let token = Server::token("r", "u-on-b", "guest");
+        let url = match wrong {
+            None => c.ws_url("on-b", &token),
+            Some(s) => c.reconnect_url("on-b", &token, s),
+        };
+        let mut thief = Client::connect(&url).await;
+        assert_eq!(thief.push("on-error").await["code"], 409);
+        assert_eq!(thief.closed().await, 1008);
+    }
+    host.silent(Duration::from_millis(200)).await;
+    let mut back = c.reconnect("r", "on-b", "guest", &secret).await;
     let list = back.join("on-b").await;
+    assert_eq!(back.secret.as_deref(), Some(secret.as_str()), "the place keeps its secret on its new owner");
     assert_eq!(list["peers"].as_object().unwrap().len(), 4);
     host.silent(Duration::from_millis(500)).await;
     on_c.silent(Duration::from_millis(10)).await;
@@ -228,21 +243,18 @@ async fn the_lock_survives_redis_killed_right_after_end_room_answered() {
 async fn try_join(s: &Server, room: &str, peer: &str) -> Result<Client, i64> {
     let mut c = s.connect(room, peer, "guest").await;
     c.send(json!({"jsonrpc": "2.0", "id": "j", "method": "join", "params": {"name": peer, "data": ""}})).await;
-    loop {
-        match c.next_within(Duration::from_secs(10)).await {
-            Some(Ev::Frame(f)) if f["id"] == "j" => {
-                return match f["error"]["code"].as_i64() {
-                    Some(code) => Err(code),
-                    None => {
-                        c.push("on-policy-change").await;
-                        c.push("peer-list").await;
-                        Ok(c)
-                    }
-                };
+    // The first frame is the join's answer, or the refusal at connect.
+    match c.next_within(Duration::from_secs(10)).await {
+        Some(Ev::Frame(f)) if f["id"] == "j" => match f["error"]["code"].as_i64() {
+            Some(code) => Err(code),
+            None => {
+                c.push("on-policy-change").await;
+                c.push("peer-list").await;
+                Ok(c)
             }
-            Some(Ev::Frame(f)) if f["method"] == "on-error" => return Err(f["params"]["code"].as_i64().unwrap()),
-            other => panic!("joining {peer}: {other:?}"),
-        }
+        },
+        Some(Ev::Frame(f)) if f["method"] == "on-error" => Err(f["params"]["code"].as_i64().unwrap()),
+        other => panic!("joining {peer}: {other:?}"),
     }
 }
 
@@ -356,8 +368,187 @@ async fn a_node_stopped_with_sigterm_hands_its_rooms_over_at_once() {
     let (_, before) = until(&mut guest, Duration::from_secs(5), |e| is_push(e, "peer-list")).await;
     assert!(before.is_empty(), "{before:?}");
     assert!(t.elapsed() < Duration::from_millis(1500), "handed over after {:?}", t.elapsed());
-    // The host reconnects through A and takes its place back without noise.
-    let mut back = a.connect("r", "host", "host").await;
+    // The host reconnects through A and takes its place back without noise (with the
+    // secret of its join on B).
+    let mut back = a.reconnect("r", "host", "host", host.secret.as_deref().expect("a secret")).await;
     assert_eq!(back.join("host").await["peers"].as_object().unwrap().len(), 2);
     guest.silent(Duration::from_millis(500)).await;
+}
+
+/// Issue 10's per-room limits are counted by the room's owner for the whole room: a
+/// user's connections and joins spread over three nodes count together (each node alone
+/// would admit them), and a room holds at most its cap of peers wherever they connect.
+#[tokio::test]
+async fn limits_hold_for_the_whole_room_across_nodes() {
+    let redis = Redis::start();
+    let cfg = "[limits]\nreconnect_window_secs = 20\nmax_peers_per_room = 4\nmax_connections_per_user = 2\njoins_per_user_per_min = 3\n[cluster]\nlease_ms = 1500\n";
+    let (a, b, c) = (Server::node(&redis, "a", cfg, &[]), Server::node(&redis, "b", cfg, &[]), Server::node(&redis, "c", cfg, &[]));
+    // Connections per user: one on A, one on B (placed: a ping is answered only then),
+    // the third on C is refused although C has none of them.
+    let token = Server::token("cap", "multi", "guest");
+    let mut m0 = Client::connect(&a.ws_url("m0", &token)).await;
+    let mut m1 = Client::connect(&b.ws_url("m1", &token)).await;
+    for m in [&mut m0, &mut m1] {
+        assert!(m.request("ping", json!({"timestamp": 1})).await["result"].is_object());
+    }
+    let mut m2 = Client::connect(&c.ws_url("m2", &token)).await;
+    let e = m2.push("on-error").await;
+    assert_eq!(e["code"], 429, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("max_connections_per_user"), "{e}");
+    // Peers per room: the fifth place is refused, on whichever node it connects.
+    let _host = a.joined("full", "h", "host").await;
+    let _g1 = b.joined("full", "g1", "guest").await;
+    let _g2 = c.joined("full", "g2", "guest").await;
+    let _g3 = a.joined("full", "g3", "guest").await;
+    let mut g4 = b.connect("full", "g4", "guest").await;
+    let e = g4.push("on-error").await;
+    assert_eq!(e["code"], 429, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("full"), "{e}");
+    // Joins per user per minute: three joins through three nodes, the fourth (through
+    // A, which saw only one) is refused.
+    let token = Server::token("q", "looper", "guest");
+    for (i, node) in [&a, &b, &c].into_iter().enumerate() {
+        let mut l = Client::connect(&node.ws_url(&format!("l{i}"), &token)).await;
+        l.join("l").await;
+        l.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+        assert_eq!(l.closed().await, 1000);
+    }
+    let mut l = Client::connect(&a.ws_url("l3", &token)).await;
+    let ans = l.request("join", json!({"name": "l"})).await;
+    assert_eq!(ans["error"]["code"], 429, "{ans}");
+    assert!(ans["error"]["message"].as_str().unwrap().contains("retry in"), "{ans}");
+}
+
+/// Issue 10's attack 9 across nodes: a host's `end-room {lock: true}` through A and a
+/// back end's enable through B at the same moment, in many rooms. The lock the room's
+/// owner acts on (a join through C) is the lock stored in Redis (which every node reads
+/// over REST, and a next owner loads). Every fourth room has no race (its end-room's lock
+/// must hold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_enable_racing_a_locking_end_room_leaves_owner_and_redis_agreeing() {
+    let redis = Redis::start();
+    // A long lease: the rooms stay with A while they are probed.
+    let cfg = "[limits]\nreconnect_window_secs = 20\njoins_per_user_per_min = 0\n[cluster]\nlease_ms = 9000\n";
+    let (a, b, c) = (Server::node(&redis, "a", cfg, &[]), Server::node(&redis, "b", cfg, &[]), Server::node(&redis, "c", cfg, &[]));
+    const ROOMS: usize = 16;
+    let mut hosts = Vec::new();
+    for i in 0..ROOMS {
+        hosts.push(a.joined(&format!("race-{i}"), "h", "host").await);
+    }
+    let mgmt = Server::mgmt();
+    let port = b.port;
+    let races = hosts.into_iter().enumerate().map(|(i, mut host)| {
+        let mgmt = mgmt.clone();
+        async move {
+            let room = format!("race-{i}");
+            // Every fourth room has no race: its end-room's lock must hold on the owner.
+            let rest = async {
+                match i % 4 {
+                    0 => (200, json!({})),
+                    _ => Server::at(port).http("POST", &format!("/v2/rooms/{room}"), Some(&mgmt), Some(&json!({"enabled": true}))).await,
+                }
+            };
+            let end = async {
+                tokio::time::sleep(Duration::from_micros(500 * (i % 12) as u64)).await;
+                host.request("end-room", json!({"lock": true, "reason": "race"})).await
+            };
+            let ((st, _), ans) = tokio::join!(rest, end);
+            assert_eq!(st, 200);
+            assert!(ans["result"].is_object(), "{ans}");
+        }
+    });
+    futures_util::future::join_all(races).await;
+    let mut owner = Vec::new();
+    for i in 0..ROOMS {
+        owner.push(c.refuses_joins(&format!("race-{i}"), "m").await);
+    }
+    let mut stored = Vec::new();
+    for i in 0..ROOMS {
+        let (st, room) = b.http("GET", &format!("/v2/rooms/race-{i}"), Some(&mgmt), None).await;
+        assert_eq!(st, 200, "{room}");
+        stored.push(room["enabled"] == false);
+    }
+    let differ: Vec<usize> = (0..ROOMS).filter(|&i| owner[i] != stored[i]).collect();
+    assert!(differ.is_empty(), "rooms {differ:?} were locked on their owner {owner:?} but in Redis {stored:?}");
+    assert!((0..ROOMS).step_by(4).all(|i| owner[i]), "an end-room's lock holds on the owner: {owner:?}");
+}
+
+/// Room codes and session history in the Redis store behave as in SQLite: codes stored
+/// as hashes only (the AOF never holds their text), reissued and disabled through any
+/// node; a room keeps its newest sessions and `GET /v2/rooms/<id>` pages through them.
+#[tokio::test]
+async fn codes_and_session_history_in_redis_as_in_sqlite() {
+    let redis = Redis::start();
+    let cfg = "[limits]\nreconnect_window_secs = 20\nsessions_kept_per_room = 5\njoins_per_user_per_min = 0\n[cluster]\nlease_ms = 1500\n";
+    let (a, b, c) = (Server::node(&redis, "a", cfg, &[]), Server::node(&redis, "b", cfg, &[]), Server::node(&redis, "c", cfg, &[]));
+    let m = Server::mgmt();
+    let guest_code = |codes: &serde_json::Value| {
+        codes["data"].as_array().unwrap().iter().find(|x| x["role"] == "guest").unwrap()["code"].as_str().unwrap().to_owned()
+    };
+    let (st, first) = a.http("POST", "/v2/room-codes/room/r", Some(&m), None).await;
+    assert_eq!(st, 200, "{first}");
+    let (st, again) = b.http("POST", "/v2/room-codes/room/r", Some(&m), Some(&json!({"role": "guest"}))).await;
+    assert_eq!((st, again["data"].as_array().unwrap().len()), (200, 1), "{again}");
+    let (old, new) = (guest_code(&first), guest_code(&again));
+    let exchange = |node: &Server, code: &str| {
+        let (port, code) = (node.port, code.to_owned());
+        async move { Server::at(port).http("POST", "/v2/token", None, Some(&json!({"code": code}))).await.0 }
+    };
+    assert_eq!(exchange(&c, &old).await, 404, "a reissued code stops working on every node");
+    assert_eq!(exchange(&c, &new).await, 200);
+    let (st, _) = c.http("POST", &format!("/v2/room-codes/code/{new}"), Some(&m), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(exchange(&a, &new).await, 404, "disabled through C, refused through A");
+    let (st, list) = b.http("GET", "/v2/room-codes/room/r", Some(&m), None).await;
+    assert_eq!((st, list["data"].as_array().unwrap().len()), (200, 2), "{list}");
+    assert!(!list.to_string().contains(&new), "{list}");
+    let host_code = first["data"].as_array().unwrap().iter().find(|x| x["role"] == "host").unwrap()["code"].as_str().unwrap().to_owned();
+    assert!(redis.aof_contains("hms:room:{r}:codes"), "the search finds what Redis wrote");
+    for code in [&old, &new, &host_code] {
+        assert!(!redis.aof_contains(code), "the code's text is in Redis' AOF");
+    }
+    // Eight sessions, one after the other, through the three nodes.
+    let nodes = [&a, &b, &c];
+    for i in 0..8 {
+        let mut p = nodes[i % 3].joined("hist", &format!("p{i}"), "guest").await;
+        p.send(json!({"jsonrpc": "2.0", "method": "leave"})).await;
+        assert_eq!(p.closed().await, 1000);
+        // The session's close is written before the next one opens.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, room) = a.http("GET", "/v2/rooms/hist?limit=100", Some(&m), None).await;
+            if room["sessions"].as_array().unwrap().iter().all(|s| !s["ended_at"].is_null()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{room}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut seen = Vec::new();
+    let mut start: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &start {
+            Some(s) => format!("/v2/rooms/hist?limit=2&start={s}"),
+            None => "/v2/rooms/hist?limit=2".to_owned(),
+        };
+        let (st, page) = nodes[seen.len() % 3].http("GET", &path, Some(&m), None).await;
+        assert_eq!(st, 200, "{page}");
+        let sessions = page["sessions"].as_array().unwrap();
+        assert!(sessions.len() <= 2);
+        seen.extend(sessions.iter().map(|s| (s["started_at"].as_u64().unwrap(), s["session_id"].as_str().unwrap().to_owned())));
+        match page["last"].as_str() {
+            Some(c) => start = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "oldest first: {seen:?}");
+    let mut ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), seen.len(), "no session twice: {seen:?}");
+    assert!((5..=6).contains(&seen.len()), "the 5 newest kept (plus one being pruned): {seen:?}");
+    for bad in ["limit=0", "start=nope"] {
+        let (st, _) = c.http("GET", &format!("/v2/rooms/hist?{bad}"), Some(&m), None).await;
+        assert_eq!(st, 400, "{bad}");
+    }
 }

@@ -8,6 +8,7 @@ use super::{guard, Inner, Route};
 use crate::conn::{Close, ConnHandle, Out};
 use crate::error::Error;
 use crate::frame;
+use crate::room::Secret;
 use hms_protocol::ServerPush;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -27,6 +28,10 @@ struct EdgeConn {
     owner: Option<String>,
     /// Whether it has joined (re-attaching restores the place rather than connecting).
     joined: bool,
+    /// The place's reconnect secret, while it has not joined: a new owner makes the place
+    /// again with it (the join answer will carry it). Dropped at the join (the mirror has
+    /// its digest from then on).
+    secret: Option<Secret>,
     /// Its first attachment is under way: nothing else may attach it meanwhile.
     connecting: bool,
     /// It was told to go: never re-attached again.
@@ -51,15 +56,19 @@ impl Edge {
     pub(super) fn add(&self, local: u64, attach: u64, room: &str, peer: &str, user: &str, role: &str, handle: ConnHandle) {
         let mut c = guard(&self.conns);
         c.by_attach.insert(attach, local);
-        let e = EdgeConn { room: room.into(), peer: peer.into(), user: user.into(), role: role.into(), handle, attach, owner: None, joined: false, connecting: true, going: false };
+        let e = EdgeConn { room: room.into(), peer: peer.into(), user: user.into(), role: role.into(), handle, attach, owner: None, joined: false, secret: None, connecting: true, going: false };
         c.by_local.insert(local, e);
     }
 
-    /// The connection is attached as `attach` under `token`.
-    pub(super) fn attached(&self, local: u64, attach: u64, token: String) {
+    /// The connection is attached as `attach` under `token`; its place's `secret` when
+    /// it is known (a first attachment).
+    pub(super) fn attached(&self, local: u64, attach: u64, token: String, secret: Option<Secret>) {
         if let Some(e) = guard(&self.conns).by_local.get_mut(&local).filter(|e| e.attach == attach) {
             e.owner = Some(token);
             e.connecting = false;
+            if secret.is_some() {
+                e.secret = secret;
+            }
         }
     }
 
@@ -67,6 +76,7 @@ impl Edge {
     pub(super) fn joined(&self, local: u64) {
         if let Some(e) = guard(&self.conns).by_local.get_mut(&local) {
             e.joined = true;
+            e.secret = None;
         }
     }
 
@@ -128,7 +138,7 @@ impl Edge {
     /// connection re-attaches.
     pub(super) fn detach_all(&self, room: Option<&str>) {
         for e in guard(&self.conns).by_local.values_mut() {
-            if room.is_none_or(|r| r == e.room) {
+            if room.map_or(true, |r| r == e.room) {
                 e.owner = None;
             }
         }
@@ -160,10 +170,13 @@ impl Inner {
             let old = std::mem::replace(&mut e.attach, attach);
             e.owner = None;
             let (room, peer, user, role) = (e.room.clone(), e.peer.clone(), e.user.clone(), e.role.clone());
-            let (handle, joined) = (e.handle.clone(), e.joined);
+            let (handle, joined, secret) = (e.handle.clone(), e.joined, e.secret.clone());
             c.by_attach.remove(&old);
             c.by_attach.insert(attach, local);
-            let op = if joined { Op::Reattach { room, peer, user, role, conn: attach } } else { Op::Connect { room, peer, user, role, conn: attach } };
+            let op = match joined {
+                true => Op::Reattach { room, peer, user, role, conn: attach },
+                false => Op::Connect { room, peer, user, role, secret, keep: true, conn: attach },
+            };
             (op, handle, joined)
         };
         let missed = |notice: hms_protocol::PeerLeaveRequest| {
@@ -172,8 +185,8 @@ impl Inner {
             handle.send(Out::Close(why));
         };
         match self.dispatch(route, op).await? {
-            Ok(Reply::Reattached(ReattachedW::Joined)) | Ok(Reply::Connected(crate::room::Connected::Fresh | crate::room::Connected::Reclaimed)) => {
-                self.edge.attached(local, attach, route.token.clone());
+            Ok(Reply::Reattached(ReattachedW::Joined)) | Ok(Reply::Connected(crate::room::Connected::Fresh(_) | crate::room::Connected::Reclaimed)) => {
+                self.edge.attached(local, attach, route.token.clone(), None);
                 tracing::debug!(conn = local, joined, "re-attached to the room's owner");
                 Ok(true)
             }

@@ -68,8 +68,8 @@ mod tests {
     fn a_room_round_trips_through_its_fields() {
         let image = RoomImage {
             session: Some(SessionImage { id: "s".into(), started_at: 1 }),
-            peers: vec![PeerImage { peer_id: "a".into(), user_id: "u".into(), role: "host".into(), seq: 3, json: r#"{"peer_id":"a"}"#.into() }],
-            tombstones: vec![TombImage { peer_id: "b".into(), user_id: "v".into(), notice: PeerLeaveRequest { requested_by: None, reason: "x".into(), room_end: false }, until_ms: 9 }],
+            peers: vec![PeerImage { peer_id: "a".into(), user_id: "u".into(), role: "host".into(), seq: 3, secret: crate::room::SecretHash::of("s"), json: r#"{"peer_id":"a"}"#.into() }],
+            tombstones: vec![TombImage { peer_id: "b".into(), user_id: "v".into(), secret: None, notice: PeerLeaveRequest { requested_by: None, reason: "x".into(), room_end: false }, until_ms: 9 }],
         };
         assert_eq!(from_fields(all_fields(&image)), image);
         let some = peer_fields(None, vec![("a".into(), None, None)]);

@@ -29,7 +29,8 @@ use crate::config::Config;
 use crate::conn::{ConnHandle, Fanout};
 use crate::error::Error;
 use crate::frame::Text;
-use crate::room::{ActiveRoom, Connected, EndTicket, Hub};
+use crate::quota::Rate;
+use crate::room::{ActiveRoom, Connected, EndTicket, Hub, Secret};
 use crate::store::redis::RedisStore;
 use edge::Edge;
 use lease::Leases;
@@ -63,6 +64,16 @@ struct Timing {
     window: Duration,
     /// A large room's tick for coalesced joins and leaves.
     batch: Duration,
+}
+
+/// The limits a room's owner enforces for the whole room (issue 10's, per user).
+struct Limits {
+    /// `limits.max_connections_per_user` (0 = off).
+    max_conns_per_user: usize,
+    /// `limits.joins_per_user_per_min` (0 = off).
+    joins_per_min: u32,
+    /// Joins per (room, user) in the rooms this node owns.
+    joins: Rate<(String, String)>,
 }
 
 /// A room this node owns.
@@ -103,6 +114,9 @@ struct Inner {
     leases: Leases,
     relay: Arc<Relay>,
     t: Timing,
+    limits: Limits,
+    /// One lock refresh at a time (owner.rs).
+    lock_refresh: tokio::sync::Mutex<()>,
     owned: Mutex<HashMap<String, Owned>>,
     /// One acquisition at a time per room.
     acquiring: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -163,6 +177,12 @@ impl Cluster {
             store,
             leases,
             t,
+            limits: Limits {
+                max_conns_per_user: config.limits.max_connections_per_user,
+                joins_per_min: config.limits.joins_per_user_per_min,
+                joins: Rate::new(config.limits.joins_per_user_per_min, config.limits.joins_per_user_per_min, crate::quota::MAX_JOIN_RATE_KEYS),
+            },
+            lock_refresh: tokio::sync::Mutex::new(()),
             owned: Mutex::default(),
             acquiring: Mutex::default(),
             owners: Mutex::default(),
@@ -193,9 +213,9 @@ impl Cluster {
         &self.inner.hub
     }
 
-    /// Marks a room locked or not on its owner (the durable flag is the store's).
-    pub async fn set_locked(&self, room: &str, locked: bool) -> Result<(), Error> {
-        self.inner.run(Op::SetLocked { room: room.into(), locked }).await.map(|_| ())
+    /// A lock change of the room was stored: its owner reads the flag from the store.
+    pub async fn lock_stored(&self, room: &str) -> Result<(), Error> {
+        self.inner.run(Op::LockStored { room: room.into() }).await.map(|_| ())
     }
 
     /// Whether the room is disabled: the store is the truth for every node.
@@ -207,7 +227,7 @@ impl Cluster {
     }
 
     /// A new connection of this node for `peer` in `room`.
-    pub async fn connect(&self, room: &str, peer: &str, user: &str, role: &str, conn: ConnHandle) -> Result<Connected, Error> {
+    pub async fn connect(&self, room: &str, peer: &str, user: &str, role: &str, secret: Option<&str>, conn: ConnHandle) -> Result<Connected, Error> {
         let i = &self.inner;
         if i.closing.load(Ordering::Relaxed) {
             return Err(closing());
@@ -218,13 +238,14 @@ impl Cluster {
         let attach = i.next_attach.fetch_add(1, Ordering::Relaxed);
         let local = conn.id;
         i.edge.add(local, attach, room, peer, user, role, conn);
-        let op = Op::Connect { room: room.into(), peer: peer.into(), user: user.into(), role: role.into(), conn: attach };
+        let secret = secret.map(Secret::presented);
+        let op = Op::Connect { room: room.into(), peer: peer.into(), user: user.into(), role: role.into(), secret: secret.clone(), keep: false, conn: attach };
         match i.run_routed(op).await {
             Ok((Reply::Connected(c), token)) => {
-                if let Connected::Missed(_) = c {
-                    i.edge.remove(local);
-                } else {
-                    i.edge.attached(local, attach, token);
+                match &c {
+                    Connected::Missed(_) => i.edge.remove(local),
+                    Connected::Fresh(new) => i.edge.attached(local, attach, token, Some(new.clone())),
+                    Connected::Reclaimed => i.edge.attached(local, attach, token, secret),
                 }
                 Ok(c)
             }

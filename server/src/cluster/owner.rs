@@ -9,7 +9,8 @@ use super::{guard, Dirty, Inner, Owned};
 use crate::conn::ConnHandle;
 use crate::frame::Text;
 use crate::error::Error;
-use crate::room::Effects;
+use crate::quota;
+use crate::room::{Effects, Secret};
 use hms_protocol::PeerLeaveRequest;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,9 +37,26 @@ impl Inner {
             }
         };
         let reply = match op {
-            Op::Connect { peer, user, role, conn: id, .. } => Reply::Connected(hub.connect(&room, &peer, &user, &role, conn(id)?)?),
+            Op::Connect { peer, user, role, secret, keep: true, conn: id, .. } => {
+                Reply::Connected(hub.connect_keeping(&room, &peer, &user, &role, secret.as_ref(), conn(id)?)?)
+            }
+            Op::Connect { peer, user, role, secret, conn: id, .. } => {
+                // Every node counts its own connections; the owner counts the room's.
+                let max = self.limits.max_conns_per_user;
+                if max > 0 && hub.conns_of_user(&room, &user, &peer) >= max {
+                    tracing::info!(peer = ?peer, room = ?room, user = ?user, "connection refused: too many connections of one user in the room");
+                    return Err(quota::too_many_conns(max).into());
+                }
+                Reply::Connected(hub.connect(&room, &peer, &user, &role, secret.as_ref().map(Secret::as_str), conn(id)?)?)
+            }
             Op::Reattach { peer, user, role, conn: id, .. } => Reply::Reattached(hub.reattach(&room, &peer, &user, &role, conn(id)?)?.into()),
             Op::Join { peer, conn, name, data, ok, .. } => {
+                if let Some(user) = hub.user_of(&room, &peer) {
+                    if let Err(wait) = self.limits.joins.take(&(room.clone(), user.clone()), Instant::now()) {
+                        tracing::info!(peer = ?peer, room = ?room, user = ?user, "join refused: too many joins of one user in the room");
+                        return Err(quota::too_many_joins(self.limits.joins_per_min, wait).into());
+                    }
+                }
                 // A new peer is in the mirror before anyone hears of it (so a new owner
                 // knows it), and the fenced write proves no other node took the room.
                 match hub.join_image(&room, &peer, conn, &name, &data) {
@@ -69,6 +87,9 @@ impl Inner {
                 Reply::Done
             }
             Op::FinishEnd { requested_by, reason, .. } => {
+                // The end (and its lock) is stored: the lock is in memory before the room
+                // empties, as on one node.
+                self.refresh_lock(&room).await;
                 let (requester, notices) = hub.finish_end_room(&room, requested_by.as_deref(), &reason);
                 self.mark_dirty(&room);
                 // The notices are written (on whichever node serves each peer) before the
@@ -90,13 +111,25 @@ impl Inner {
             Op::GetPeer { peer, conn, id, target, .. } => Reply::Text(hub.get_peer(&room, &peer, conn, &id, &target)?.to_string()),
             Op::PeersWithRole { role, .. } => Reply::Peers(hub.peers_with_role(&room, &role)),
             Op::ActiveRoom { .. } => Reply::Active(hub.active_room(&room)),
-            Op::SetLocked { locked, .. } => {
-                hub.set_locked(&room, locked);
+            Op::LockStored { .. } => {
+                self.refresh_lock(&room).await;
                 Reply::Done
             }
-            Op::IsLocked { .. } => Reply::Bool(hub.is_locked(&room)),
         };
         Ok(reply)
+    }
+
+    /// Sets the room's lock in memory from the store. One refresh at a time, each after
+    /// the change that asked for it was stored: the last to run reads the last change,
+    /// so memory ends as the store ends however lock changes race (one node has the
+    /// same promise from SQLite's commit order). If Redis cannot be read the flag stays
+    /// (the next owner reads it when it takes the room).
+    async fn refresh_lock(self: &Arc<Self>, room: &str) {
+        let _one = self.lock_refresh.lock().await;
+        match self.store.is_disabled(room).await {
+            Ok(locked) => self.hub.set_locked(room, locked),
+            Err(e) => tracing::warn!(room = ?room, error = %e, "could not read a room's lock after a change"),
+        }
     }
 
     /// Checks with Redis that the lease is still `token` (renewing it); gives the room

@@ -7,7 +7,7 @@
 use crate::conn::Close;
 use crate::error::Error;
 use crate::room::mirror::Reattached;
-use crate::room::{ActiveRoom, Connected, EndTicket};
+use crate::room::{ActiveRoom, Connected, EndTicket, Secret};
 use hms_protocol::{FindPeerParams, PeerLeaveRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,7 +45,9 @@ pub enum Item {
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Op {
-    Connect { room: String, peer: String, user: String, role: String, conn: u64 },
+    /// `secret`: the reconnect secret the connection presented (its `Debug` hides it);
+    /// with `keep`, a re-attachment before the join: the place keeps that secret.
+    Connect { room: String, peer: String, user: String, role: String, secret: Option<Secret>, keep: bool, conn: u64 },
     Reattach { room: String, peer: String, user: String, role: String, conn: u64 },
     Join { room: String, peer: String, conn: u64, name: String, data: String, ok: String },
     IsJoined { room: String, peer: String, conn: u64 },
@@ -60,8 +62,8 @@ pub enum Op {
     GetPeer { room: String, peer: String, conn: u64, id: Value, target: String },
     PeersWithRole { room: String, role: String },
     ActiveRoom { room: String },
-    SetLocked { room: String, locked: bool },
-    IsLocked { room: String },
+    /// A lock change was stored: the owner reads the room's flag from the store.
+    LockStored { room: String },
 }
 
 impl Op {
@@ -83,8 +85,7 @@ impl Op {
             | Op::GetPeer { room, .. }
             | Op::PeersWithRole { room, .. }
             | Op::ActiveRoom { room }
-            | Op::SetLocked { room, .. }
-            | Op::IsLocked { room } => room,
+            | Op::LockStored { room } => room,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! changes; a node that takes the room over restores it with every peer held, so the
 //! rules of the room stay here, written once, whichever node runs them.
 
-use super::{Hub, Room, Session, Slot, SlotState, State, Tombstone};
+use super::{Connected, Hub, Room, Secret, SecretHash, Session, Slot, SlotState, State, Tombstone};
 use crate::conn::{Close, ConnHandle, Out};
 use crate::error::Error;
 use crate::frame::{self, Text};
@@ -33,6 +33,9 @@ pub struct PeerImage {
     pub role: String,
     /// Its place in the room's join order (0 when stored before it had one).
     pub seq: u64,
+    /// Its reconnect secret's digest: only the connection holding the secret takes the
+    /// place back, whichever node owns the room then.
+    pub secret: SecretHash,
     /// What the others see: its `PeerNotification` JSON, exactly as served.
     pub json: String,
 }
@@ -44,6 +47,9 @@ pub struct TombImage {
     pub peer_id: String,
     /// Its user id (only the same user learns it).
     pub user_id: String,
+    /// Its place's secret digest (only that peer learns it); `None` when rebuilt from an
+    /// end record, as on one node.
+    pub secret: Option<SecretHash>,
     /// The notice it gets.
     pub notice: PeerLeaveRequest,
     /// Until when, ms since the Unix epoch (wall time: it crosses nodes).
@@ -70,7 +76,7 @@ impl RoomImage {
         let mut tombstones = self.tombstones;
         for p in self.peers {
             tombstones.retain(|t| t.peer_id != p.peer_id);
-            tombstones.push(TombImage { peer_id: p.peer_id, user_id: p.user_id, notice: notice.clone(), until_ms });
+            tombstones.push(TombImage { peer_id: p.peer_id, user_id: p.user_id, secret: Some(p.secret), notice: notice.clone(), until_ms });
         }
         RoomImage { session: None, peers: Vec::new(), tombstones }
     }
@@ -98,12 +104,13 @@ fn session_image(room: Option<&Room>) -> Option<SessionImage> {
 }
 
 fn peer_image(peer_id: &str, s: &Slot) -> PeerImage {
-    PeerImage { peer_id: peer_id.to_owned(), user_id: s.user_id.clone(), role: s.role.to_string(), seq: s.seq, json: s.json.to_string() }
+    PeerImage { peer_id: peer_id.to_owned(), user_id: s.user_id.clone(), role: s.role.to_string(), seq: s.seq, secret: s.secret, json: s.json.to_string() }
 }
 
 fn tomb_image(st: &State, room_id: &str, peer_id: &str, now_ms: u64) -> Option<TombImage> {
     let t = st.tombstones.get(&(room_id.to_owned(), peer_id.to_owned())).filter(|t| t.until > Instant::now())?;
-    Some(TombImage { peer_id: peer_id.to_owned(), user_id: t.user_id.clone(), notice: (*t.notice).clone(), until_ms: instant_to_wall(t.until, now_ms) })
+    let until_ms = instant_to_wall(t.until, now_ms);
+    Some(TombImage { peer_id: peer_id.to_owned(), user_id: t.user_id.clone(), secret: t.secret, notice: (*t.notice).clone(), until_ms })
 }
 
 impl Hub {
@@ -153,7 +160,8 @@ impl Hub {
             tracks: BTreeMap::new(),
             groups: Vec::new(),
         };
-        Some(PeerImage { peer_id: peer_id.to_owned(), user_id: slot.user_id.clone(), role: slot.role.to_string(), seq: 0, json: frame::peer(&me).to_string() })
+        let json = frame::peer(&me).to_string();
+        Some(PeerImage { peer_id: peer_id.to_owned(), user_id: slot.user_id.clone(), role: slot.role.to_string(), seq: 0, secret: slot.secret, json })
     }
 
     /// Takes a room over from its image: every peer is held (until it is re-attached or
@@ -167,7 +175,8 @@ impl Hub {
         st.tombstones.retain(|(r, _), _| r != room_id);
         for t in image.tombstones {
             let until = wall_to_instant(t.until_ms, now_ms);
-            st.tombstones.insert((room_id.to_owned(), t.peer_id), Tombstone { user_id: t.user_id, notice: Arc::new(t.notice), until });
+            let tomb = Tombstone { user_id: t.user_id, secret: t.secret, notice: Arc::new(t.notice), until };
+            st.tombstones.insert((room_id.to_owned(), t.peer_id), tomb);
         }
         if locked {
             st.locked.insert(room_id.to_owned());
@@ -178,6 +187,7 @@ impl Hub {
         let room = st.rooms.entry(room_id.to_owned()).or_default();
         room.peers.retain(|_, s| s.state == SlotState::Connected);
         room.ending = false;
+        room.ending_locks = false;
         room.roster = Default::default();
         room.session = image.session.map(|s| Session { id: s.id, started_at: s.started_at });
         let mut peers = image.peers;
@@ -192,6 +202,7 @@ impl Hub {
             let slot = Slot {
                 state: SlotState::Held(gen),
                 conn: None,
+                secret: p.secret,
                 user_id: p.user_id,
                 role: role_name.clone(),
                 permissions: role.permissions,
@@ -251,6 +262,33 @@ impl Hub {
         room.peers.into_iter().filter_map(|(id, s)| s.conn.map(|c| (id, c))).collect()
     }
 
+    /// [`Hub::connect`] for a connection re-attached before it joined (its room moved
+    /// to this node): a place made anew keeps `secret`, the one the connection was given
+    /// (its join answer will carry it), so its later reconnects still prove it.
+    pub fn connect_keeping(&self, room_id: &str, peer_id: &str, user_id: &str, role: &str, secret: Option<&Secret>, conn: ConnHandle) -> Result<Connected, Error> {
+        let found = self.connect(room_id, peer_id, user_id, role, secret.map(Secret::as_str), conn)?;
+        let (Connected::Fresh(_), Some(secret)) = (&found, secret) else { return Ok(found) };
+        let mut st = self.lock(room_id);
+        if let Some(slot) = st.rooms.get_mut(room_id).and_then(|r| r.peers.get_mut(peer_id)) {
+            slot.secret = SecretHash::of(secret.as_str());
+        }
+        Ok(Connected::Fresh(secret.clone()))
+    }
+
+    /// The user id of `peer_id`'s place in the room.
+    pub fn user_of(&self, room_id: &str, peer_id: &str) -> Option<String> {
+        self.lock(room_id).rooms.get(room_id)?.peers.get(peer_id).map(|s| s.user_id.clone())
+    }
+
+    /// How many connections `user_id` has in the room, on every node: what a room's
+    /// owner counts against `limits.max_connections_per_user` (each node counts only
+    /// its own). `except` (a reconnecting peer's own place) is not counted.
+    pub fn conns_of_user(&self, room_id: &str, user_id: &str, except: &str) -> usize {
+        let st = self.lock(room_id);
+        let Some(room) = st.rooms.get(room_id) else { return 0 };
+        room.peers.iter().filter(|(id, s)| s.conn.is_some() && s.user_id == user_id && id.as_str() != except).count()
+    }
+
     /// Whether the hub has any peer (connected, joined or held) in the room.
     pub fn has_room(&self, room_id: &str) -> bool {
         self.lock(room_id).rooms.contains_key(room_id)
@@ -308,9 +346,9 @@ mod tests {
         let a = hub_for_tests(60_000);
         let (host, _host_rx) = queue(1);
         let (guest, _guest_rx) = queue(2);
-        a.connect("r", "host", "u-host", "host", host).unwrap();
+        let Ok(Connected::Fresh(host_secret)) = a.connect("r", "host", "u-host", "host", None, host) else { panic!("a fresh place") };
         a.join("r", "host", 1, "Host", "", "{}".into()).unwrap();
-        a.connect("r", "guest", "u-guest", "guest", guest).unwrap();
+        let Ok(Connected::Fresh(guest_secret)) = a.connect("r", "guest", "u-guest", "guest", None, guest) else { panic!("a fresh place") };
         a.join("r", "guest", 2, "Guest", "", "{}".into()).unwrap();
         a.remove_peer("r", Some(("host", 1)), "guest", "bye").unwrap();
         let image = a.image("r");
@@ -340,13 +378,24 @@ mod tests {
         // Another user cannot take the place over.
         let (x, _) = queue(13);
         assert!(b.reattach("r", "host", "u-other", "host", x).is_err());
+        // The places' secrets came with the image: a reconnect to the new owner proves
+        // itself with the secret of its join on the old one, and nobody else can.
+        let (y, _) = queue(14);
+        assert!(matches!(b.connect("r", "host", "u-host", "host", Some(guest_secret.as_str()), y), Err(Error::Conflict(_))));
+        let (y, _) = queue(15);
+        assert!(matches!(b.connect("r", "guest", "u-guest", "guest", None, y), Err(Error::Conflict(_))), "the tombstone keeps its secret");
+        let (y, _) = queue(16);
+        assert!(matches!(b.connect("r", "guest", "u-guest", "guest", Some(guest_secret.as_str()), y), Ok(Connected::Missed(_))));
+        let (z, _) = queue(17);
+        assert!(matches!(b.connect("r", "host", "u-host", "host", Some(host_secret.as_str()), z), Ok(Connected::Reclaimed)));
         assert_eq!(b.forget("r").len(), 1);
         assert!(!b.has_room("r") && !b.is_locked("r"));
     }
 
     #[test]
     fn an_interrupted_end_turns_every_peer_into_a_tombstone() {
-        let peer = |id: &str| PeerImage { peer_id: id.into(), user_id: format!("u-{id}"), role: "guest".into(), seq: 1, json: "{}".into() };
+        let (secret, digest) = SecretHash::generate();
+        let peer = |id: &str| PeerImage { peer_id: id.into(), user_id: format!("u-{id}"), role: "guest".into(), seq: 1, secret: digest, json: "{}".into() };
         let image = RoomImage { session: Some(SessionImage { id: "s".into(), started_at: 1 }), peers: vec![peer("a"), peer("b")], tombstones: Vec::new() };
         let notice = PeerLeaveRequest { requested_by: Some("h".into()), reason: "done".into(), room_end: true };
         let ended = image.ended(&notice, super::super::now_ms() + 60_000);
@@ -354,6 +403,20 @@ mod tests {
         let hub = hub_for_tests(60_000);
         assert!(hub.restore("r", ended, false).is_empty());
         let (c, _) = queue(1);
-        assert!(matches!(hub.connect("r", "a", "u-a", "guest", c), Ok(super::super::Connected::Missed(n)) if n.reason == "done"));
+        assert!(matches!(hub.connect("r", "a", "u-a", "guest", None, c), Err(Error::Conflict(_))), "only the peer learns its end");
+        let (c, _) = queue(2);
+        assert!(matches!(hub.connect("r", "a", "u-a", "guest", Some(secret.as_str()), c), Ok(Connected::Missed(n)) if n.reason == "done"));
+    }
+
+    #[test]
+    fn a_place_remade_on_a_new_owner_keeps_its_secret() {
+        let hub = hub_for_tests(60_000);
+        let (secret, _) = SecretHash::generate();
+        let (c, _) = queue(1);
+        assert!(matches!(hub.connect_keeping("r", "a", "u-a", "guest", Some(&secret), c), Ok(Connected::Fresh(s)) if s == secret));
+        let (c, _) = queue(2);
+        assert!(matches!(hub.connect("r", "a", "u-a", "guest", None, c), Err(Error::Conflict(_))));
+        let (c, _) = queue(3);
+        assert!(matches!(hub.connect("r", "a", "u-a", "guest", Some(secret.as_str()), c), Ok(Connected::Reclaimed)));
     }
 }

@@ -30,6 +30,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod secret;
+pub use secret::{Secret, SecretHash};
+
 /// Where a peer id of a room stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
@@ -47,6 +50,8 @@ enum SlotState {
 struct Slot {
     state: SlotState,
     conn: Option<ConnHandle>,
+    /// Proves a reconnect is this peer's own (see [`SecretHash`]).
+    secret: SecretHash,
     user_id: String,
     /// The role's name, shared with every slot of the role.
     role: Text,
@@ -88,6 +93,9 @@ struct Room {
     session: Option<Session>,
     peers: HashMap<String, Slot>,
     ending: bool,
+    /// The end under way locks the room: joins get 423 already, although the lock itself
+    /// is set (by [`Hub::set_locked`]) only once the database has it.
+    ending_locks: bool,
     /// Large-room mode (one way: set at the join that reaches the threshold).
     large: bool,
     /// The visible peers in join order.
@@ -106,6 +114,9 @@ pub const END_NOTICE_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 struct Tombstone {
     user_id: String,
+    /// The place's secret; `None` when rebuilt from the store after a restart (the store
+    /// keeps no secrets), then the user id alone decides.
+    secret: Option<SecretHash>,
     /// Shared by every peer of an ended room.
     notice: std::sync::Arc<PeerLeaveRequest>,
     until: Instant,
@@ -152,8 +163,8 @@ impl Drop for Locked<'_> {
 /// What a new connection finds.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Connected {
-    /// A fresh peer id: `join` next.
-    Fresh,
+    /// A fresh peer id: `join` next. The place's new reconnect secret, for the join answer.
+    Fresh(Secret),
     /// The place of a peer dropped within the reconnect window: `join` restores it silently.
     Reclaimed,
     /// The peer was removed, or its room ended, while it was disconnected: deliver this
@@ -179,8 +190,6 @@ pub struct EndTicket {
     pub session_id: String,
     /// When it began, ms since the Unix epoch.
     pub started_at: u64,
-    /// Whether the room was locked before (to undo a failed lock).
-    pub was_locked: bool,
     /// The requesting peer's user id (for the end record).
     pub requester_user: Option<String>,
 }
@@ -224,6 +233,8 @@ pub struct Hub {
     roles: HashMap<String, (Text, Text)>,
     reconnect_window: Duration,
     large: LargeRooms,
+    /// Places one room holds at most (0 = no limit).
+    max_peers: usize,
 }
 
 fn now_ms() -> u64 {
@@ -252,7 +263,14 @@ impl Hub {
             roles,
             reconnect_window,
             large: LargeRooms::default(),
+            max_peers: 0,
         }
+    }
+
+    /// Limits each room to `max` places (connected, joined or held); 0 = no limit.
+    pub fn with_max_peers(mut self, max: usize) -> Self {
+        self.max_peers = max;
+        self
     }
 
     /// Sets when rooms become large rooms (off by default).
@@ -285,7 +303,8 @@ impl Hub {
         &self.known_roles
     }
 
-    /// Marks rooms as locked (from the database at startup, or the REST API).
+    /// Marks rooms as locked or not: from the database at startup, then each time a lock
+    /// change is committed, in commit order (so memory ends as the database ends).
     pub fn set_locked(&self, room_id: &str, locked: bool) {
         let mut st = self.lock(room_id);
         if locked {
@@ -300,54 +319,71 @@ impl Hub {
         self.lock(room_id).locked.contains(room_id)
     }
 
-    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
+    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`,
+    /// presenting `secret` (the `reconnect_secret` of an earlier join, if any).
+    ///
+    /// A peer id that has a place (connected, joined or held) or a live tombstone belongs
+    /// to whoever holds that place's secret: only a connection with the same user, role
+    /// and secret takes the place over (or gets the tombstone's notice); anyone else gets
+    /// 409 and the place, its connection and the tombstone are left as they were.
     pub fn connect(
         &self,
         room_id: &str,
         peer_id: &str,
         user_id: &str,
         role: &str,
+        secret: Option<&str>,
         conn: ConnHandle,
     ) -> Result<Connected, Error> {
         let (Some(role_def), Some((role_name, _))) = (self.known_roles.get(role), self.roles.get(role)) else {
             return Err(Error::Unauthorized(format!("the token's role {role:?} is not in the template")));
         };
+        let in_use = || {
+            Error::Conflict(format!(
+                "peer id {peer_id:?} is in use in this room; only its own reconnect (same user and role, with the reconnect_secret of its join answer) can take it back"
+            ))
+        };
         let mut st = self.lock(room_id);
         let key = (room_id.to_owned(), peer_id.to_owned());
         if let Some(t) = st.tombstones.get(&key) {
-            if t.until > Instant::now() && t.user_id == user_id {
-                return Ok(Connected::Missed((*t.notice).clone()));
+            if t.until > Instant::now() {
+                if t.user_id == user_id && t.secret.is_none_or(|h| h.matches(secret)) {
+                    return Ok(Connected::Missed((*t.notice).clone()));
+                }
+                return Err(in_use());
             }
             st.tombstones.remove(&key);
         }
         let room = st.rooms.entry(room_id.to_owned()).or_default();
         if let Some(slot) = room.peers.get_mut(peer_id) {
-            if slot.user_id != user_id || slot.role.as_str() != role {
-                return Err(Error::Conflict(format!("peer id {peer_id:?} is already in use in this room")));
+            if slot.user_id != user_id || slot.role.as_str() != role || !slot.secret.matches(secret) {
+                return Err(in_use());
             }
-            // The same user and role: a reconnect. The old socket may still look alive
-            // here (a half-open TCP connection after a network change is only noticed at
-            // the idle timeout), so the new connection takes over at once rather than
-            // being refused until then. The old one is told why, terminally, and closed.
+            // The peer itself, reconnecting. The old socket may still look alive here (a
+            // half-open TCP connection after a network change is only noticed at the idle
+            // timeout), so the new connection takes over at once rather than being refused
+            // until then. The old one is told why, terminally, and closed.
             if let Some(old) = slot.conn.take() {
                 let notice = ServerPush::Error(Error::Conflict("replaced by a newer connection of the same peer".into()).to_rpc());
                 old.send(Out::Text(frame::push(&notice)));
                 old.send(Out::Close(Close::Replaced));
             }
             slot.conn = Some(conn);
-            return Ok(match slot.state {
-                SlotState::Connected => Connected::Fresh,
-                _ => {
-                    slot.state = SlotState::Rejoining;
-                    Connected::Reclaimed
-                }
-            });
+            if slot.state != SlotState::Connected {
+                slot.state = SlotState::Rejoining;
+            }
+            return Ok(Connected::Reclaimed);
         }
+        if self.max_peers > 0 && room.peers.len() >= self.max_peers {
+            return Err(Error::RateLimited(format!("the room is full: {} peers (limits.max_peers_per_room)", self.max_peers)));
+        }
+        let (secret, hash) = SecretHash::generate();
         room.peers.insert(
             peer_id.to_owned(),
             Slot {
                 state: SlotState::Connected,
                 conn: Some(conn),
+                secret: hash,
                 user_id: user_id.to_owned(),
                 role: role_name.clone(),
                 permissions: role_def.permissions,
@@ -357,7 +393,7 @@ impl Hub {
                 cursors: Vec::new(),
             },
         );
-        Ok(Connected::Fresh)
+        Ok(Connected::Fresh(secret))
     }
 
     /// `join`: queues `ok` (the serialized `{}` answer), `on-policy-change` and
@@ -368,8 +404,8 @@ impl Hub {
     pub fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Text) -> Result<Effects, Error> {
         let mut guard = self.lock(room_id);
         let st = &mut *guard;
-        let locked = st.locked.contains(room_id);
         let room = st.rooms.get_mut(room_id).ok_or_else(|| Error::Internal("connection lost its room".into()))?;
+        let locked = room.ending_locks || st.locked.contains(room_id);
         let slot = room.peers.get(peer_id).filter(|s| s.conn.as_ref().map(|c| c.id) == Some(conn_id));
         let Some(state) = slot.map(|s| s.state) else {
             return Err(Error::Internal("connection lost its place".into()));
@@ -582,7 +618,8 @@ impl Hub {
     }
 
     /// First half of `end-room`: checks the requester (`None` for the REST API) and
-    /// marks the room as ending (and locked, in memory, so joins get 423 at once).
+    /// marks the room as ending (with `lock`, joins get 423 at once; the lock itself is
+    /// set when the database has committed it).
     pub fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
         let mut guard = self.lock(room_id);
         let st = &mut *guard;
@@ -606,21 +643,16 @@ impl Hub {
         };
         let (session_id, started_at) = (session.id.clone(), session.started_at);
         room.ending = true;
-        let was_locked = st.locked.contains(room_id);
-        if lock {
-            st.locked.insert(room_id.to_owned());
-        }
-        Ok(EndTicket { session_id, started_at, was_locked, requester_user })
+        room.ending_locks = lock;
+        Ok(EndTicket { session_id, started_at, requester_user })
     }
 
     /// Undoes [`Hub::begin_end_room`] when the lock could not be stored.
-    pub fn abort_end_room(&self, room_id: &str, ticket: &EndTicket) {
+    pub fn abort_end_room(&self, room_id: &str, _ticket: &EndTicket) {
         let mut st = self.lock(room_id);
-        if !ticket.was_locked {
-            st.locked.remove(room_id);
-        }
         if let Some(r) = st.rooms.get_mut(room_id) {
             r.ending = false;
+            r.ending_locks = false;
         }
     }
 
@@ -659,7 +691,8 @@ impl Hub {
             if Some(peer_id.as_str()) == requested_by {
                 // The requester's answer may never arrive (its socket can drop after the
                 // end was stored): a reconnect of it learns the outcome from this.
-                let t = Tombstone { user_id: slot.user_id, notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
+                let until = Instant::now() + END_NOTICE_TTL.max(self.reconnect_window);
+                let t = Tombstone { user_id: slot.user_id, secret: Some(slot.secret), notice: notice.clone(), until };
                 st.tombstones.insert((room_id.to_owned(), peer_id), t);
                 requester = slot.conn;
                 continue;
@@ -675,7 +708,8 @@ impl Hub {
                 c.send(Out::Close(Close::RoomEnded));
             }
             if slot.visible() && !self.reconnect_window.is_zero() {
-                st.tombstones.insert((room_id.to_owned(), peer_id), Tombstone { user_id: slot.user_id, notice: notice.clone(), until });
+                let t = Tombstone { user_id: slot.user_id, secret: Some(slot.secret), notice: notice.clone(), until };
+                st.tombstones.insert((room_id.to_owned(), peer_id), t);
             }
         }
         if !waiting.peers.is_empty() {
@@ -711,7 +745,8 @@ impl Hub {
             .ok_or_else(|| Error::NotFound(format!("no peer {target:?} in this room")))?;
         let notice = PeerLeaveRequest { requested_by: requester.map(|(p, _)| p.to_owned()), reason: reason.to_owned(), room_end: false };
         if !self.reconnect_window.is_zero() {
-            let t = Tombstone { user_id: slot.user_id.clone(), notice: std::sync::Arc::new(notice.clone()), until: Instant::now() + self.reconnect_window };
+            let until = Instant::now() + self.reconnect_window;
+            let t = Tombstone { user_id: slot.user_id.clone(), secret: Some(slot.secret), notice: std::sync::Arc::new(notice.clone()), until };
             st.tombstones.insert((room_id.to_owned(), target.to_owned()), t);
         }
         let conn = st.rooms.get(room_id).and_then(|r| r.peers.get(target)).and_then(|s| s.conn.clone());
@@ -754,7 +789,7 @@ impl Hub {
     /// Remembers (after a restart, from the store's end records) that `peer_id` of
     /// `user_id` ended the room: a reconnect of it before `until` gets `notice`.
     pub fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
-        let t = Tombstone { user_id: user_id.to_owned(), notice: std::sync::Arc::new(notice), until };
+        let t = Tombstone { user_id: user_id.to_owned(), secret: None, notice: std::sync::Arc::new(notice), until };
         self.lock(room_id).tombstones.insert((room_id.to_owned(), peer_id.to_owned()), t);
     }
 

@@ -51,6 +51,14 @@ impl Storage {
         }
     }
 
+    /// Sets the SQLite store's listener of committed lock changes (see
+    /// [`Store::on_lock_change`]); a cluster's owners read the lock from Redis instead.
+    pub fn on_lock_change(&self, listener: super::LockListener) {
+        if let Storage::Sqlite(s) = self {
+            s.on_lock_change(listener);
+        }
+    }
+
     /// Rooms that are disabled (locked).
     pub async fn disabled_rooms(&self) -> Result<Vec<String>, Error> {
         each!(self, s => s.disabled_rooms().await)
@@ -73,24 +81,37 @@ impl Storage {
         each!(self, s => s.end_session(room_id, session_id, ended_by, reason, locked, close).await)
     }
 
-    /// The session history of a room, oldest first.
-    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
-        each!(self, s => s.sessions(room_id).await)
+    /// One page of a room's session history, oldest first: at most `limit` sessions
+    /// after the cursor `after`; the page and its last cursor when more may follow.
+    pub async fn sessions(&self, room_id: &str, after: Option<i64>, limit: usize) -> Result<(Vec<SessionRecord>, Option<i64>), Error> {
+        each!(self, s => s.sessions(room_id, after, limit).await)
     }
 
-    /// The room's codes, one per role in `roles`, created where missing.
-    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, Error> {
-        each!(self, s => s.room_codes(room_id, roles).await)
+    /// Keeps the room's `keep` newest sessions (end records of a peer since
+    /// `protect_since_ms` stay); not awaited.
+    pub fn prune_sessions(&self, room_id: &str, keep: usize, protect_since_ms: u64) {
+        each!(self, s => s.prune_sessions(room_id, keep, protect_since_ms))
     }
 
-    /// Looks a room code up.
-    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, Error> {
-        each!(self, s => s.find_code(code).await)
+    /// Stores newly issued codes `(role, hash)` of a room, each replacing the role's
+    /// previous one; returns their `created_at`.
+    pub async fn issue_codes(&self, room_id: &str, codes: Vec<(String, String)>) -> Result<u64, Error> {
+        each!(self, s => s.issue_codes(room_id, codes).await)
     }
 
-    /// Enables or disables one code (tests and operators).
-    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, Error> {
-        each!(self, s => s.set_code_enabled(code, enabled).await)
+    /// The room's codes (without their text), by role.
+    pub async fn codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+        each!(self, s => s.codes(room_id).await)
+    }
+
+    /// The code whose hash is `hash` (without its text).
+    pub async fn find_code(&self, hash: &str) -> Result<Option<RoomCode>, Error> {
+        each!(self, s => s.find_code(hash).await)
+    }
+
+    /// Enables or disables the code whose hash is `hash`; false when there is none.
+    pub async fn set_code_enabled(&self, hash: &str, enabled: bool) -> Result<bool, Error> {
+        each!(self, s => s.set_code_enabled(hash, enabled).await)
     }
 
     /// Sessions a peer ended since `since_ms`, oldest first.

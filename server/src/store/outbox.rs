@@ -465,7 +465,7 @@ mod tests {
         assert_eq!(q.len(), 6, "{tail:?}");
         assert!(tail[0].starts_with("SessionClosed") && tail[0].contains(&format!("{:?}", CloseReason::ServerStopped)), "{tail:?}");
         assert!(tail[1].starts_with("PeerLeft") && tail[1].contains("peer_id: \"b\"") && tail[1].contains("ServerStopped"), "{tail:?}");
-        assert_eq!(s.sessions("r").await.unwrap()[0].reason.as_deref(), Some("server stopped"));
+        assert_eq!(s.sessions("r", None, 10).await.unwrap().0[0].reason.as_deref(), Some("server stopped"));
         drop((s, r));
         // Restarted with another target: the old one's rows are listed as failed.
         let s = Store::open_with(dir.path(), Some(writer(&["t2"], commits))).unwrap();

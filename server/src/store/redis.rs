@@ -36,18 +36,26 @@ pub mod keys {
     pub fn session(session_id: &str) -> String {
         format!("hms:session:{session_id}")
     }
-    /// Sorted set of a room's session ids, scored by start (ms).
+    /// Sorted set of a room's session ids, scored by their number in the room (1, 2,
+    /// ... in the order they were recorded): the cursor of the history's pages.
     pub fn sessions(room: &str) -> String {
         format!("hms:room:{{{room}}}:sessions")
+    }
+    /// The last number given to a session of the room ([`sessions`]).
+    pub fn session_seq(room: &str) -> String {
+        format!("hms:room:{{{room}}}:sessionseq")
     }
     /// Sorted set of the sessions a peer ended, scored by end (ms), trimmed to the last
     /// [`crate::room::END_NOTICE_TTL`].
     pub const ENDS: &str = "hms:ends";
-    /// Hash of one room code: `room_id`, `role`, `enabled`, `created_at`.
-    pub fn code(code: &str) -> String {
-        format!("hms:code:{code}")
+    /// Hash of one room code, named by the code's hash (`crate::codes::hash`; the text
+    /// is never stored): `room_id`, `role`, `enabled`, `created_at`.
+    pub fn code(hash: &str) -> String {
+        format!("{CODE_PREFIX}{hash}")
     }
-    /// Hash of a room's codes: role -> code.
+    /// What [`code`] puts before the hash (the code scripts build the key from it).
+    pub const CODE_PREFIX: &str = "hms:code:";
+    /// Hash of a room's codes: role -> the code's hash.
     pub fn codes(room: &str) -> String {
         format!("hms:room:{{{room}}}:codes")
     }
@@ -104,19 +112,48 @@ static END_IF_RUNNING: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// The room's code for a role, created with the candidate code when missing.
-/// KEYS: room codes hash, candidate's code hash; ARGV: role, candidate, room, now.
-/// Returns {code, enabled} or false when the candidate is taken (retry with another).
-static CODE_FOR_ROLE: LazyLock<Script> = LazyLock::new(|| {
+/// Lists a session in its room's history, numbered after the room's last one, unless
+/// it is listed already. KEYS: the room's sessions, its sequence; ARGV[1]: session id.
+/// Sent as EVAL inside a pipeline or a MULTI (the start record's, or an end's whose
+/// start has not landed).
+const LIST_SESSION: &str = r"if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+  end
+  return 1";
+
+fn list_session(p: &mut Pipeline, room_id: &str, session_id: &str) {
+    p.cmd("EVAL").arg(LIST_SESSION).arg(2).arg(keys::sessions(room_id)).arg(keys::session_seq(room_id)).arg(session_id).ignore();
+}
+
+/// Keeps a room's `ARGV[1]` newest sessions: older ended ones are deleted, except end
+/// records of a peer since `ARGV[2]` ms (a requester may reconnect for them), as the
+/// SQLite store does. KEYS[1]: the room's sessions.
+const PRUNE_SESSIONS: &str = r"local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+  if excess <= 0 then return 0 end
+  local removed = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+    local h = 'hms:session:' .. id
+    local e = redis.call('HMGET', h, 'ended_at', 'ended_by')
+    if e[1] and not (e[2] and tonumber(e[1]) >= tonumber(ARGV[2])) then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('DEL', h)
+      removed = removed + 1
+    end
+  end
+  return removed";
+
+/// Stores issued codes of a room: each replaces its role's previous code (whose record
+/// goes: it stops working) and starts enabled. KEYS[1]: the room's codes; ARGV: key
+/// prefix of a code, room id, now, then (role, hash) pairs.
+static ISSUE_CODES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local c = redis.call('HGET', KEYS[1], ARGV[1])
-          if c then
-            return {c, redis.call('HGET', 'hms:code:' .. c, 'enabled') or '1'}
+        r"for i = 4, #ARGV, 2 do
+            local old = redis.call('HGET', KEYS[1], ARGV[i])
+            if old then redis.call('DEL', ARGV[1] .. old) end
+            redis.call('HSET', ARGV[1] .. ARGV[i + 1], 'room_id', ARGV[2], 'role', ARGV[i], 'enabled', '1', 'created_at', ARGV[3])
+            redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
           end
-          if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-          redis.call('HSET', KEYS[2], 'room_id', ARGV[3], 'role', ARGV[1], 'enabled', '1', 'created_at', ARGV[4])
-          redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-          return {ARGV[2], '1'}",
+          return 1",
     )
 });
 
@@ -139,6 +176,18 @@ fn flag(b: bool) -> &'static str {
 
 fn num(h: &HashMap<String, String>, k: &str) -> Option<u64> {
     h.get(k).and_then(|v| v.parse().ok())
+}
+
+/// A code's record (`None` when the hash holds none).
+fn code_record(h: &HashMap<String, String>) -> Option<RoomCode> {
+    let (room_id, role) = (h.get("room_id")?, h.get("role")?);
+    Some(RoomCode {
+        code: None,
+        room_id: room_id.clone(),
+        role: role.clone(),
+        enabled: h.get("enabled").map_or(true, |v| v == "1"),
+        created_at: num(h, "created_at").unwrap_or(0),
+    })
 }
 
 impl RedisStore {
@@ -186,7 +235,7 @@ impl RedisStore {
                 Event::SessionOpened { room_id, session_id, at } => {
                     let mut p = pipe();
                     p.cmd("HSET").arg(keys::session(&session_id)).arg("room_id").arg(&room_id).arg("started_at").arg(at).ignore();
-                    p.cmd("ZADD").arg(keys::sessions(&room_id)).arg(at).arg(&session_id).ignore();
+                    list_session(&mut p, &room_id, &session_id);
                     Write::Pipe("recording a session start", p)
                 }
                 Event::SessionClosed { session_id, at, reason, .. } => {
@@ -224,8 +273,8 @@ impl RedisStore {
         let mut p = pipe();
         p.atomic();
         p.cmd("HSET").arg(&key).arg("room_id").arg(room_id).arg("ended_at").arg(now).arg("reason").arg(reason).arg("locked").arg(flag(locked)).ignore();
-        // Listed even if its start record has not landed yet (the start corrects the score).
-        p.cmd("ZADD").arg(keys::sessions(room_id)).arg("NX").arg(now).arg(session_id).ignore();
+        // Listed even if its start record has not landed yet.
+        list_session(&mut p, room_id, session_id);
         if let Some(e) = ended_by {
             p.cmd("HSET").arg(&key).arg("ended_by").arg(e.peer_id).arg("ended_by_user").arg(e.user_id).ignore();
             p.cmd("ZADD").arg(keys::ENDS).arg(now).arg(session_id).ignore();
@@ -246,11 +295,16 @@ impl RedisStore {
         Ok(ended_at.map(|_| (by, reason.unwrap_or_default())))
     }
 
-    /// The session history of a room, oldest first.
-    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
-        let ids: Vec<String> = self.redis.cmd(cmd("ZRANGE").arg(keys::sessions(room_id)).arg(0).arg(-1)).await?;
+    /// One page of a room's session history, in the order recorded: at most `limit`
+    /// sessions numbered after `after`; the page and its last number when more may follow.
+    pub async fn sessions(&self, room_id: &str, after: Option<i64>, limit: usize) -> Result<(Vec<SessionRecord>, Option<i64>), Error> {
+        let from = format!("({}", after.unwrap_or(0));
+        let listed: Vec<(String, i64)> =
+            self.redis.cmd(cmd("ZRANGEBYSCORE").arg(keys::sessions(room_id)).arg(from).arg("+inf").arg("WITHSCORES").arg("LIMIT").arg(0).arg(limit)).await?;
+        let next = if listed.len() == limit { listed.last().map(|(_, n)| *n) } else { None };
+        let ids: Vec<String> = listed.into_iter().map(|(id, _)| id).collect();
         let rows = self.session_hashes(&ids).await?;
-        let mut out: Vec<SessionRecord> = ids
+        let out = ids
             .into_iter()
             .zip(rows)
             .map(|(session_id, h)| SessionRecord {
@@ -263,47 +317,57 @@ impl RedisStore {
                 locked: h.get("locked").is_some_and(|v| v == "1"),
             })
             .collect();
-        out.sort_by_key(|s| s.started_at);
-        Ok(out)
+        Ok((out, next))
     }
 
-    /// The room's codes, one per role in `roles`, created where missing.
-    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, Error> {
-        let codes_key = keys::codes(room_id);
-        let mut out = Vec::new();
-        for role in roles {
-            // A random code collides with an existing one astronomically rarely: retry.
-            let mut tries = 0;
-            let (code, enabled) = loop {
-                let candidate = super::new_code();
-                let now = now_ms().to_string();
-                let got: Option<(String, String)> = self
-                    .redis
-                    .script(&CODE_FOR_ROLE, &[&codes_key, &keys::code(&candidate)], &[role.as_bytes(), candidate.as_bytes(), room_id.as_bytes(), now.as_bytes()])
-                    .await?;
-                if let Some(found) = got {
-                    break found;
-                }
-                tries += 1;
-                if tries > 16 {
-                    return Err(Error::Store("could not find a free room code".into()));
-                }
-            };
-            out.push(RoomCode { code, room_id: room_id.to_owned(), role, enabled: enabled == "1" });
+    /// Keeps the room's `keep` newest sessions (see [`PRUNE_SESSIONS`]), in the
+    /// background after the writes recorded before it.
+    pub fn prune_sessions(&self, room_id: &str, keep: usize, protect_since_ms: u64) {
+        let mut p = pipe();
+        p.cmd("EVAL").arg(PRUNE_SESSIONS).arg(1).arg(keys::sessions(room_id)).arg(keep).arg(protect_since_ms).ignore();
+        if self.writes.send(Write::Pipe("pruning old sessions", p)).is_err() {
+            tracing::error!("store: the Redis writer has stopped; old sessions are not pruned");
         }
-        Ok(out)
     }
 
-    /// Looks a room code up.
-    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, Error> {
-        let h: HashMap<String, String> = self.redis.cmd(cmd("HGETALL").arg(keys::code(code))).await?;
-        let (Some(room_id), Some(role)) = (h.get("room_id"), h.get("role")) else { return Ok(None) };
-        Ok(Some(RoomCode { code: code.to_owned(), room_id: room_id.clone(), role: role.clone(), enabled: h.get("enabled").is_none_or(|v| v == "1") }))
+    /// Stores newly issued codes `(role, hash)` of a room, each replacing the role's
+    /// previous one, atomically; returns their `created_at`.
+    pub async fn issue_codes(&self, room_id: &str, codes: Vec<(String, String)>) -> Result<u64, Error> {
+        let now = now_ms();
+        let now_s = now.to_string();
+        let mut args: Vec<&[u8]> = vec![keys::CODE_PREFIX.as_bytes(), room_id.as_bytes(), now_s.as_bytes()];
+        for (role, hash) in &codes {
+            args.push(role.as_bytes());
+            args.push(hash.as_bytes());
+        }
+        let _: i64 = self.redis.script(&ISSUE_CODES, &[&keys::codes(room_id)], &args).await?;
+        Ok(now)
     }
 
-    /// Enables or disables one code; whether it exists.
-    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, Error> {
-        let n: i64 = self.redis.script(&SET_CODE_ENABLED, &[&keys::code(code)], &[flag(enabled).as_bytes()]).await?;
+    /// The room's codes (without their text), by role.
+    pub async fn codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+        let mut by_role: Vec<(String, String)> = self.redis.cmd(cmd("HGETALL").arg(keys::codes(room_id))).await?;
+        by_role.sort();
+        if by_role.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = pipe();
+        for (_, hash) in &by_role {
+            p.cmd("HGETALL").arg(keys::code(hash));
+        }
+        let rows: Vec<HashMap<String, String>> = self.redis.pipe(&p).await?;
+        Ok(rows.iter().filter_map(code_record).collect())
+    }
+
+    /// The code whose hash is `hash` (without its text).
+    pub async fn find_code(&self, hash: &str) -> Result<Option<RoomCode>, Error> {
+        let h: HashMap<String, String> = self.redis.cmd(cmd("HGETALL").arg(keys::code(hash))).await?;
+        Ok(code_record(&h))
+    }
+
+    /// Enables or disables the code whose hash is `hash`; false when there is none.
+    pub async fn set_code_enabled(&self, hash: &str, enabled: bool) -> Result<bool, Error> {
+        let n: i64 = self.redis.script(&SET_CODE_ENABLED, &[&keys::code(hash)], &[flag(enabled).as_bytes()]).await?;
         Ok(n == 1)
     }
 
