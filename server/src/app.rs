@@ -246,14 +246,14 @@ impl App {
         let stopping = CancellationToken::new();
         let wake = webhooks::Wake::new(&config);
         let store = Storage::open(&config, data_dir, config.webhooks.enabled().then(|| webhooks::writer(&config, &wake))).await?;
-        // (Distributed mode refuses webhooks at config validation: they need SQLite's outbox.)
-        let webhooks = match (config.webhooks.enabled(), store.sqlite()) {
-            (true, Some(sqlite)) => Some(Webhooks::start(&config, sqlite.clone(), data_dir, wake, metrics.clone(), stopping.clone())?),
-            _ => None,
-        };
         let sessions_kept = config.limits.sessions_kept_per_room;
         let recorder = Arc::new(Recorder { store: store.clone(), metrics: metrics.clone(), sessions_kept });
         let rooms = Arc::new(Rooms::open(&config, &store, recorder).await?);
+        // After the rooms: a cluster node that refuses to start never takes the sender lease.
+        let webhooks = match config.webhooks.enabled() {
+            true => Some(Webhooks::start(&config, &store, data_dir, wake, metrics.clone(), stopping.clone())?),
+            false => None,
+        };
         // (A cluster's owner loads these when it takes a room, and reads the lock from
         // Redis after each change: see cluster/owner.rs.)
         if rooms.is_local() {

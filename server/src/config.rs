@@ -535,9 +535,6 @@ impl Config {
         if c.node_id.as_deref().is_some_and(|n| n.is_empty() || n.len() > 64 || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')) {
             return bad("cluster.node_id: 1 to 64 letters, digits, '-' or '_'");
         }
-        if c.redis_url.is_some() && self.webhooks.enabled() {
-            return bad("webhooks are not delivered in distributed mode (--redis) yet: the outbox is SQLite's (docs/SCALING.md)");
-        }
         self.webhooks.validate()
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 mod backend;
 mod outbox;
 pub mod redis;
+pub mod redis_outbox;
 pub use backend::Storage;
 pub use outbox::{Encoded, Failed, OutboxReader, OutboxWriter, Pending};
 

@@ -319,7 +319,7 @@ async fn redis_down_joins_and_end_room_fail_with_503_nothing_hangs_and_the_clust
 }
 
 #[test]
-fn a_node_refuses_a_redis_without_fsync_a_missing_shared_secret_and_webhooks() {
+fn a_node_refuses_a_redis_without_fsync_and_a_missing_shared_secret() {
     let redis = Redis::start_with("everysec");
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hms-server"))
@@ -340,16 +340,6 @@ fn a_node_refuses_a_redis_without_fsync_a_missing_shared_secret_and_webhooks() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HMS_SECRET"));
-    // Webhooks are not delivered in distributed mode yet: refused, not silently dropped.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hms-server"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--redis", &redis.url(), "--webhook-url", "http://127.0.0.1:9/hooks", "--data-dir"])
-        .arg(dir.path())
-        .env("HMS_SECRET", common::SECRET)
-        .env("HMS_WEBHOOK_SECRET", "a-webhook-secret-of-at-least-32-characters")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("webhooks are not delivered in distributed mode"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
@@ -551,4 +541,163 @@ async fn codes_and_session_history_in_redis_as_in_sqlite() {
         let (st, _) = c.http("GET", &format!("/v2/rooms/hist?{bad}"), Some(&m), None).await;
         assert_eq!(st, 400, "{bad}");
     }
+}
+
+/// Each event once (by id), in the order of its first delivery.
+fn unique_hooks(hooks: Vec<common::Hook>) -> Vec<common::Hook> {
+    let mut seen = std::collections::HashSet::new();
+    hooks.into_iter().filter(|h| seen.insert(h.id().to_owned())).collect()
+}
+
+/// The delivered events of `room`, once each, in delivery order, as `type peer`.
+fn room_events(rx: &common::Receiver, room: &str) -> Vec<String> {
+    unique_hooks(rx.delivered())
+        .iter()
+        .filter(|h| h.json["data"]["room_id"] == room)
+        .map(|h| format!("{} {}", h.kind(), h.json["data"]["peer_id"].as_str().unwrap_or("")).trim().to_owned())
+        .collect()
+}
+
+/// Waits until `room` has `n` distinct events delivered.
+async fn wait_room_events(rx: &common::Receiver, room: &str, n: usize) -> Vec<String> {
+    let room_n = |all: &[common::Hook]| {
+        let ok: Vec<common::Hook> = all.iter().filter(|h| (200..300).contains(&h.status)).cloned().collect();
+        unique_hooks(ok).iter().filter(|h| h.json["data"]["room_id"] == room).count() >= n
+    };
+    rx.wait_until(Duration::from_secs(20), room_n).await;
+    room_events(rx, room)
+}
+
+/// Webhooks from three nodes (issue 15's last bullet): each event sent once, by one
+/// node, in order per room, whichever node the change happened on.
+#[tokio::test]
+async fn webhooks_from_three_nodes_arrive_once_each_in_order_per_room() {
+    let redis = Redis::start();
+    let rx = common::Receiver::start().await;
+    let cfg = format!("{CONFIG}{}", common::webhook_config(&[rx.url()], ""));
+    let (a, b, c) = (Server::node(&redis, "a", &cfg, &[]), Server::node(&redis, "b", &cfg, &[]), Server::node(&redis, "c", &cfg, &[]));
+    // r1: host on A (A owns it), guests on B and C; r2: host on C, a guest on A.
+    let mut host1 = a.joined("r1", "h1", "host").await;
+    let mut g1 = b.joined("r1", "g1", "guest").await;
+    let _g2 = c.joined("r1", "g2", "guest").await;
+    let mut host2 = c.joined("r2", "h2", "host").await;
+    let _g3 = a.joined("r2", "g3", "guest").await;
+    host2.push("on-peer-join").await;
+    // A guest on B leaves, the host on A ends r1; r2 is ended over REST through B.
+    for _ in 0..2 {
+        host1.push("on-peer-join").await;
+    }
+    g1.send(json!({"jsonrpc": "2.0", "id": "l", "method": "leave"})).await;
+    g1.closed().await;
+    let ans = host1.request("end-room", json!({"lock": true, "reason": "done"})).await;
+    assert_eq!(ans["result"], json!({}), "{ans}");
+    let (st, body) = b.http("POST", "/v2/active-rooms/r2/end-room", Some(&Server::mgmt()), Some(&json!({"reason": "closing", "lock": false}))).await;
+    assert_eq!(st, 200, "{body}");
+    let r1 = wait_room_events(&rx, "r1", 8).await;
+    assert_eq!(
+        r1[..6],
+        ["session.open.success", "peer.join.success h1", "peer.join.success g1", "peer.join.success g2", "peer.leave.success g1", "session.close.success"]
+            .map(str::to_owned)
+    );
+    let mut leaves = r1[6..].to_vec();
+    leaves.sort();
+    assert_eq!(leaves, ["peer.leave.success g2", "peer.leave.success h1"].map(str::to_owned), "the end's leaves, after its close");
+    let r2 = wait_room_events(&rx, "r2", 6).await;
+    assert_eq!(r2[..3], ["session.open.success", "peer.join.success h2", "peer.join.success g3"].map(str::to_owned));
+    assert_eq!(r2[3], "session.close.success");
+    let mut leaves = r2[4..].to_vec();
+    leaves.sort();
+    assert_eq!(leaves, ["peer.leave.success g3", "peer.leave.success h2"].map(str::to_owned));
+    // Nothing more comes (the sockets closing invent nothing), and nothing came twice.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let all = rx.all();
+    assert_eq!(all.len(), unique_hooks(all.clone()).len(), "an event was sent twice: {:?}", common::kinds(&all));
+    assert_eq!(all.len(), r1.len() + r2.len(), "{:?}", common::kinds(&all));
+    // One node sends.
+    let senders = [&a, &b, &c].iter().filter(|n| n.log().contains("this node sends the webhooks now")).count();
+    assert_eq!(senders, 1);
+}
+
+/// A node killed mid-room loses no webhook event: the rows are in Redis, written with
+/// their change; the room's new owner reports the dead node's peer leaving after the
+/// window; if the dead node was the sender, another node takes the lease over.
+#[tokio::test]
+async fn a_node_killed_mid_room_loses_no_webhook_event() {
+    let redis = Redis::start();
+    let rx = common::Receiver::start().await;
+    let cfg = format!("[limits]\nreconnect_window_secs = 3\n[cluster]\nlease_ms = 1500\n{}", common::webhook_config(&[rx.url()], ""));
+    // B starts first: it takes the sender lease, and owns the room.
+    let mut b = Server::node(&redis, "b", &cfg, &[]);
+    let a = Server::node(&redis, "a", &cfg, &[]);
+    let _host = b.joined("r", "h", "host").await;
+    let mut g1 = a.joined("r", "g1", "guest").await;
+    let mut g2 = a.joined("r", "g2", "guest").await;
+    g1.push("on-peer-join").await;
+    // Killed at once, possibly before every row it wrote was sent.
+    b.kill9();
+    // g1 and g2 move to A silently; the host's place runs out after the window.
+    let (left, _) = until(&mut g1, Duration::from_secs(15), |e| is_push(e, "on-peer-leave")).await;
+    assert!(matches!(left, Ev::Frame(f) if f["params"]["peer_id"] == "h"));
+    let ans = g1.request("peer-leave-request", json!({"requested_for": "g2", "reason": "bye"})).await;
+    assert!(ans["error"].is_object(), "a guest may not remove: {ans}");
+    g2.send(json!({"jsonrpc": "2.0", "id": "l", "method": "leave"})).await;
+    g2.closed().await;
+    g1.send(json!({"jsonrpc": "2.0", "id": "l", "method": "leave"})).await;
+    g1.closed().await;
+    let got = wait_room_events(&rx, "r", 8).await;
+    assert_eq!(
+        got,
+        [
+            "session.open.success",
+            "peer.join.success h",
+            "peer.join.success g1",
+            "peer.join.success g2",
+            "peer.leave.success h",
+            "peer.leave.success g2",
+            "peer.leave.success g1",
+            "session.close.success"
+        ]
+        .map(str::to_owned)
+    );
+    assert!(a.log().contains("this node sends the webhooks now"), "A took the sender lease over");
+}
+
+/// The failed list and replay work through any node, on the cluster's one outbox.
+#[tokio::test]
+async fn failed_webhooks_are_listed_and_replayed_through_any_node() {
+    let redis = Redis::start();
+    let rx = common::Receiver::start().await;
+    rx.answer(500);
+    let cfg = format!("{CONFIG}{}", common::webhook_config(&[rx.url()], "retry_budget_secs = 0\n"));
+    let (a, b) = (Server::node(&redis, "a", &cfg, &[]), Server::node(&redis, "b", &cfg, &[]));
+    let _h = a.joined("r", "h", "host").await;
+    let m = Server::mgmt();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let items = loop {
+        let (st, page) = b.http("GET", "/v2/webhooks/failed", Some(&m), None).await;
+        assert_eq!(st, 200, "{page}");
+        let items = page["data"].as_array().cloned().unwrap_or_default();
+        if items.len() == 2 {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "not listed in time: {page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((items[0]["type"].as_str(), items[1]["type"].as_str()), (Some("session.open.success"), Some("peer.join.success")));
+    for it in &items {
+        assert_eq!((it["attempts"].as_u64(), it["last_error"].as_str(), it["target"].as_str()), (Some(1), Some("HTTP 500"), Some(rx.url().as_str())));
+    }
+    let (_, first) = a.http("GET", "/v2/webhooks/failed?limit=1", Some(&m), None).await;
+    let (_, second) = b.http("GET", &format!("/v2/webhooks/failed?limit=1&after={}", first["next"]), Some(&m), None).await;
+    assert_eq!(second["data"][0]["id"], items[1]["id"]);
+    rx.answer(200);
+    let id = items[1]["id"].as_str().unwrap();
+    let (st, body) = a.http("POST", &format!("/v2/webhooks/failed/{id}/replay"), Some(&m), None).await;
+    assert_eq!((st, body["queued"].as_u64()), (200, Some(1)), "{body}");
+    let got = rx.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].id(), id);
+    let (_, page) = b.http("GET", "/v2/webhooks/failed", Some(&m), None).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
+    let (st, _) = b.http("POST", &format!("/v2/webhooks/failed/{id}/replay"), Some(&m), None).await;
+    assert_eq!(st, 404);
 }

@@ -198,6 +198,13 @@ impl Cluster {
             lapsed: AtomicBool::new(false),
             stop,
         });
+        // Only a room's owner writes its records (history, webhook outbox), fenced by
+        // its lease as Redis has it: a node that lost the room writes nothing.
+        let weak = Arc::downgrade(&inner);
+        inner.store.set_fence(Box::new(move |room| {
+            let token = weak.upgrade().and_then(|i| guard(&i.owned).get(room).map(|o| o.token.clone()));
+            (keys::owner(room), token.unwrap_or_default())
+        }));
         watch::start(&inner, &redis).await?;
         tracing::info!(node = %inner.me, lease_ms = c.lease_ms, "joined the cluster");
         Ok(Cluster { inner })

@@ -80,6 +80,11 @@ impl Inner {
             }
             Op::BeginEnd { requester, lock, .. } => {
                 self.confirm(&room, &token).await?;
+                // The room's events so far are written before its end is (the end's
+                // close may be written by another node): webhooks keep their order.
+                if let Err(e) = self.store.flush().await {
+                    tracing::warn!(room = ?room, error = %e, "could not write a room's events before its end");
+                }
                 Reply::Ticket(hub.begin_end_room(&room, requester.as_ref().map(|(p, c)| (p.as_str(), *c)), lock)?)
             }
             Op::AbortEnd { ticket, .. } => {

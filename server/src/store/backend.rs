@@ -38,16 +38,8 @@ impl Storage {
             None => Store::open_with(data_dir, outbox).map(Storage::Sqlite),
             Some(url) => {
                 let link = RedisLink::connect(url, Duration::from_millis(config.cluster.redis_timeout_ms)).await?;
-                Ok(Storage::Redis(RedisStore::new(link)))
+                Ok(Storage::Redis(RedisStore::new(link, outbox)))
             }
-        }
-    }
-
-    /// The SQLite store, when that is the backend (webhooks need it).
-    pub fn sqlite(&self) -> Option<&Store> {
-        match self {
-            Storage::Sqlite(s) => Some(s),
-            Storage::Redis(_) => None,
         }
     }
 

@@ -7,18 +7,20 @@
 //! MULTI/EXEC and answers only after Redis replied; with `appendonly yes` and
 //! `appendfsync always` (checked at start, see `crate::cluster`) Redis replies after the
 //! AOF is fsynced, so a lock that was acknowledged survives a crash of Redis.
-//! Session starts and ends reported by the rooms ([`Event`]s) are written in the
-//! background by one writer task, in the order reported; each writes its own fields of
-//! the session's hash. Webhooks are not delivered in distributed mode (a node refuses to
-//! start with both, docs/SCALING.md), so the events feed only the history here.
+//! The events the rooms report ([`Event`]s) are written in the background by one writer
+//! task, in the order reported: each batch of a room is one script ([`RECORD`]) writing
+//! the history records and, with webhooks, the outbox rows (`super::redis_outbox`), all
+//! or nothing, fenced by the room's lease (only its owner writes). The end of an
+//! end-room and a lock change write their event's rows in their own `MULTI`.
 
-use super::{EndRecord, Ender, RoomCode, SessionRecord};
+use super::redis_outbox::{target_key, RECORD, RECORD_SRC};
+use super::{EndRecord, Ender, OutboxWriter, RoomCode, SessionRecord};
 use crate::error::Error;
 use crate::events::{CloseReason, Event};
 use crate::redis_link::RedisLink;
 use ::redis::{cmd, pipe, Pipeline, Script};
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
 /// Every key of the Redis store. A room id sits between `{}` (a Redis Cluster hash tag:
@@ -61,30 +63,65 @@ pub mod keys {
     }
 }
 
+/// Who may write a room's records: the room's owner key and this node's token of its
+/// lease (empty when it does not hold it: then nothing is written). Given by the cluster.
+pub type Fence = Box<dyn Fn(&str) -> (String, String) + Send + Sync>;
+
 /// The store over Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
     redis: RedisLink,
     /// The background writer: history writes in the order they were recorded.
     writes: mpsc::UnboundedSender<Write>,
+    /// Set when webhooks are on: events also become outbox rows.
+    outbox: Option<Arc<OutboxWriter>>,
+    fence: Arc<OnceLock<Fence>>,
 }
 
 /// One background write, or a marker answered once everything before it was written.
 enum Write {
     Pipe(&'static str, Pipeline),
-    EndIfRunning(String, u64, String),
+    /// [`RECORD`]'s arguments.
+    Record(Vec<String>),
     Flushed(oneshot::Sender<()>),
 }
 
+/// How long the writer keeps retrying a batch of events while Redis is unreachable
+/// (later writes wait behind it, in order).
+const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Writes the background writes in order; a failure is logged (the history misses that
 /// record) and the next goes on.
-async fn writer(redis: RedisLink, mut rx: mpsc::UnboundedReceiver<Write>) {
+async fn writer(redis: RedisLink, outbox: Option<Arc<OutboxWriter>>, mut rx: mpsc::UnboundedReceiver<Write>) {
     while let Some(w) = rx.recv().await {
         let r = match w {
             Write::Pipe(what, p) => redis.pipe::<()>(&p).await.map_err(|e| (what, e)),
-            Write::EndIfRunning(key, at, reason) => {
-                let at = at.to_string();
-                redis.script::<()>(&END_IF_RUNNING, &[&key], &[at.as_bytes(), reason.as_bytes()]).await.map_err(|e| ("recording a session end", e))
+            Write::Record(args) => {
+                let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+                let deadline = std::time::Instant::now() + RECORD_RETRY;
+                let r = loop {
+                    match redis.script::<i64>(&RECORD, &[], &args).await {
+                        Err(Error::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                        r => break r,
+                    }
+                };
+                match r {
+                    Ok(-1) => {
+                        tracing::warn!(room = ?args.get(2).map(|r| String::from_utf8_lossy(r)), "store: events of a room this node no longer owns were not written");
+                        Ok(())
+                    }
+                    Ok(rows) => {
+                        if rows > 0 {
+                            if let Some(w) = &outbox {
+                                (w.on_commit)();
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(("recording room events", e)),
+                }
             }
             Write::Flushed(done) => {
                 let _ = done.send(());
@@ -100,17 +137,6 @@ async fn writer(redis: RedisLink, mut rx: mpsc::UnboundedReceiver<Write>) {
 fn now_ms() -> u64 {
     crate::clock::now_millis()
 }
-
-/// Ends a session that emptied (or was running at shutdown) unless it has ended already.
-/// KEYS[1] session hash; ARGV: ended_at, reason.
-static END_IF_RUNNING: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], 'ended_at') == 0 then
-            redis.call('HSET', KEYS[1], 'ended_at', ARGV[1], 'reason', ARGV[2])
-          end
-          return 1",
-    )
-});
 
 /// Lists a session in its room's history, numbered after the room's last one, unless
 /// it is listed already. KEYS: the room's sessions, its sequence; ARGV[1]: session id.
@@ -191,11 +217,62 @@ fn code_record(h: &HashMap<String, String>) -> Option<RoomCode> {
 }
 
 impl RedisStore {
-    /// The store over `redis` (starts its background writer).
-    pub fn new(redis: RedisLink) -> RedisStore {
+    /// The store over `redis` (starts its background writer); with `outbox`, events
+    /// also become webhook outbox rows.
+    pub fn new(redis: RedisLink, outbox: Option<OutboxWriter>) -> RedisStore {
         let (writes, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(redis.clone(), rx));
-        RedisStore { redis, writes }
+        let outbox = outbox.map(Arc::new);
+        tokio::spawn(writer(redis.clone(), outbox.clone(), rx));
+        RedisStore { redis, writes, outbox, fence: Arc::default() }
+    }
+
+    /// Sets who may write each room's records (the cluster's leases). Later calls are
+    /// ignored.
+    pub fn set_fence(&self, fence: Fence) {
+        let _ = self.fence.set(fence);
+    }
+
+    /// [`RECORD`]'s arguments for `events` of `room` (one event per 7 arguments after the
+    /// targets), fenced by `fence` (`None`: unfenced).
+    fn record_args(&self, room: &str, fence: Option<(String, String)>, events: &[Event]) -> Vec<String> {
+        let (key, token) = fence.unwrap_or_default();
+        let targets: &[String] = self.outbox.as_ref().map_or(&[], |w| &w.targets);
+        let mut args = vec![key, token, room.to_owned(), now_ms().to_string(), targets.len().to_string()];
+        for t in targets {
+            args.push(target_key(t));
+            args.push(t.clone());
+        }
+        for e in events {
+            let (hist, sid, at, reason) = match e {
+                Event::SessionOpened { session_id, at, .. } => ("o", session_id.as_str(), *at, ""),
+                Event::SessionClosed { session_id, at, reason, .. } => match reason {
+                    CloseReason::Emptied => ("c", session_id.as_str(), *at, "room empty"),
+                    CloseReason::ServerShutdown => ("c", session_id.as_str(), *at, "server shutdown"),
+                    CloseReason::ServerStopped => ("c", session_id.as_str(), *at, "server stopped"),
+                    // end_session wrote it, with who and the lock.
+                    CloseReason::Ended { .. } => ("-", "", 0, ""),
+                },
+                _ => ("-", "", 0, ""),
+            };
+            let enc = self.outbox.as_ref().map(|w| (w.encode)(e));
+            if hist == "-" && enc.is_none() {
+                continue;
+            }
+            let (id, kind, body) = enc.map(|e| (e.id, e.kind, e.body)).unwrap_or_default();
+            args.extend([hist.to_owned(), sid.to_owned(), at.to_string(), reason.to_owned(), id, kind.to_owned(), body]);
+        }
+        args
+    }
+
+    /// Adds to `p` (a `MULTI`) the outbox rows of `event` (nothing without webhooks).
+    fn outbox_rows(&self, p: &mut Pipeline, event: &Event) {
+        if self.outbox.is_none() {
+            return;
+        }
+        let args = self.record_args(event.room_id(), None, std::slice::from_ref(event));
+        // The source, not its hash: a script Redis does not know would fail alone inside
+        // the MULTI while the rest is applied.
+        p.cmd("EVAL").arg(RECORD_SRC.as_str()).arg(0).arg(args).ignore();
     }
 
     /// The Redis connection (the cluster shares it).
@@ -225,33 +302,26 @@ impl RedisStore {
             p.cmd("SET").arg(keys::disabled(room_id)).arg("0").ignore();
             p.cmd("SADD").arg(keys::DISABLED_ROOMS).arg(room_id).ignore();
         }
-        self.redis.pipe(&p).await
+        self.outbox_rows(&mut p, &Event::RoomEnabled { room_id: room_id.to_owned(), enabled, at: now_ms() });
+        self.committed(self.redis.pipe(&p).await).await
     }
 
-    /// Records the session starts and ends the rooms report, in the background, in order.
+    /// Records what the rooms report (history; with webhooks, the outbox), in the
+    /// background, in order: one fenced script per run of one room's events.
     pub fn record(&self, events: Vec<Event>) {
-        for e in events {
-            let w = match e {
-                Event::SessionOpened { room_id, session_id, at } => {
-                    let mut p = pipe();
-                    p.cmd("HSET").arg(keys::session(&session_id)).arg("room_id").arg(&room_id).arg("started_at").arg(at).ignore();
-                    list_session(&mut p, &room_id, &session_id);
-                    Write::Pipe("recording a session start", p)
-                }
-                Event::SessionClosed { session_id, at, reason, .. } => {
-                    let why = match reason {
-                        CloseReason::Emptied => "room empty".to_owned(),
-                        CloseReason::ServerShutdown => "server shutdown".to_owned(),
-                        CloseReason::ServerStopped => "server stopped".to_owned(),
-                        // end_session wrote it, with who and the lock.
-                        CloseReason::Ended { .. } => continue,
-                    };
-                    Write::EndIfRunning(keys::session(&session_id), at, why)
-                }
-                _ => continue,
-            };
-            if self.writes.send(w).is_err() {
-                tracing::error!("store: the Redis writer has stopped; a history record is lost");
+        let mut rest = &events[..];
+        while let Some(first) = rest.first() {
+            let room = first.room_id();
+            let n = rest.iter().take_while(|e| e.room_id() == room).count();
+            let (run, next) = rest.split_at(n);
+            rest = next;
+            let fence = self.fence.get().map(|f| f(room));
+            let args = self.record_args(room, fence, run);
+            if args.len() <= 5 + 2 * self.outbox.as_ref().map_or(0, |w| w.targets.len()) {
+                continue;
+            }
+            if self.writes.send(Write::Record(args)).is_err() {
+                tracing::error!("store: the Redis writer has stopped; room events are lost");
             }
         }
     }
@@ -266,8 +336,8 @@ impl RedisStore {
 
     /// Records a session end and, with `locked`, disables the room, atomically; durable
     /// when this returns (given the AOF settings above).
-    /// (`_close` would go to a webhook outbox; distributed mode has none yet.)
-    pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool, _close: Event) -> Result<(), Error> {
+    /// With webhooks, `close`'s outbox rows are written in the same `MULTI`.
+    pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool, close: Event) -> Result<(), Error> {
         let now = now_ms();
         let key = keys::session(session_id);
         let mut p = pipe();
@@ -285,7 +355,16 @@ impl RedisStore {
             p.cmd("SET").arg(keys::disabled(room_id)).arg("0").ignore();
             p.cmd("SADD").arg(keys::DISABLED_ROOMS).arg(room_id).ignore();
         }
-        self.redis.pipe(&p).await
+        self.outbox_rows(&mut p, &close);
+        self.committed(self.redis.pipe(&p).await).await
+    }
+
+    /// After a write with outbox rows: wakes this node's sender.
+    async fn committed(&self, r: Result<(), Error>) -> Result<(), Error> {
+        if let (Ok(()), Some(w)) = (&r, &self.outbox) {
+            (w.on_commit)();
+        }
+        r
     }
 
     /// The end of a session as stored: (ended_by, reason) when it has ended.

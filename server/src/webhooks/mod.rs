@@ -12,7 +12,8 @@ pub mod sign;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::store::{OutboxReader, OutboxWriter, Store};
+use crate::store::redis_outbox::SenderLease;
+use crate::store::{OutboxReader, OutboxWriter, Storage};
 use outbox::Outbox;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,10 +61,19 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Starts delivering `store`'s outbox (opened with [`writer`]) until `stop`.
-    pub fn start(config: &Config, store: Store, data_dir: &Path, wake: Wake, metrics: Arc<Metrics>, stop: CancellationToken) -> Result<Arc<Webhooks>, Error> {
-        let reader = Arc::new(OutboxReader::open(data_dir)?);
-        let outbox = Outbox::Sqlite { store, reader };
+    /// Starts delivering `store`'s outbox (opened with [`writer`]) until `stop`: this
+    /// process's, or, in a cluster, the cluster's while this node holds the sender lease.
+    pub fn start(config: &Config, store: &Storage, data_dir: &Path, wake: Wake, metrics: Arc<Metrics>, stop: CancellationToken) -> Result<Arc<Webhooks>, Error> {
+        let outbox = match store {
+            Storage::Sqlite(store) => Outbox::Sqlite { store: store.clone(), reader: Arc::new(OutboxReader::open(data_dir)?) },
+            Storage::Redis(store) => {
+                let wakes = wake.0.clone();
+                let gained = Box::new(move || wakes.iter().for_each(|w| w.notify_one()));
+                let node = config.cluster.node_id.clone().unwrap_or_else(|| format!("n-{}", uuid::Uuid::new_v4().simple()));
+                let lease = std::time::Duration::from_millis(config.cluster.lease_ms);
+                Outbox::Redis { store: store.clone(), lease: SenderLease::start(store.link().clone(), node, lease, gained, stop.clone()) }
+            }
+        };
         let sender = Arc::new(sender::Sender::new(&config.webhooks, outbox.clone(), metrics)?);
         sender.spawn(wake.0, stop);
         tracing::info!(targets = config.webhooks.urls.len(), "webhooks on");

@@ -1,10 +1,12 @@
-//! The outbox as the sender and the REST API use it. This is the seam for several
-//! nodes: today the outbox is the SQLite table the store writes in each change's
-//! transaction ([`Outbox::Sqlite`]); a Redis-backed outbox (a stream written in the same
-//! MULTI as the change, read by one leased sender across the nodes, docs/WEBHOOKS.md)
-//! becomes another variant here, and the sender does not change.
+//! The outbox as the sender and the REST API use it: the SQLite table the store writes in
+//! each change's transaction ([`Outbox::Sqlite`]), or, with several nodes, the same rows
+//! in Redis, written by each room's owner with the change and sent by the one node that
+//! holds the sender lease ([`Outbox::Redis`], docs/WEBHOOKS.md). The sender does not
+//! change.
 
 use crate::error::Error;
+use crate::store::redis::RedisStore;
+use crate::store::redis_outbox::SenderLease;
 use crate::store::{Failed, OutboxReader, Pending, Store};
 use std::sync::Arc;
 
@@ -19,6 +21,13 @@ pub enum Outbox {
         /// Reads of the queue.
         reader: Arc<OutboxReader>,
     },
+    /// Rows in Redis; this node reads them only while it holds the sender lease.
+    Redis {
+        /// The cluster's store.
+        store: RedisStore,
+        /// Whether this node sends now.
+        lease: Arc<SenderLease>,
+    },
 }
 
 /// Runs a blocking read off the async threads.
@@ -28,19 +37,34 @@ async fn read<R: Send + 'static>(reader: &Arc<OutboxReader>, f: impl FnOnce(&Out
 }
 
 impl Outbox {
-    /// The rooms of `target` with pending events and when each is due, soonest first.
+    /// How often the sender looks at the queue without a wake-up, ms: a cluster's rows
+    /// are also written by other nodes, which cannot wake this one.
+    pub fn idle_poll_ms(&self) -> u64 {
+        match self {
+            Outbox::Sqlite { .. } => 5_000,
+            Outbox::Redis { .. } => 200,
+        }
+    }
+
+    /// The rooms of `target` with pending events and when each is due, soonest first
+    /// (none on a node that does not send).
     pub async fn heads(&self, target: &str, limit: usize) -> Result<Vec<(String, u64)>, Error> {
         let target = target.to_owned();
         match self {
             Outbox::Sqlite { reader, .. } => read(reader, move |r| r.heads(&target, limit)).await,
+            Outbox::Redis { lease, .. } if !lease.held() => Ok(Vec::new()),
+            Outbox::Redis { store, .. } => store.outbox_heads(&target, limit).await,
         }
     }
 
-    /// The pending events of a room for `target`, oldest first.
+    /// The pending events of a room for `target`, oldest first (none on a node that
+    /// does not send: a worker stops when its node loses the lease).
     pub async fn pending(&self, target: &str, room_id: &str, limit: usize) -> Result<Vec<Pending>, Error> {
         let (target, room_id) = (target.to_owned(), room_id.to_owned());
         match self {
             Outbox::Sqlite { reader, .. } => read(reader, move |r| r.pending(&target, &room_id, limit)).await,
+            Outbox::Redis { lease, .. } if !lease.held() => Ok(Vec::new()),
+            Outbox::Redis { store, .. } => store.outbox_pending(&target, &room_id, limit).await,
         }
     }
 
@@ -48,6 +72,7 @@ impl Outbox {
     pub async fn delivered(&self, seqs: Vec<i64>) -> Result<(), Error> {
         match self {
             Outbox::Sqlite { store, .. } => store.outbox_delivered(seqs).await,
+            Outbox::Redis { store, .. } => store.outbox_delivered(seqs).await,
         }
     }
 
@@ -55,6 +80,7 @@ impl Outbox {
     pub async fn retry(&self, seq: i64, attempts: u32, next_at: u64, error: String) -> Result<(), Error> {
         match self {
             Outbox::Sqlite { store, .. } => store.outbox_retry(seq, attempts, next_at, error).await,
+            Outbox::Redis { store, .. } => store.outbox_retry(seq, attempts, next_at, error).await,
         }
     }
 
@@ -62,6 +88,7 @@ impl Outbox {
     pub async fn give_up(&self, seq: i64, attempts: u32, error: String) -> Result<(), Error> {
         match self {
             Outbox::Sqlite { store, .. } => store.outbox_give_up(seq, attempts, error).await,
+            Outbox::Redis { store, .. } => store.outbox_give_up(seq, attempts, error).await,
         }
     }
 
@@ -69,6 +96,7 @@ impl Outbox {
     pub async fn failed(&self, after: i64, limit: usize) -> Result<Vec<Failed>, Error> {
         match self {
             Outbox::Sqlite { store, .. } => store.outbox_failed(after, limit).await,
+            Outbox::Redis { store, .. } => store.outbox_failed(after, limit).await,
         }
     }
 
@@ -76,6 +104,7 @@ impl Outbox {
     pub async fn replay(&self, event_id: &str, targets: Vec<String>) -> Result<(usize, usize), Error> {
         match self {
             Outbox::Sqlite { store, .. } => store.outbox_replay(event_id, targets).await,
+            Outbox::Redis { store, .. } => store.outbox_replay(event_id, targets).await,
         }
     }
 }

@@ -23,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Events a worker reads at once.
 const BATCH: usize = 32;
-/// Without a wake-up, the queue is looked at this often anyway (ms).
-const IDLE_POLL_MS: u64 = 5_000;
 /// A look at the queue scans the heads of every room with pending events. Commits wake the
 /// loop up to thousands of times a second, so it looks at most this often ...
 const SCAN_GAP: Duration = Duration::from_millis(250);
@@ -88,7 +86,8 @@ impl Sender {
             last_scan = Instant::now();
             urgent = false;
             let now = now_millis();
-            let mut next = now + IDLE_POLL_MS;
+            // Without a wake-up, the queue is looked at this often anyway.
+            let mut next = now + self.outbox.idle_poll_ms();
             if busy.len() < max {
                 // One more than the slots: the first room not due says when to look again.
                 match self.outbox.heads(&target, max + 1).await {
