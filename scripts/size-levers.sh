@@ -8,20 +8,23 @@
 #   scripts/size-levers.sh NAME...         only these
 #
 # Variants (cargo features of hms-client, documented in Cargo.toml):
-#   shipped        the package as shipped (talc allocator, token request with fetch)
-#   gloo-net       the token request with gloo-net's Request (+ wasm-bindgen-futures)
+#   shipped        the package as shipped (talc allocator, token request with gloo-net)
+#   gloo-builder   the token request built with gloo-net's RequestBuilder
 #   alloc-lol      lol_alloc's FreeListAllocator instead of talc
 #   alloc-default  Rust's default allocator (dlmalloc) instead of talc
 #   serde-options  option objects read with serde-wasm-bindgen's from_value
 #   serde-frames   + every server frame decoded with from_value into the protocol types
 #   main           the package built from `main` (a temporary git worktree), for "before"
-# Outputs go to target/size-levers/<variant>/ (pkg/ is left alone).
+# Outputs go to target/size-levers/<variant>/ (pkg/ is left alone), with named.wasm (the
+# same optimized module with its function names) and glue.unminified.js for comparing
+# variants, e.g. `twiggy diff target/size-levers/main/named.wasm
+# target/size-levers/shipped/named.wasm`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 root=$PWD
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(shipped gloo-net alloc-lol alloc-default serde-options serde-frames main)
+[ ${#variants[@]} -gt 0 ] || variants=(shipped gloo-builder alloc-lol alloc-default serde-options serde-frames main)
 
 # The same pinned tools as build-pkg.sh (installed there into target/npm-tools).
 wasm_opt=target/npm-tools/binaryen/node_modules/.bin/wasm-opt
@@ -34,6 +37,9 @@ build() {
   local args=()
   [ -z "$features" ] || args=(-- --features "$features")
   (cd "$dir" && wasm-pack --quiet build --release --target web --out-dir "$out" --out-name hms_client "${args[@]}") >&2
+  # A copy that keeps the function names, for twiggy (wasm-opt drops them without -g).
+  "$root/$wasm_opt" -Oz -g "$out/hms_client_bg.wasm" -o "$out/named.wasm"
+  cp "$out/hms_client.js" "$out/glue.unminified.js"
   "$root/$wasm_opt" -Oz "$out/hms_client_bg.wasm" -o "$out/hms_client_bg.wasm"
   "$root/$esbuild" "$out/hms_client.js" --minify --format=esm --target=es2020 --log-level=warning --outfile="$out/hms_client.js" --allow-overwrite
   cat "$out/hms_client_bg.wasm" "$out/hms_client.js" | gzip -9 | wc -c
@@ -47,7 +53,7 @@ for v in "${variants[@]}"; do
   case $v in
     shipped) size=$(build . "$out") ;;
     alloc-lol|alloc-default) size=$(build . "$out" "$v") ;;
-    gloo-net) size=$(build . "$out" token-gloo-net) ;;
+    gloo-builder) size=$(build . "$out" lever-gloo-builder) ;;
     serde-options) size=$(build . "$out" lever-serde-options) ;;
     serde-frames) size=$(build . "$out" "lever-serde-options lever-serde-frames") ;;
     main)

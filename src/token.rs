@@ -1,10 +1,13 @@
-//! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`.
+//! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`,
+//! sent with gloo-net's `http::Request` and read with its `Response`, driven as a Rust
+//! future by wasm-bindgen-futures.
 //!
-//! By default the global `fetch`, its promises chained with one-shot closures handed to
-//! the JS garbage collector (`Closure::once_into_js`: reclaimed when collected, no leak).
-//! With the `token-gloo-net` feature, gloo-net's `Request` and a Rust future instead:
-//! the product's specified package, which costs 6.5 KB gzip here (scripts/size-levers.sh,
-//! docs/SDK.md "Size") and takes the package over its 44 KB budget.
+//! The `web_sys::Request` is made here and handed to gloo-net (`Request::from`) rather
+//! than built with gloo-net's `RequestBuilder`: the builder re-parses every URL through
+//! `Url`/`UrlSearchParams` and `format!` to merge query parameters this request never has,
+//! which costs more than a kilobyte gzip (docs/SDK.md, "Size"; `lever-gloo-builder`
+//! builds it that way for scripts/size-levers.sh). gloo-net's errors are mapped to
+//! `SdkError`s without ever being formatted.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
 use crate::js::{json_parse, json_stringify, to_js, to_js_error};
@@ -37,69 +40,41 @@ pub(crate) fn token_by_room_code(base: &str, code: &str, user_id: Option<&str>) 
         url.push('/');
     }
     url.push_str("v2/token");
-    let Some(body) = json_stringify(&to_js(&TokenRequest { code, user_id })).ok().map(String::from) else {
+    let Ok(body) = json_stringify(&to_js(&TokenRequest { code, user_id })) else {
         return Promise::reject(&to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::GetToken, "the room code could not be encoded")));
     };
-    send(url, body)
+    wasm_bindgen_futures::future_to_promise(async move { exchange(&url, body.into()).await.map(JsValue::from).map_err(|e| to_js_error(&e)) })
 }
 
-#[cfg(feature = "token-gloo-net")]
-fn send(url: String, body: String) -> Promise {
-    async fn exchange(url: String, body: String) -> Result<String, SdkError> {
-        let request = gloo_net::http::Request::post(&url).header("Content-Type", "application/json").body(body).map_err(|_| unreachable())?;
-        let response = request.send().await.map_err(|_| unreachable())?;
-        let status = response.status();
-        let text = response.text().await.map_err(|_| unreachable())?;
-        settle(status, &text)
-    }
-    wasm_bindgen_futures::future_to_promise(async move { exchange(url, body).await.map(JsValue::from).map_err(|e| to_js_error(&e)) })
+/// Sends the request and reads the answer; any network failure (or a URL `fetch`
+/// refuses) is 2003 EndpointUnreachable.
+async fn exchange(url: &str, body: JsValue) -> Result<String, SdkError> {
+    let response = request(url, body).map_err(|_| unreachable())?.send().await.map_err(|_| unreachable())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|_| unreachable())?;
+    settle(status, &text)
 }
 
-#[cfg(not(feature = "token-gloo-net"))]
-#[wasm_bindgen]
-extern "C" {
-    /// A promise, with the two-argument `then` typed plainly.
-    type Thenable;
-    #[wasm_bindgen(method, js_name = then)]
-    fn then2(this: &Thenable, on_ok: &JsValue, on_err: &JsValue) -> Thenable;
-    /// The `Response` of `fetch`.
-    type FetchResponse;
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_with_init(url: &str, init: &JsValue) -> Thenable;
-    #[wasm_bindgen(method, getter)]
-    fn status(this: &FetchResponse) -> u16;
-    #[wasm_bindgen(method)]
-    fn text(this: &FetchResponse) -> Thenable;
+/// The POST request, made as a `web_sys::Request` and handed to gloo-net.
+#[cfg(not(feature = "lever-gloo-builder"))]
+fn request(url: &str, body: JsValue) -> Result<gloo_net::http::Request, JsValue> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&to_js(&JsonContent { content_type: "application/json" }));
+    init.set_body(&body);
+    web_sys::Request::new_with_str_and_init(url, &init).map(gloo_net::http::Request::from)
 }
 
-/// `fetch`'s init: POST, JSON, the body.
-#[cfg(not(feature = "token-gloo-net"))]
+/// The `headers` of the request.
+#[cfg(not(feature = "lever-gloo-builder"))]
 #[derive(serde::Serialize)]
-struct FetchInit {
-    method: &'static str,
-    headers: FetchHeaders,
-    body: String,
-}
-
-#[cfg(not(feature = "token-gloo-net"))]
-#[derive(serde::Serialize)]
-struct FetchHeaders {
+struct JsonContent {
     #[serde(rename = "Content-Type")]
     content_type: &'static str,
 }
 
-#[cfg(not(feature = "token-gloo-net"))]
-fn send(url: String, body: String) -> Promise {
-    // Any network failure is 2003 EndpointUnreachable.
-    let fail = || Closure::once_into_js(|_cause: JsValue| -> Result<JsValue, JsValue> { Err(to_js_error(&unreachable())) });
-    let init = to_js(&FetchInit { method: "POST", headers: FetchHeaders { content_type: "application/json" }, body });
-    let on_response = Closure::once_into_js(move |response: JsValue| -> JsValue {
-        let response: FetchResponse = response.unchecked_into();
-        let status = response.status();
-        let on_text = Closure::once_into_js(move |text: JsValue| -> Result<JsValue, JsValue> {
-            settle(status, &text.as_string().unwrap_or_default()).map(JsValue::from).map_err(|e| to_js_error(&e))
-        });
-        response.text().then2(&on_text, &fail()).into()
-    });
-    fetch_with_init(&url, &init).then2(&on_response, &fail()).unchecked_into()
+/// The POST request, built with gloo-net's `RequestBuilder` (measurement only).
+#[cfg(feature = "lever-gloo-builder")]
+fn request(url: &str, body: JsValue) -> Result<gloo_net::http::Request, gloo_net::Error> {
+    gloo_net::http::Request::post(url).header("Content-Type", "application/json").body(body)
 }
