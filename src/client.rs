@@ -4,7 +4,7 @@
 //! a callback may call back into the client.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
-use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
+use crate::js::{random_uuid, rejected, to_js, to_js_error, Callbacks, Deferred};
 use crate::listener::GlobalListener;
 use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
 use crate::pending::Kind;
@@ -20,25 +20,14 @@ use wasm_bindgen::prelude::*;
 
 /// Settles one request's promise; keeps the promise so a repeated call can return it.
 pub(crate) struct Settle {
-    resolve: Function,
-    reject: Function,
-    promise: Promise,
+    deferred: Deferred,
     /// A page request: the iterator that asked, updated when its page arrives.
     iter: Option<Rc<RefCell<IterState>>>,
 }
 
 /// A new promise and what settles it.
 fn new_promise() -> Settle {
-    let mut fns = None;
-    let promise = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
-    // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
-    // settling would be a no-op rather than a panic.
-    let (resolve, reject) = fns.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
-    Settle { resolve, reject, promise, iter: None }
-}
-
-fn rejected(e: &SdkError) -> Promise {
-    Promise::reject(&to_js_error(e))
+    Settle { deferred: Deferred::new(), iter: None }
 }
 
 fn now() -> f64 {
@@ -105,14 +94,10 @@ impl Inner {
                         it.eof = page.eof;
                         it.total = page.total;
                     }
-                    let _ = s.resolve.call1(&JsValue::UNDEFINED, &to_js(&page.peers));
+                    s.deferred.resolve(&to_js(&page.peers));
                 }
-                Out::Resolve(s) => {
-                    let _ = s.resolve.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
-                }
-                Out::Reject(s, e) => {
-                    let _ = s.reject.call1(&JsValue::UNDEFINED, &to_js_error(&e));
-                }
+                Out::Resolve(s) => s.deferred.resolve(&JsValue::UNDEFINED),
+                Out::Reject(s, e) => s.deferred.reject(&e),
                 Out::PeerJoin(p) => self.on_peer_join.emit(&to_js(&p)),
                 Out::PeerLeave(p) => self.on_peer_leave.emit(&to_js(&p)),
                 Out::Removed(ev) => self.on_removed.emit(&to_js(&ev)),
@@ -197,11 +182,11 @@ impl Inner {
     /// A request's promise: the one still waiting for `kind` (and `target`), or a new one
     /// that `make` hands to the session.
     fn request(&self, kind: Kind, target: Option<&str>, make: impl FnOnce(&mut Session<Settle>, Settle) -> Vec<Out<Settle>>) -> Promise {
-        if let Some(p) = self.session.borrow().waiting(kind, target).map(|s| s.promise.clone()) {
+        if let Some(p) = self.session.borrow().waiting(kind, target).map(|s| s.deferred.promise()) {
             return p;
         }
         let settle = new_promise();
-        let promise = settle.promise.clone();
+        let promise = settle.deferred.promise();
         let outs = make(&mut self.session.borrow_mut(), settle);
         self.run(outs);
         promise
@@ -290,7 +275,7 @@ impl HmsClient {
             return rejected(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Join, "join takes { authToken: string, userName: string, metadata?: string }"));
         };
         let settle = new_promise();
-        let promise = settle.promise.clone();
+        let promise = settle.deferred.promise();
         let peer_id = random_uuid();
         let params = JoinParams { name: config.user_name, data: config.metadata.unwrap_or_default() };
         let begun = self.inner.session.borrow_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
@@ -491,7 +476,7 @@ impl HmsPeerListIterator {
         let iterator = self.state.borrow().iterator.clone();
         let mut settle = new_promise();
         settle.iter = Some(self.state.clone());
-        let promise = settle.promise.clone();
+        let promise = settle.deferred.promise();
         let outs = inner.session.borrow_mut().peer_page(random_uuid(), iterator, self.limit, now(), settle);
         inner.run(outs);
         promise

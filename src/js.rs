@@ -5,7 +5,7 @@
 
 use crate::error::SdkError;
 use serde::Serialize;
-use js_sys::{Array, Function, Object, Reflect, Set};
+use js_sys::{Array, Function, Object, Promise, Reflect, Set};
 use wasm_bindgen::prelude::*;
 
 // The payload shapes' TypeScript is generated from their Rust types by tsify (model.rs,
@@ -102,6 +102,45 @@ pub(crate) fn to_js_error(e: &SdkError) -> JsValue {
     }
     Object::set_prototype_of(&err, &hms_error_prototype());
     err.into()
+}
+
+/// A pending JS promise and the functions that settle it.
+pub(crate) struct Deferred {
+    resolve: Function,
+    reject: Function,
+    promise: Promise,
+}
+
+impl Deferred {
+    /// A pending promise.
+    pub(crate) fn new() -> Self {
+        let mut fns = None;
+        let promise = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
+        // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
+        // settling would be a no-op rather than a panic.
+        let (resolve, reject) = fns.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
+        Self { resolve, reject, promise }
+    }
+
+    /// The promise (the same one on every call).
+    pub(crate) fn promise(&self) -> Promise {
+        self.promise.clone()
+    }
+
+    /// Fulfils the promise with `value`.
+    pub(crate) fn resolve(&self, value: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
+    }
+
+    /// Rejects the promise with `e` as an `HmsError`.
+    pub(crate) fn reject(&self, e: &SdkError) {
+        let _ = self.reject.call1(&JsValue::UNDEFINED, &to_js_error(e));
+    }
+}
+
+/// A promise already rejected with `e` as an `HmsError`.
+pub(crate) fn rejected(e: &SdkError) -> Promise {
+    Promise::reject(&to_js_error(e))
 }
 
 /// A set of subscribed callbacks. A JS `Set` keeps the order and makes unsubscribing a

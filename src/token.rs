@@ -10,7 +10,7 @@
 //! `SdkError`s without ever being formatted.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
-use crate::js::{json_parse, json_stringify, to_js, to_js_error};
+use crate::js::{json_parse, json_stringify, rejected, to_js};
 use crate::model::{TokenAnswer, TokenRequest};
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
@@ -41,15 +41,41 @@ pub(crate) fn token_by_room_code(base: &str, code: &str, user_id: Option<&str>) 
     }
     url.push_str("v2/token");
     let Ok(body) = json_stringify(&to_js(&TokenRequest { code, user_id })) else {
-        return Promise::reject(&to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::GetToken, "the room code could not be encoded")));
+        return rejected(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::GetToken, "the room code could not be encoded"));
     };
-    wasm_bindgen_futures::future_to_promise(async move { exchange(&url, body.into()).await.map(JsValue::from).map_err(|e| to_js_error(&e)) })
+    // A URL `fetch` refuses is reported like a network failure.
+    let Ok(request) = request(&url, body.into()) else {
+        return rejected(&unreachable());
+    };
+    settle_from(exchange(request))
 }
 
-/// Sends the request and reads the answer; any network failure (or a URL `fetch`
-/// refuses) is 2003 EndpointUnreachable.
-async fn exchange(url: &str, body: JsValue) -> Result<String, SdkError> {
-    let response = request(url, body).map_err(|_| unreachable())?.send().await.map_err(|_| unreachable())?;
+/// The promise of `outcome`'s token: the SDK's own promise (as `join`'s and `endRoom`'s),
+/// settled from a `spawn_local` task, which comes out smaller than `future_to_promise`
+/// (docs/SDK.md, "Size"; `lever-future-to-promise` builds that one).
+#[cfg(not(feature = "lever-future-to-promise"))]
+fn settle_from(outcome: impl std::future::Future<Output = Result<String, SdkError>> + 'static) -> Promise {
+    let deferred = crate::js::Deferred::new();
+    let promise = deferred.promise();
+    wasm_bindgen_futures::spawn_local(async move {
+        match outcome.await {
+            Ok(token) => deferred.resolve(&JsValue::from(token)),
+            Err(e) => deferred.reject(&e),
+        }
+    });
+    promise
+}
+
+/// The promise of `outcome`'s token, made by `future_to_promise` (measurement only).
+#[cfg(feature = "lever-future-to-promise")]
+fn settle_from(outcome: impl std::future::Future<Output = Result<String, SdkError>> + 'static) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move { outcome.await.map(JsValue::from).map_err(|e| crate::js::to_js_error(&e)) })
+}
+
+/// Sends the request and reads the answer; any network failure is 2003
+/// EndpointUnreachable.
+async fn exchange(request: gloo_net::http::Request) -> Result<String, SdkError> {
+    let response = request.send().await.map_err(|_| unreachable())?;
     let status = response.status();
     let text = response.text().await.map_err(|_| unreachable())?;
     settle(status, &text)
@@ -60,17 +86,11 @@ async fn exchange(url: &str, body: JsValue) -> Result<String, SdkError> {
 fn request(url: &str, body: JsValue) -> Result<gloo_net::http::Request, JsValue> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
-    init.set_headers(&to_js(&JsonContent { content_type: "application/json" }));
+    let headers = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&headers, &JsValue::from_str("Content-Type"), &JsValue::from_str("application/json"));
+    init.set_headers(&headers);
     init.set_body(&body);
     web_sys::Request::new_with_str_and_init(url, &init).map(gloo_net::http::Request::from)
-}
-
-/// The `headers` of the request.
-#[cfg(not(feature = "lever-gloo-builder"))]
-#[derive(serde::Serialize)]
-struct JsonContent {
-    #[serde(rename = "Content-Type")]
-    content_type: &'static str,
 }
 
 /// The POST request, built with gloo-net's `RequestBuilder` (measurement only).
