@@ -84,7 +84,7 @@ for v in "${variants[@]}"; do
       git worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"
       git worktree add --detach "$wt" main >/dev/null 2>&1
       # Reuse this checkout's build cache.
-      size=$(CARGO_TARGET_DIR=$root/target build "$wt" "$out" "$(grep -oE '"\$wasm_opt" [^"]*' "$wt/scripts/build-pkg.sh" | head -1 | cut -d' ' -f2-)")
+      size=$(CARGO_TARGET_DIR=$root/target build "$wt" "$out" "$(grep -oE '"\$wasm_opt" -O[^"]*' "$wt/scripts/build-pkg.sh" | head -1 | cut -d' ' -f2-)")
       git worktree remove --force "$wt"
       ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
