@@ -1,6 +1,6 @@
 //! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`,
-//! sent with gloo-net's `http::Request` and read with its `Response`, driven as a Rust
-//! future by wasm-bindgen-futures.
+//! sent with gloo-net's `http::Request` and read with its `Response`, a Rust future run
+//! by the SDK's executor (`executor.rs`).
 //!
 //! The `web_sys::Request` is made here and handed to gloo-net (`Request::from`) rather
 //! than built with gloo-net's `RequestBuilder`: the builder re-parses every URL through
@@ -51,13 +51,13 @@ pub(crate) fn token_by_room_code(base: &str, code: &str, user_id: Option<&str>) 
 }
 
 /// The promise of `outcome`'s token: the SDK's own promise (as `join`'s and `endRoom`'s),
-/// settled from a `spawn_local` task, which comes out smaller than `future_to_promise`
-/// (docs/SDK.md, "Size"; `lever-future-to-promise` builds that one).
+/// settled from a task of the SDK's executor (`executor.rs`; `lever-future-to-promise`
+/// builds wasm-bindgen-futures' `future_to_promise` instead, for scripts/size-levers.sh).
 #[cfg(not(feature = "lever-future-to-promise"))]
 fn settle_from(outcome: impl std::future::Future<Output = Result<String, SdkError>> + 'static) -> Promise {
     let deferred = crate::js::Deferred::new();
     let promise = deferred.promise();
-    wasm_bindgen_futures::spawn_local(async move {
+    crate::executor::spawn(async move {
         match outcome.await {
             Ok(token) => deferred.resolve(&JsValue::from(token)),
             Err(e) => deferred.reject(&e),
