@@ -104,6 +104,11 @@ pub(crate) fn to_js_error(e: &SdkError) -> JsValue {
     err.into()
 }
 
+/// The one closure type of the SDK's browser callbacks (socket events, the timer, the
+/// online/offline listeners): wasm-bindgen emits JS glue and an export per closure
+/// signature, so each takes its event (or `undefined`) as a plain `JsValue`.
+pub(crate) type Callback = Closure<dyn FnMut(JsValue)>;
+
 /// A pending JS promise and the functions that settle it.
 pub(crate) struct Deferred {
     resolve: Function,

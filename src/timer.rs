@@ -1,12 +1,12 @@
 //! One re-armable `setTimeout` that owns its callback and clears itself on drop.
 
-use crate::js::{clear_timeout, set_timeout};
+use crate::js::{clear_timeout, set_timeout, Callback};
 use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 
 /// A one-shot timer that can be armed again; at most one timeout is scheduled.
 pub(crate) struct Timer {
-    callback: Closure<dyn FnMut()>,
+    callback: Callback,
     handle: RefCell<Option<JsValue>>,
     /// When the scheduled timeout fires (ms, `Date.now()` clock).
     at: Cell<Option<f64>>,
@@ -15,8 +15,8 @@ pub(crate) struct Timer {
 impl Timer {
     /// A timer that calls `f` when it fires. `f` must hold only weak references to the
     /// timer's owner and call [`Timer::fired`] first.
-    pub(crate) fn new(f: impl FnMut() + 'static) -> Self {
-        Self { callback: Closure::<dyn FnMut()>::new(f), handle: RefCell::new(None), at: Cell::new(None) }
+    pub(crate) fn new(mut f: impl FnMut() + 'static) -> Self {
+        Self { callback: Callback::new(move |_: JsValue| f()), handle: RefCell::new(None), at: Cell::new(None) }
     }
 
     /// Makes sure the timer fires by `deadline` (absolute, `now` is the current time).
