@@ -14,7 +14,7 @@ use crate::transport::{Transport, WsEvent};
 use crate::wire::{decode, encode, encode_page, read_options, Frame, Keys};
 use hms_protocol::JoinParams;
 use js_sys::{Array, Function, Promise};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
@@ -36,10 +36,10 @@ fn now() -> f64 {
 
 struct Inner {
     session: RefCell<Session<Settle>>,
-    transport: RefCell<Option<Transport>>,
+    transport: Cell<Option<Transport>>,
     /// A socket the server is closing (after a room end, a removal, our end-room's
     /// answer or `on-error`): kept until its close event, so we add no close of our own.
-    closing: RefCell<Option<Transport>>,
+    closing: Cell<Option<Transport>>,
     /// Tags each socket's events: only the current socket's reach the session.
     generation: Cell<u32>,
     timer: Timer,
@@ -50,7 +50,7 @@ struct Inner {
     weak: Weak<Inner>,
     endpoint: String,
     /// The socket URL of the current session (same peer id and token for reconnects).
-    url: RefCell<String>,
+    url: Cell<String>,
     on_removed: Callbacks,
     on_peer_join: Callbacks,
     on_peer_leave: Callbacks,
@@ -61,32 +61,29 @@ struct Inner {
 }
 
 impl Inner {
+    /// The session, borrowed for one step (never across a callback or an await).
+    fn session(&self) -> Ref<'_, Session<Settle>> {
+        self.session.borrow()
+    }
+
+    /// The session, borrowed mutably for one step.
+    fn session_mut(&self) -> RefMut<'_, Session<Settle>> {
+        self.session.borrow_mut()
+    }
+
     /// Carries out the session's effects in order, then makes sure the timer fires by
     /// the session's next deadline.
     fn run(&self, outs: Vec<Out<Settle>>) {
         for out in outs {
             match out {
-                Out::Send { id, call } => {
-                    if let (Some(text), Some(t)) = (encode(id.as_deref(), &call), self.transport.borrow().as_ref()) {
-                        // A failed send means the socket is closing: its close event follows.
-                        let _ = t.send(&text);
-                    }
-                }
-                Out::Close => {
-                    let t = self.transport.borrow_mut().take();
-                    drop(t);
-                }
+                Out::Send { id, call } => self.send(encode(id.as_deref(), &call)),
+                Out::Close => drop(self.transport.take()),
                 Out::Detach => {
-                    let t = self.transport.borrow_mut().take();
                     // Replacing an older closing socket closes that one (its Drop).
-                    let old = self.closing.replace(t);
+                    let old = self.closing.replace(self.transport.take());
                     drop(old);
                 }
-                Out::SendPage { id, call } => {
-                    if let (Some(text), Some(t)) = (encode_page(&id, &call), self.transport.borrow().as_ref()) {
-                        let _ = t.send(&text);
-                    }
-                }
+                Out::SendPage { id, call } => self.send(encode_page(&id, &call)),
                 Out::ResolvePage(s, page) => {
                     if let Some(it) = &s.iter {
                         let mut it = it.borrow_mut();
@@ -113,6 +110,17 @@ impl Inner {
         self.rearm();
     }
 
+    /// Sends `text` on the current socket, if there is one (taken out of its `Cell` for
+    /// the call: sending calls nothing back). A failed send means the socket is closing:
+    /// its close event follows.
+    fn send(&self, text: Option<String>) {
+        let t = self.transport.take();
+        if let (Some(text), Some(t)) = (text, &t) {
+            let _ = t.send(&text);
+        }
+        self.transport.set(t);
+    }
+
     /// Opens a socket to the session's URL; a URL the browser refuses counts as a
     /// socket that closed at once.
     fn connect(&self) {
@@ -124,18 +132,20 @@ impl Inner {
                 inner.on_socket(generation, ev);
             }
         });
-        let transport = Transport::connect(&self.url.borrow(), sink);
+        let url = self.url.take();
+        let transport = Transport::connect(&url, sink);
+        self.url.set(url);
         match transport {
-            Ok(t) => *self.transport.borrow_mut() = Some(t),
+            Ok(t) => self.transport.set(Some(t)),
             Err(_) => {
-                let outs = self.session.borrow_mut().on_close(1006, now());
+                let outs = self.session_mut().on_close(1006, now());
                 self.run(outs);
             }
         }
     }
 
     fn rearm(&self) {
-        let deadline = self.session.borrow().next_deadline();
+        let deadline = self.session().next_deadline();
         match deadline {
             Some(d) => self.timer.ensure_by(d, now()),
             None => self.timer.cancel(),
@@ -146,21 +156,20 @@ impl Inner {
         if generation != self.generation.get() {
             // An earlier socket: only its close matters, to release it.
             if matches!(ev, WsEvent::Close(_)) {
-                let t = self.closing.borrow_mut().take();
-                drop(t);
+                drop(self.closing.take());
             }
             return;
         }
         let outs = match ev {
-            WsEvent::Open => self.session.borrow_mut().on_open(now()),
-            WsEvent::Close(code) => self.session.borrow_mut().on_close(code, now()),
+            WsEvent::Open => self.session_mut().on_open(now()),
+            WsEvent::Close(code) => self.session_mut().on_close(code, now()),
             WsEvent::Text(text) => {
                 // Any frame, even one we can't read, shows the connection is alive.
-                self.session.borrow_mut().touch(now());
+                self.session_mut().touch(now());
                 match decode(&self.keys, &text) {
-                    Some(Frame::Answer(id, result)) => self.session.borrow_mut().on_answer(&id, result),
-                    Some(Frame::Page(id, page)) => self.session.borrow_mut().on_page(&id, page),
-                    Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
+                    Some(Frame::Answer(id, result)) => self.session_mut().on_answer(&id, result),
+                    Some(Frame::Page(id, page)) => self.session_mut().on_page(&id, page),
+                    Some(Frame::Push(push)) => self.session_mut().on_push(push),
                     None => Vec::new(),
                 }
             }
@@ -170,24 +179,24 @@ impl Inner {
 
     fn on_timer(&self) {
         self.timer.fired();
-        let outs = self.session.borrow_mut().on_tick(now());
+        let outs = self.session_mut().on_tick(now());
         self.run(outs);
     }
 
     fn on_network(&self, online: bool) {
-        let outs = if online { self.session.borrow_mut().on_online(now()) } else { self.session.borrow_mut().on_offline(now()) };
+        let outs = if online { self.session_mut().on_online(now()) } else { self.session_mut().on_offline(now()) };
         self.run(outs);
     }
 
     /// A request's promise: the one still waiting for `kind` (and `target`), or a new one
     /// that `make` hands to the session.
     fn request(&self, kind: Kind, target: Option<&str>, make: impl FnOnce(&mut Session<Settle>, Settle) -> Vec<Out<Settle>>) -> Promise {
-        if let Some(p) = self.session.borrow().waiting(kind, target).map(|s| s.deferred.promise()) {
+        if let Some(p) = self.session().waiting(kind, target).map(|s| s.deferred.promise()) {
             return p;
         }
         let settle = new_promise();
         let promise = settle.deferred.promise();
-        let outs = make(&mut self.session.borrow_mut(), settle);
+        let outs = make(&mut self.session_mut(), settle);
         self.run(outs);
         promise
     }
@@ -217,8 +226,8 @@ impl HmsClient {
             let (w1, w2, w3) = (weak.clone(), weak.clone(), weak.clone());
             Inner {
                 session: RefCell::new(session),
-                transport: RefCell::new(None),
-                closing: RefCell::new(None),
+                transport: Cell::new(None),
+                closing: Cell::new(None),
                 generation: Cell::new(0),
                 timer: Timer::new(move || {
                     if let Some(inner) = w1.upgrade() {
@@ -240,7 +249,7 @@ impl HmsClient {
                 keys: Keys::new(),
                 weak: weak.clone(),
                 endpoint: options.endpoint,
-                url: RefCell::new(String::new()),
+                url: Cell::new(String::new()),
                 on_removed: Callbacks::new(),
                 on_peer_join: Callbacks::new(),
                 on_peer_leave: Callbacks::new(),
@@ -278,14 +287,14 @@ impl HmsClient {
         let promise = settle.deferred.promise();
         let peer_id = random_uuid();
         let params = JoinParams { name: config.user_name, data: config.metadata.unwrap_or_default() };
-        let begun = self.inner.session.borrow_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
+        let begun = self.inner.session_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
         match begun {
             Err((settle, e)) => self.inner.run(vec![Out::Reject(settle, e)]),
             Ok(outs) => {
                 let token = String::from(js_sys::encode_uri_component(&config.auth_token));
-                *self.inner.url.borrow_mut() = socket_url(&self.inner.endpoint, &peer_id, &token);
+                self.inner.url.set(socket_url(&self.inner.endpoint, &peer_id, &token));
                 // A socket still closing from the last session goes now.
-                drop(self.inner.closing.borrow_mut().take());
+                drop(self.inner.closing.take());
                 self.inner.run(outs);
                 self.inner.connect();
                 self.inner.rearm();
@@ -297,7 +306,7 @@ impl HmsClient {
     /// The local peer while joined, else `undefined`.
     #[wasm_bindgen(js_name = getLocalPeer, unchecked_return_type = "HmsPeer | undefined")]
     pub fn get_local_peer(&self) -> JsValue {
-        match self.inner.session.borrow().local_peer() {
+        match self.inner.session().local_peer() {
             Some(p) => to_js(&p),
             None => JsValue::UNDEFINED,
         }
@@ -309,14 +318,14 @@ impl HmsClient {
     /// `getPeerListIterator`, and the joins and leaves the server reports to this role.
     #[wasm_bindgen(js_name = getPeers, unchecked_return_type = "HmsPeer[]")]
     pub fn get_peers(&self) -> Array {
-        self.inner.session.borrow().peers().iter().map(to_js).collect()
+        self.inner.session().peers().iter().map(to_js).collect()
     }
 
     /// How many peers the room has, the local one included (0 when not joined). In a
     /// large room this is the server's count, which `getPeers()` may not all know.
     #[wasm_bindgen(js_name = getPeerCount)]
     pub fn get_peer_count(&self) -> f64 {
-        self.inner.session.borrow().peer_count() as f64
+        self.inner.session().peer_count() as f64
     }
 
     /// An iterator over the room's whole peer list, page by page, in join order (100ms's
@@ -332,7 +341,7 @@ impl HmsClient {
     /// The room while joined, else `undefined`.
     #[wasm_bindgen(js_name = getRoom, unchecked_return_type = "HmsRoom | undefined")]
     pub fn get_room(&self) -> JsValue {
-        match self.inner.session.borrow().room() {
+        match self.inner.session().room() {
             Some(r) => to_js(&r),
             None => JsValue::UNDEFINED,
         }
@@ -360,7 +369,7 @@ impl HmsClient {
     /// `Disconnecting` or `Failed` (100ms's room states).
     #[wasm_bindgen(js_name = getConnectionState, unchecked_return_type = "HmsConnectionState")]
     pub fn get_connection_state(&self) -> JsValue {
-        to_js(&self.inner.session.borrow().connection_state())
+        to_js(&self.inner.session().connection_state())
     }
 
     /// Subscribes to connection state changes; the callback gets the new state.
@@ -373,7 +382,7 @@ impl HmsClient {
     /// with 6000 NotConnected.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn leave(&self) -> Promise {
-        let outs = self.inner.session.borrow_mut().leave();
+        let outs = self.inner.session_mut().leave();
         self.inner.run(outs);
         Promise::resolve(&JsValue::UNDEFINED)
     }
@@ -421,10 +430,10 @@ impl HmsClient {
 impl Drop for HmsClient {
     /// `free()`: leave (telling the server), release the socket and the callbacks.
     fn drop(&mut self) {
-        let outs = self.inner.session.borrow_mut().leave();
+        let outs = self.inner.session_mut().leave();
         self.inner.run(outs);
         let i = &self.inner;
-        drop(i.closing.borrow_mut().take());
+        drop(i.closing.take());
         for cbs in [&i.on_removed, &i.on_peer_join, &i.on_peer_leave, &i.on_error, &i.on_reconnecting, &i.on_reconnected, &i.on_state] {
             cbs.clear();
         }
@@ -477,7 +486,7 @@ impl HmsPeerListIterator {
         let mut settle = new_promise();
         settle.iter = Some(self.state.clone());
         let promise = settle.deferred.promise();
-        let outs = inner.session.borrow_mut().peer_page(random_uuid(), iterator, self.limit, now(), settle);
+        let outs = inner.session_mut().peer_page(random_uuid(), iterator, self.limit, now(), settle);
         inner.run(outs);
         promise
     }
