@@ -62,11 +62,9 @@ extern "C" {
     fn get_random_values(buf: &mut [u8]);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn console_error(what: &str, err: &JsValue);
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    pub(crate) fn json_parse(text: &str) -> Result<JsValue, JsValue>;
     /// `JSON.parse` of a JS string.
     #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    pub(crate) fn json_parse_js(text: &JsValue) -> Result<JsValue, JsValue>;
+    pub(crate) fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_namespace = JSON, js_name = stringify, catch)]
     pub(crate) fn json_stringify(v: &JsValue) -> Result<js_sys::JsString, JsValue>;
 }

@@ -21,7 +21,7 @@ fn unreachable() -> SdkError {
 
 /// The token, or the error the endpoint answered with.
 fn settle(status: u16, text: &str) -> Result<String, SdkError> {
-    let answer = json_parse(text).map(|v| TokenAnswer::read(&v)).unwrap_or_default();
+    let answer = json_parse(&JsValue::from_str(text)).map(|v| TokenAnswer::read(&v)).unwrap_or_default();
     match answer.token {
         Some(token) if (200..300).contains(&status) => Ok(token),
         _ => {
