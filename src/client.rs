@@ -202,6 +202,15 @@ impl Inner {
     }
 }
 
+/// The global `online` (or `offline`) listener of a client (one closure type for both).
+fn network_listener(weak: Weak<Inner>, online: bool) -> Option<GlobalListener> {
+    GlobalListener::new(if online { "online" } else { "offline" }, move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.on_network(online);
+        }
+    })
+}
+
 /// The room client. Construct it synchronously; `join` to enter a room. Call `free()`
 /// (or drop every reference) to release the socket.
 #[wasm_bindgen]
@@ -234,18 +243,7 @@ impl HmsClient {
                         inner.on_timer();
                     }
                 }),
-                _network: (
-                    GlobalListener::new("online", move || {
-                        if let Some(inner) = w2.upgrade() {
-                            inner.on_network(true);
-                        }
-                    }),
-                    GlobalListener::new("offline", move || {
-                        if let Some(inner) = w3.upgrade() {
-                            inner.on_network(false);
-                        }
-                    }),
-                ),
+                _network: (network_listener(w2, true), network_listener(w3, false)),
                 keys: Keys::new(),
                 weak: weak.clone(),
                 endpoint: options.endpoint,
