@@ -27,6 +27,9 @@ export const CHROMIUM_ARGS = [
 const GENEROUS = [
   ["--max-conns-per-ip", "0"],
   ["--max-frames-per-sec", "0"],
+  // The guests of a trial share one token (one user): lift the per-user limits.
+  ["--max-conns-per-user", "0"],
+  ["--joins-per-user-per-min", "0"],
 ];
 
 function quantile(sorted, q) {

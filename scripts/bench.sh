@@ -7,6 +7,8 @@
 #      for 10 and 100 guests, beside a bare WebSocket round trip   (bench/latency.mjs)
 #   3. server scale with the load tool: peers held, joins/s, RSS per peer, end-room
 #      fan-out for rooms of 1k and 10k peers        (hms-loadtest)
+#   4. signaling with webhooks off and on (fast, slow, dead receiver), side by side
+#                                                   (scripts/bench-webhooks.sh)
 # and prints one table (metric | median | spread | comparison | ratio) with the machine.
 # Figures of the run are kept in bench/results/<UTC time>/ (gitignored).
 #
@@ -60,6 +62,9 @@ for run in $LOAD_RUNS; do
     || failed+=("load-$peers/$rooms")
 done
 
+log "webhooks off and on (scripts/bench-webhooks.sh)"
+BENCH_SKIP_BUILD=1 WEBHOOK_BENCH_OUT="$OUT/webhooks" bash scripts/bench-webhooks.sh >&2 || failed+=(webhooks)
+
 {
   echo "## hms-client benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)"
   echo
@@ -71,6 +76,8 @@ done
   node bench/report.mjs "$OUT"
   echo
   grep -h -E '^size (goal|budget)' "$OUT/size.txt" 2>/dev/null || true
+  echo
+  cat "$OUT/webhooks/table.md" 2>/dev/null || true
   if [ ${#failed[@]} -gt 0 ]; then echo "FAILED parts: ${failed[*]}"; else echo "all parts ran and verified"; fi
 } | tee "$OUT/table.md"
 [ ${#failed[@]} -eq 0 ]

@@ -60,6 +60,8 @@ export HMS_TEST_WS="ws://$addr/ws"
 export HMS_TEST_MGMT="$mgmt"
 export HMS_TEST_MOCK_WS="ws://$mock_addr"
 export HMS_TEST_CONTROL="http://$mock_addr/control"
+# The management REST API answers no CORS: the test page reaches it through the mock.
+export HMS_TEST_RELAY="http://$mock_addr/relay"
 export HMS_TEST_RESTART_HTTP="http://$restart_addr"
 export HMS_TEST_RESTART_WS="ws://$restart_addr/ws"
 export HMS_TEST_PROXY_WS="ws://$proxy_addr"

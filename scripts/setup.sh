@@ -21,10 +21,29 @@ command -v chromedriver >/dev/null || missing_debs+=(chromium-driver)
 command -v firefox-esr >/dev/null || missing_debs+=(firefox-esr)
 command -v sqlite3 >/dev/null || missing_debs+=(sqlite3)
 /usr/bin/python3 -c "import jwt" 2>/dev/null || missing_debs+=(python3-jwt)
+# The webhook verification snippets of docs/WEBHOOKS.md are run in Python (and Node), and
+# scripts/proxy-tests.sh's WebSocket probe (standard library only) too; openssl makes the
+# proxy suite's test certificate.
+command -v python3 >/dev/null || missing_debs+=(python3)
+command -v openssl >/dev/null || missing_debs+=(openssl)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   log "apt-get install ${missing_debs[*]}"
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >/dev/null
+fi
+
+# nginx and Caddy from Debian, only to run docs/PRODUCTION.md's proxy snippets in front of
+# the server (scripts/proxy-tests.sh): unpacked into target/proxy-tools, not installed, so
+# no service starts and nothing listens on ports 80 or 443.
+tools=target/proxy-tools
+if [ ! -x "$tools/usr/sbin/nginx" ] || [ ! -x "$tools/usr/bin/caddy" ]; then
+  log "apt-get download nginx nginx-common caddy, unpacked into $tools"
+  dl=$(mktemp -d)
+  get() { (cd "$dl" && apt-get download -qq nginx nginx-common caddy 2>/dev/null); }
+  get || { $SUDO apt-get update -qq && get; }
+  mkdir -p "$tools"
+  for d in "$dl"/*.deb; do dpkg -x "$d" "$tools"; done
+  rm -rf "$dl"
 fi
 
 # Rust target and cargo-installed tools.

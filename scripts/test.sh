@@ -13,7 +13,9 @@
 #   firefox   the same in headless Firefox ESR
 #   e2e       in headless Chromium and Firefox vs the real server: the demo app, the
 #             toolchain builds and Vite dev servers, the examples, docs/PRODUCTION.md
-#   load      a small run of the load tool: every peer of every ended room told exactly once
+#   load      small runs of the load tool: every peer of every ended room told exactly once,
+#             then again with webhooks on (every event delivered once, signed, in order)
+#   proxy     docs/PRODUCTION.md's nginx and Caddy snippets in front of the real server
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -38,6 +40,7 @@ suite chrome bash scripts/browser-tests.sh chrome
 suite firefox bash scripts/browser-tests.sh firefox
 suite e2e bash scripts/e2e-tests.sh
 suite load bash scripts/load-smoke.sh
+suite proxy bash scripts/proxy-tests.sh
 
 echo
 echo "passed suites: ${passed[*]:-none}"

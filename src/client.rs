@@ -132,9 +132,16 @@ impl Inner {
                 inner.on_socket(generation, ev);
             }
         });
-        let url = self.url.take();
+        // A reconnect presents the place's secret, so the server gives this client its
+        // place back (and to nobody else). The server makes it as hex: no encoding needed.
+        let base = self.url.take();
+        let mut url = base.clone();
+        self.url.set(base);
+        if let Some(secret) = self.session().reconnect_secret() {
+            url.push_str("&reconnect_secret=");
+            url.push_str(secret);
+        }
         let transport = Transport::connect(&url, sink);
-        self.url.set(url);
         match transport {
             Ok(t) => self.transport.set(Some(t)),
             Err(_) => {
@@ -167,7 +174,13 @@ impl Inner {
                 // Any frame, even one we can't read, shows the connection is alive.
                 self.session_mut().touch(now());
                 match decode(&self.keys, &text) {
-                    Some(Frame::Answer(id, result)) => self.session_mut().on_answer(&id, result),
+                    Some(Frame::Answer(id, result, secret)) => {
+                        let mut session = self.session_mut();
+                        if let Some(secret) = secret {
+                            session.on_reconnect_secret(secret);
+                        }
+                        session.on_answer(&id, result)
+                    }
                     Some(Frame::Page(id, page)) => self.session_mut().on_page(&id, page),
                     Some(Frame::Push(push)) => self.session_mut().on_push(push),
                     None => Vec::new(),

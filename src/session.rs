@@ -199,6 +199,9 @@ pub struct Session<T> {
     local_id: String,
     /// The session's join params, kept for reconnects.
     params: Option<JoinParams>,
+    /// The place's reconnect secret, from the join answer: a reconnect presents it (only
+    /// the connection holding it gets the place back).
+    reconnect_secret: Option<String>,
     room: RoomData,
     pending: Pending<T>,
     last_rx: f64,
@@ -230,6 +233,7 @@ impl<T> Session<T> {
             now: 0.0,
             local_id: String::new(),
             params: None,
+            reconnect_secret: None,
             room: RoomData::default(),
             pending: Pending::default(),
             last_rx: 0.0,
@@ -316,6 +320,7 @@ impl<T> Session<T> {
         self.room = RoomData::default();
         self.local_id = peer_id;
         self.params = Some(params);
+        self.reconnect_secret = None;
         self.pending.insert(Entry::new(request_id.clone(), Kind::Join, None, now + self.cfg.request_timeout, settle));
         let mut outs = Vec::new();
         self.goto(Stage::Connecting { join_id: request_id }, &mut outs);
@@ -350,6 +355,18 @@ impl<T> Session<T> {
             Stage::Reconnecting(r) => r.join.as_mut(),
             _ => None,
         }
+    }
+
+    /// An answer carried a `reconnect_secret`: only `join` answers do (the first join's,
+    /// or a rejoin's, which may be new after a server restart), and the browser layer
+    /// hears only the current socket, so the latest is the place's.
+    pub fn on_reconnect_secret(&mut self, secret: String) {
+        self.reconnect_secret = Some(secret);
+    }
+
+    /// The secret a reconnect presents, once a join was answered.
+    pub fn reconnect_secret(&self) -> Option<&str> {
+        self.reconnect_secret.as_deref()
     }
 
     /// An answer to request `id` arrived (call [`Session::touch`] first).

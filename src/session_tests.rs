@@ -342,6 +342,30 @@ fn lost_connection_reconnects_as_same_peer_and_restores_peer_list() {
 }
 
 #[test]
+fn the_join_answers_secret_is_kept_for_reconnects_and_dropped_with_the_session() {
+    let mut s = S::new(1000.0);
+    s.begin_join("me".into(), "j".into(), JoinParams { name: "Me".into(), data: String::new() }, 0.0, 1).unwrap();
+    s.on_open(0.0);
+    assert_eq!(s.reconnect_secret(), None);
+    s.on_reconnect_secret("5d0c8f4e".into());
+    assert_eq!(s.reconnect_secret(), Some("5d0c8f4e"));
+    s.on_answer("j", Ok(()));
+    s.on_push(policy("host"));
+    s.on_push(peer_list(&[("me", "Me", "host")]));
+    // The connection drops: the reconnect presents the secret.
+    assert_eq!(kinds(&s.on_close(1006, 100.0)), vec!["close", "reconnecting", "connect"]);
+    assert_eq!(s.reconnect_secret(), Some("5d0c8f4e"));
+    // A rejoin's answer (a restarted server gives a new place) replaces it.
+    rejoin_id(&s.on_open(200.0));
+    s.on_reconnect_secret("77aa".into());
+    assert_eq!(s.reconnect_secret(), Some("77aa"));
+    // A new join starts without one.
+    s.leave();
+    s.begin_join("me2".into(), "j2".into(), JoinParams { name: "Me".into(), data: String::new() }, 400.0, 2).unwrap();
+    assert_eq!(s.reconnect_secret(), None);
+}
+
+#[test]
 fn failed_attempts_back_off_with_jitter_and_give_up_past_the_budget() {
     let cfg = Config { request_timeout: 1000.0, reconnect_budget: 5000.0, ..Config::default() };
     let mut s = joined_with(cfg, "me", "host", &[]);

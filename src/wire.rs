@@ -39,7 +39,7 @@ keys! {
     peer_id = "peer_id", info = "info", data = "data", user_id = "user_id", role = "role", joined_at = "joined_at",
     requested_by = "requested_by", reason = "reason", room_end = "room_end",
     result = "result", iterator = "iterator", total = "total", eof = "eof", peer_count = "peer_count",
-    joined = "joined", left = "left",
+    joined = "joined", left = "left", reconnect_secret = "reconnect_secret",
 }
 
 
@@ -74,8 +74,8 @@ impl Source for JsValue {
 
 /// A decoded server frame.
 pub(crate) enum Frame {
-    /// An answer to request `id`.
-    Answer(String, Result<(), RpcError>),
+    /// An answer to request `id`, and the `reconnect_secret` it carries (a `join` answer).
+    Answer(String, Result<(), RpcError>, Option<String>),
     /// An answer carrying a page of the peer list (its result has an `iterator`).
     Page(String, Page<Peers>),
     /// A push.
@@ -97,10 +97,16 @@ fn decode_value(_k: &Keys, v: &JsValue) -> Option<Frame> {
     struct Answer {
         id: Option<String>,
         error: Option<RpcError>,
+        result: Option<AnswerResult>,
+    }
+    #[derive(serde::Deserialize)]
+    struct AnswerResult {
+        reconnect_secret: Option<String>,
     }
     let a: Answer = serde_wasm_bindgen::from_value(v.clone()).ok()?;
     if let Some(id) = a.id {
-        return Some(Frame::Answer(id, a.error.map_or(Ok(()), Err)));
+        let secret = a.result.and_then(|r| r.reconnect_secret);
+        return Some(Frame::Answer(id, a.error.map_or(Ok(()), Err), secret));
     }
     let push: hms_protocol::ServerPush = serde_wasm_bindgen::from_value(v.clone()).ok()?;
     Some(Frame::Push(push.into()))
@@ -127,7 +133,8 @@ fn decode_value(k: &Keys, v: &JsValue) -> Option<Frame> {
             return Some(Frame::Page(id, Page { iterator, total, eof: get(&r, &k.eof).as_bool().unwrap_or(false), peers }));
         }
         let result = if error.is_object() { Err(rpc_error(k, &error)) } else { Ok(()) };
-        return Some(Frame::Answer(id, result));
+        let secret = get(&r, &k.reconnect_secret).as_string();
+        return Some(Frame::Answer(id, result, secret));
     }
     let method = get(v, &k.method).as_string()?;
     let p = get(v, &k.params);

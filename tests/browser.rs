@@ -1,7 +1,7 @@
 //! Browser tests of the SDK: real `HmsClient`s in one page against the real room server
 //! (and a tiny mock server for timeouts and dropped sockets). Run by
 //! `scripts/browser-tests.sh`, which starts both and passes their URLs and a management
-//! token at compile time (`HMS_TEST_HTTP`, `HMS_TEST_WS`, `HMS_TEST_MGMT`, `HMS_TEST_MOCK_WS`).
+//! token at compile time (`HMS_TEST_HTTP`, `HMS_TEST_WS`, `HMS_TEST_MGMT`, `HMS_TEST_MOCK_WS`, `HMS_TEST_RELAY`).
 #![cfg(target_arch = "wasm32")]
 
 use hms_client::HmsClient;
@@ -94,7 +94,9 @@ async fn rest(method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue)
     rest_at(http(), method, path, body).await
 }
 
-/// A REST call to the server at `base` with the management token.
+/// A REST call to the server at `base` (`http://127.0.0.1:PORT`) with the management
+/// token, through the mock server's relay: the management API answers no CORS (it is for
+/// back ends), and this page comes from another origin.
 async fn rest_at(base: &str, method: &str, path: &str, body: Option<JsValue>) -> (u16, JsValue) {
     let headers = obj(&[
         ("Authorization", format!("Bearer {}", mgmt()).into()),
@@ -104,7 +106,9 @@ async fn rest_at(base: &str, method: &str, path: &str, body: Option<JsValue>) ->
     if let Some(b) = body {
         init.push(("body", js_sys::JSON::stringify(&b).unwrap().into()));
     }
-    let resp = JsFuture::from(fetch(&format!("{base}{path}"), &obj(&init))).await.unwrap();
+    let relay = need(option_env!("HMS_TEST_RELAY"), "HMS_TEST_RELAY");
+    let url = format!("{relay}/{}{path}", base.trim_start_matches("http://"));
+    let resp = JsFuture::from(fetch(&url, &obj(&init))).await.unwrap();
     let status = prop(&resp, "status").as_f64().unwrap() as u16;
     let text_fn: Function = prop(&resp, "text").unchecked_into();
     let text = JsFuture::from(text_fn.call0(&resp).unwrap().unchecked_into::<Promise>()).await.unwrap();
@@ -138,10 +142,19 @@ async fn token(client: &HmsClient, room: &str, role: &str, user: &str) -> String
     token_at(http(), client, room, role, user).await
 }
 
-async fn token_at(base: &str, client: &HmsClient, room: &str, role: &str, user: &str) -> String {
+/// A new room code of `room` and `role`, exchanged for `user` with `getAuthTokenByRoomCode`.
+async fn exchange(base: &str, client: &HmsClient, room: &str, role: &str, user: &str) -> Result<JsValue, JsValue> {
     let code = room_code(base, room, role).await;
-    let t = JsFuture::from(client.get_auth_token_by_room_code(code, Some(obj(&[("userId", user.into())]).unchecked_into()))).await;
-    t.expect("token by room code").as_string().unwrap()
+    JsFuture::from(client.get_auth_token_by_room_code(code, Some(obj(&[("userId", user.into())]).unchecked_into()))).await
+}
+
+/// The error of a room code exchange that must fail.
+async fn token_error(client: &HmsClient, room: &str, role: &str, user: &str) -> JsValue {
+    exchange(http(), client, room, role, user).await.expect_err("the exchange must fail")
+}
+
+async fn token_at(base: &str, client: &HmsClient, room: &str, role: &str, user: &str) -> String {
+    exchange(base, client, room, role, user).await.expect("token by room code").as_string().unwrap()
 }
 
 async fn join_as(room: &str, role: &str, name: &str) -> HmsClient {
@@ -303,12 +316,15 @@ async fn host_ends_room_guest_gets_reason_and_remover() {
 async fn locked_room_refuses_rejoin_with_423() {
     let room = uid("lock");
     let host = join_as(&room, "host", "Hostess").await;
-    JsFuture::from(host.end_room(true, "locked".into())).await.unwrap();
     let late = client_for(ws(), None);
+    // A token got before the lock: its join is refused.
     let tok = token(&late, &room, "guest", "late").await;
+    JsFuture::from(host.end_room(true, "locked".into())).await.unwrap();
     let e = join(&late, &tok, "Late").await.unwrap_err();
     assert_hms_error(&e, 423, "RoomLocked");
     assert!(late.get_local_peer().is_undefined());
+    // A room code of a locked room is refused at the exchange already.
+    assert_hms_error(&token_error(&late, &room, "guest", "later").await, 423, "RoomLocked");
     // Unlock over REST: joining works again.
     let (status, _) = rest("POST", &format!("/v2/rooms/{room}"), Some(obj(&[("enabled", true.into())]))).await;
     assert_eq!(status, 200);
@@ -751,10 +767,9 @@ async fn end_room_answer_lost_with_the_socket_still_resolves() {
     let cfg = obj(&[("proxyEndpoint", proxy_ws().into()), ("endpoint", ws().into()), ("hostToken", host.into()), ("guestToken", guest.into())]);
     scenario_ok("endRoomAnswerLost", end_room_answer_lost(&client_class, &cfg).await);
     assert_eq!(server_peer_count(&room).await, 0, "the room ended, and stays ended");
-    // Locked: a later join is refused, so the end the client learnt of is the real one.
+    // Locked: a room code is refused, so the end the client learnt of is the real one.
     let late = client_for(ws(), None);
-    let tok = token(&late, &room, "guest", "late").await;
-    assert_hms_error(&join(&late, &tok, "Late").await.unwrap_err(), 423, "RoomLocked");
+    assert_hms_error(&token_error(&late, &room, "guest", "late").await, 423, "RoomLocked");
 }
 
 /// The paged peer list through the SDK against the real server: every peer exactly once

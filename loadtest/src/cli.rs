@@ -1,5 +1,6 @@
 //! Command-line options.
 
+use crate::webhooks::Mode;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -60,4 +61,12 @@ pub struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Webhooks of the started server: off, or POSTed to a receiver this tool runs —
+    /// `fast` answers at once (every event is verified and the delivery rate reported),
+    /// `slow` answers after --webhook-slow-ms, `down` is a port nobody listens on.
+    #[arg(long, value_enum, default_value_t = Mode::Off)]
+    pub webhooks: Mode,
+    /// How long the `slow` receiver takes to answer, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub webhook_slow_ms: u64,
 }

@@ -9,6 +9,7 @@ mod server;
 mod stats;
 mod token;
 mod verify;
+mod webhooks;
 
 use clap::Parser;
 use futures_util::StreamExt;
@@ -24,13 +25,20 @@ use verify::{PeerReport, RoomPlan};
 /// peers come from 127.0.0.1, and a guard meant for abuse would cut the run short. Each
 /// flag is passed only if `serve --help` lists it.
 fn generous_limits(biggest_room: usize) -> Vec<(&'static str, String)> {
-    vec![
+    let mut flags = vec![
         ("--max-conns-per-ip", "0".into()),
         ("--max-frames-per-sec", "0".into()),
         // Every join in a room of n queues an `on-peer-join` for each of the n-1 others;
         // the default queue (1024) would cut off early joiners of a big room as "slow".
         ("--send-queue", (2 * biggest_room + 1024).to_string()),
-    ]
+    ];
+    // The server's default room size (10,000 peers) is kept up to there, so that a
+    // 10,000-peer room shows the default fits; the paged reader joins the biggest room as
+    // one more peer, so it is counted too.
+    if biggest_room + 1 > 10_000 {
+        flags.push(("--max-peers-per-room", (biggest_room + 1).to_string()));
+    }
+    flags
 }
 
 #[tokio::main]
@@ -97,8 +105,12 @@ async fn run(args: Args) -> Result<bool, String> {
         Err(e) => eprintln!("warning: could not raise the open-file limit: {e}"),
     }
 
+    if args.webhooks != webhooks::Mode::Off && args.server_bin.is_none() {
+        return Err("--webhooks needs --server-bin (the tool starts the server with its receiver)".into());
+    }
     // The target: a server we start, or one that runs.
     let mut spawned = None;
+    let mut receiver = None;
     let (base, tokens) = match (&args.server_bin, &args.url) {
         (Some(bin), _) => {
             let secret = args.secret.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -114,7 +126,15 @@ async fn run(args: Args) -> Result<bool, String> {
                 }
             }
             extra.extend(args.server_args.iter().cloned());
-            let s = server::spawn(bin, &secret, &extra, Duration::from_secs(30)).await?;
+            let mut envs = Vec::new();
+            if args.webhooks != webhooks::Mode::Off {
+                let hook_secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+                let r = webhooks::Receiver::start(args.webhooks, &hook_secret, Duration::from_millis(args.webhook_slow_ms)).await?;
+                extra.push(format!("--webhook-url={}", r.url));
+                envs.push(("HMS_WEBHOOK_SECRET", hook_secret));
+                receiver = Some(r);
+            }
+            let s = server::spawn(bin, &secret, &envs, &extra, Duration::from_secs(30)).await?;
             eprintln!("server: {} (pid {}) {}", s.base_url, s.pid, extra.join(" "));
             let tokens = if args.cli_tokens {
                 token::TokenSource::Cli { bin: bin.clone(), data_dir: s.data_dir.clone(), secret }
@@ -301,10 +321,28 @@ async fn run(args: Args) -> Result<bool, String> {
     let cpu_ms = |a: Option<Duration>, b: Option<Duration>| Some(ms(b?.saturating_sub(a?)));
     let (cpu_join_ms, cpu_end_ms) = (cpu_ms(cpu_start, cpu_joined), cpu_ms(cpu_ending, cpu_ended));
 
+    // Webhooks: with a fast receiver, wait for every event and verify them.
+    let hooks_expected = webhooks::expected(&plans);
+    let (hook_events, hook_problems) = match &receiver {
+        Some(r) if args.webhooks == webhooks::Mode::Fast => {
+            let got = r.wait_for(hooks_expected, deadline).await;
+            let problems = webhooks::verify(&plans, &got);
+            (got, problems)
+        }
+        Some(r) => (r.got(), Vec::new()),
+        None => (Vec::new(), Vec::new()),
+    };
+
     // Verification and figures.
     let mut failures = phase_failures;
     failures.extend(verify::verify(&plans, &reports));
     failures.extend(page_failures);
+    failures.extend(hook_problems);
+    // The server's CPU time from before the joins until every room ended (and, with a fast
+    // receiver, every event was delivered).
+    let cpu_all = cpu(&spawned).or(cpu_ended);
+    let server_cpu_s = cpu_start.zip(cpu_all).map(|(a, b)| b.saturating_sub(a).as_secs_f64());
+    let hooks_report = webhook_figures(&hook_events, ending);
     // The server's own view: per room, from the notices queued to the last one written.
     let fan_outs = spawned.as_ref().map(|s| s.fan_outs()).unwrap_or_default();
     let server_last: Vec<Duration> = fan_outs.iter().map(|f| Duration::from_micros(f.last_us.saturating_sub(f.start_us))).collect();
@@ -348,6 +386,22 @@ async fn run(args: Args) -> Result<bool, String> {
         println!("  paged read of the peer list : {} peers in {} pages of up to 100 in {:.1} ms", r.seen.len(), r.pages, ms(r.elapsed));
     }
     println!("  rooms ended in              : {:.3} s (until every socket closed)", end_span.as_secs_f64());
+    if let Some(cpu) = server_cpu_s {
+        println!("  server CPU time             : {cpu:.2} s (user + system, from before the joins to the end{})", if args.webhooks == webhooks::Mode::Fast { " of the deliveries" } else { "" });
+    }
+    if args.webhooks != webhooks::Mode::Off {
+        let h = &hooks_report;
+        println!(
+            "  webhooks ({:?} receiver)     : {} of {hooks_expected} events delivered ({} requests)",
+            args.webhooks, h.distinct, h.requests
+        );
+        if h.end_events > 0 {
+            println!(
+                "  webhook delivery            : the end-rooms' {} events (closes and leaves) delivered within {:.3} s: {:.0} events/s",
+                h.end_events, h.lag_s, h.per_s
+            );
+        }
+    }
     if let (Some(i), Some(l)) = (rss_idle, rss_loaded) {
         println!(
             "  server RSS                  : idle {:.1} MiB, with peers {:.1} MiB, {:.1} KiB per peer",
@@ -367,7 +421,12 @@ async fn run(args: Args) -> Result<bool, String> {
             "server_fan_out_span_ms": server_span.map(ms),
             "server_cpu_join_ms": cpu_join_ms, "server_cpu_end_ms": cpu_end_ms,
             "page_read": page_read.as_ref().map(|r| serde_json::json!({"peers": r.seen.len(), "pages": r.pages, "ms": ms(r.elapsed)})),
+            "server_cpu_s": server_cpu_s,
             "failures": failures.len(),
+            "webhooks": format!("{:?}", args.webhooks).to_lowercase(), "webhook_events_expected": hooks_expected,
+            "webhook_events_delivered": hooks_report.distinct, "webhook_requests": hooks_report.requests,
+            "webhook_end_events": hooks_report.end_events, "webhook_end_events_per_s": hooks_report.per_s,
+            "webhook_end_events_delivered_within_s": hooks_report.lag_s,
         });
         if let Err(e) = std::fs::write(path, json.to_string()) {
             eprintln!("warning: writing {}: {e}", path.display());
@@ -395,6 +454,32 @@ async fn run(args: Args) -> Result<bool, String> {
     );
     println!("load: 1 passed, 0 failed");
     Ok(true)
+}
+
+/// Webhook delivery figures of a run. The joins' events trickle in with the joins, so
+/// the rate is taken over the burst every end-room makes at once: one close and a leave
+/// per peer, from the moment the hosts ended their rooms to the last one delivered.
+#[derive(Debug, Default)]
+struct HookFigures {
+    requests: usize,
+    distinct: usize,
+    end_events: usize,
+    per_s: f64,
+    lag_s: f64,
+}
+
+fn webhook_figures(got: &[webhooks::Got], ending: Instant) -> HookFigures {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&webhooks::Got> = got.iter().filter(|g| seen.insert(g.id.as_str())).collect();
+    let end: Vec<&&webhooks::Got> = unique.iter().filter(|g| g.kind == "session.close.success" || g.kind == "peer.leave.success").collect();
+    let lag = end.iter().map(|g| g.at.saturating_duration_since(ending)).max().unwrap_or_default().as_secs_f64();
+    HookFigures {
+        requests: got.len(),
+        distinct: unique.len(),
+        end_events: end.len(),
+        per_s: if lag > 0.0 { end.len() as f64 / lag } else { 0.0 },
+        lag_s: lag,
+    }
 }
 
 fn print_summary(label: &str, s: &Summary) {

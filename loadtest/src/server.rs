@@ -36,8 +36,8 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf, String> {
 }
 
 /// Starts `bin serve --addr 127.0.0.1:0 --data-dir <temp> <extra...>` with `HMS_SECRET`
-/// set, and waits (up to `wait`) for its `listening on 127.0.0.1:PORT` line.
-pub async fn spawn(bin: &Path, secret: &str, extra: &[String], wait: Duration) -> Result<SpawnedServer, String> {
+/// and `envs` set, and waits (up to `wait`) for its `listening on 127.0.0.1:PORT` line.
+pub async fn spawn(bin: &Path, secret: &str, envs: &[(&str, String)], extra: &[String], wait: Duration) -> Result<SpawnedServer, String> {
     let data_dir = temp_dir("hms-loadtest")?;
     let log_path = data_dir.join("server.log");
     let log = std::fs::File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
@@ -57,6 +57,7 @@ pub async fn spawn(bin: &Path, secret: &str, extra: &[String], wait: Duration) -
         .arg(&data_dir)
         .args(extra)
         .env("HMS_SECRET", secret)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         // Per-connection info logs would cost the server more than the load itself.
         // The `fanout` lines (one per ended room) are the server's own fan-out times.
         .env("RUST_LOG", std::env::var("HMS_LOADTEST_SERVER_LOG").unwrap_or_else(|_| "warn,fanout=info".into()))

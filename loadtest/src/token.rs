@@ -42,7 +42,8 @@ fn now_s() -> u64 {
 /// Claims of a 100ms app token (`type: "app"`, `version: 2`), valid for a day.
 pub fn app_claims(room: &str, user: &str, role: &str, now: u64) -> serde_json::Value {
     serde_json::json!({
-        "access_key": "hms-loadtest",
+        // The server's default access_key: it refuses tokens with another one.
+        "access_key": "hms-local",
         "room_id": room,
         "user_id": user,
         "role": role,

@@ -19,6 +19,17 @@ pub struct JoinParams {
     pub data: String,
 }
 
+/// The `join` result. `reconnect_secret` proves, on a reconnect, that a connection is this
+/// peer's own: the server lets a new connection take over a live place, or reclaim a place
+/// held after a drop, only when its URL carries `reconnect_secret=<this value>` (with a
+/// token for the same room, user and role). Random (256 bits), the same for the life of
+/// the place; keep it in memory only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinResult {
+    /// 64 lowercase hex characters.
+    pub reconnect_secret: String,
+}
+
 /// `leave` params (sent as a notification, no answer).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaveParams {

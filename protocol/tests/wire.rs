@@ -185,3 +185,13 @@ fn large_room_examples_in_the_docs_match_the_types() {
     }
     assert_eq!(checked, 8, "find-peer, peer-iter-next, get-peer (request + answer each), the large peer-list, on-peer-batch");
 }
+
+#[test]
+fn join_answer_carries_the_reconnect_secret() {
+    let secret = "5d0c8f4e2a7b19c3e6f0a4d8b2c7e1f9a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3";
+    let frame = to_json(&Response::ok("1", JoinResult { reconnect_secret: secret.into() }));
+    // The frame of docs/PROTOCOL.md, section 3, `join`.
+    assert_eq!(frame, json!({"jsonrpc":"2.0","id":"1","result":{"reconnect_secret":secret}}));
+    let back: JoinResult = serde_json::from_value(frame["result"].clone()).unwrap();
+    assert_eq!(back.reconnect_secret, secret);
+}

@@ -2,6 +2,7 @@
 //! they are signed with.
 
 use crate::clock::now_secs;
+use crate::datadir;
 use crate::error::Error;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -100,8 +101,9 @@ impl TokenKeys {
         self.sign(&self.claims(TokenType::Management, "", "", ""))
     }
 
-    /// Verifies signature, algorithm, `exp` and `nbf`, and that the token has `want` type.
-    /// Every refusal is [`Error::Unauthorized`] (401 on the wire).
+    /// Verifies signature, algorithm, `exp` and `nbf`, that the token is for this
+    /// server's `access_key` and has `want` type. Every refusal is
+    /// [`Error::Unauthorized`] (401 on the wire).
     pub fn verify(&self, token: &str, want: TokenType) -> Result<Claims, Error> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 5;
@@ -109,6 +111,9 @@ impl TokenKeys {
         v.set_required_spec_claims(&["exp", "nbf"]);
         let data = decode::<Claims>(token, &self.dec, &v).map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))?;
         let c = data.claims;
+        if c.access_key != self.access_key {
+            return Err(Error::Unauthorized("the token's access_key is not this server's (access_key in its config)".into()));
+        }
         if c.token_type != want {
             return Err(Error::Unauthorized(match want {
                 TokenType::App => "a management token cannot join a room; use an app token".into(),
@@ -122,44 +127,60 @@ impl TokenKeys {
     }
 }
 
-/// Finds the secret: env `HMS_SECRET`, else the config's `secret`, else
-/// `<data_dir>/secret`, generated (32 random bytes, hex, mode 0600) when missing.
-pub fn resolve_secret(config_secret: Option<&str>, data_dir: &Path) -> Result<String, Error> {
-    if let Ok(s) = std::env::var("HMS_SECRET") {
-        if !s.is_empty() {
-            return Ok(s);
-        }
+/// The shortest secret accepted, in bytes. HS256 keys shorter than the hash (32 bytes)
+/// weaken it, and a short human-chosen secret can be guessed offline from one token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+fn check_secret(secret: &str, source: &str) -> Result<(), Error> {
+    if secret.is_empty() {
+        return Err(Error::Config(format!("the secret from {source} is empty; give one of at least {MIN_SECRET_BYTES} bytes")));
     }
-    if let Some(s) = config_secret.filter(|s| !s.is_empty()) {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(Error::Config(format!(
+            "the secret from {source} is {} bytes; at least {MIN_SECRET_BYTES} are required (e.g. `head -c 32 /dev/urandom | xxd -p -c 64`)",
+            secret.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Finds the secret: env `HMS_SECRET`, else the config's `secret`, else
+/// `<data_dir>/secret`, generated (32 random bytes, hex, mode 0600) when missing. A secret
+/// that is empty or shorter than [`MIN_SECRET_BYTES`] is refused wherever it comes from.
+/// Processes racing to generate the file all end up with the one that was saved.
+pub fn resolve_secret(config_secret: Option<&str>, data_dir: &Path) -> Result<String, Error> {
+    if let Some(s) = std::env::var_os("HMS_SECRET") {
+        let s = s.into_string().map_err(|_| Error::Config("HMS_SECRET is not valid UTF-8".into()))?;
+        check_secret(&s, "HMS_SECRET")?;
+        return Ok(s);
+    }
+    if let Some(s) = config_secret {
+        check_secret(s, "the config file's `secret`")?;
         return Ok(s.to_owned());
     }
     let path = data_dir.join("secret");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::Config(format!("reading {}: {e}", path.display()))),
+    let read = |path: &Path| -> Result<Option<String>, Error> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => {
+                let s = s.trim().to_owned();
+                check_secret(&s, &format!("{} (delete the file to generate a new one)", path.display()))?;
+                Ok(Some(s))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Config(format!("reading {}: {e}", path.display()))),
+        }
+    };
+    if let Some(s) = read(&path)? {
+        return Ok(s);
     }
-    std::fs::create_dir_all(data_dir).map_err(|e| Error::Config(format!("creating {}: {e}", data_dir.display())))?;
+    datadir::ensure_private_dir(data_dir)?;
     let bytes: [u8; 32] = rand::random();
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &secret).map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))?;
-    Ok(secret)
-}
-
-/// Writes a file readable only by its owner. `create_new` so that two processes
-/// racing to create the secret do not overwrite each other: the loser reads the winner's.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut f) => {
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+    if datadir::create_once(data_dir, "secret", &secret)? {
+        return Ok(secret);
     }
+    // Another process created it first: use theirs.
+    read(&path)?.ok_or_else(|| Error::Config(format!("{} vanished while being created", path.display())))
 }
 
 #[cfg(test)]
@@ -189,6 +210,8 @@ mod tests {
         c.nbf = c.iat;
         assert!(k.verify(&k.sign(&c).unwrap(), TokenType::App).is_err());
         assert!(k.verify("not.a.jwt", TokenType::App).is_err());
+        let other_app = TokenKeys::new(b"s3cret", "another", 60);
+        assert!(k.verify(&other_app.app_token("r", "u", "host").unwrap(), TokenType::App).is_err(), "another access_key");
     }
 
     #[test]
@@ -205,6 +228,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("secret")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(resolve_secret(Some("cfg"), dir.path()).unwrap(), "cfg");
+        let long = "c".repeat(MIN_SECRET_BYTES);
+        assert_eq!(resolve_secret(Some(&long), dir.path()).unwrap(), long);
+        assert!(resolve_secret(Some("cfg"), dir.path()).is_err(), "too short");
     }
 }

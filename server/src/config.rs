@@ -5,7 +5,8 @@ use crate::error::Error;
 use hms_protocol::{Permissions, Role};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 /// The default template, shipped inside the binary. `host` may end the room and remove
 /// others; `guest` may do neither.
@@ -42,9 +43,19 @@ pub struct Config {
     /// Limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// TLS, allowed origins and trusted proxies.
+    #[serde(default)]
+    pub http: Http,
     /// The role template every room uses.
     #[serde(default = "default_template")]
     pub template: Template,
+    /// Webhooks: where events are POSTed, how they are signed and retried.
+    #[serde(default)]
+    pub webhooks: Webhooks,
+    /// Serve Prometheus metrics at `http://<metrics_addr>/metrics` (a listener of its
+    /// own, so it need not be public). Flag `--metrics-addr`. Off by default.
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn default_access_key() -> String {
@@ -75,8 +86,91 @@ impl Default for Config {
             access_key: default_access_key(),
             token_ttl_secs: default_token_ttl(),
             limits: Limits::default(),
+            http: Http::default(),
             template: default_template(),
+            webhooks: Webhooks::default(),
+            metrics_addr: None,
         }
+    }
+}
+
+/// `[http]`: how the server meets the network. Each key also has a `serve` flag.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// PEM certificate chain: with `tls_key`, the server speaks only HTTPS / `wss://`.
+    /// Flag `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Flag `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// Origins (`https://app.example.com`, scheme://host[:port]) whose pages may open the
+    /// WebSocket; others get `on-error {403}`. Empty: any. Requests without an `Origin`
+    /// header (not from a browser) are not affected. Also the only origins CORS answers
+    /// for on `/v2/token`. Flag `--allowed-origins a,b`.
+    pub allowed_origins: Vec<String>,
+    /// Addresses or CIDR blocks of reverse proxies whose `X-Forwarded-For` is believed:
+    /// requests through them count (limits, throttles) and are logged as the address the
+    /// proxy names. Empty: the header is ignored. Flag `--trusted-proxies a,b`.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an address or a CIDR block (e.g. 10.0.0.0/8)");
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().map_err(|_| bad())?, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim().parse::<IpAddr>().map_err(|_| bad())?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks an allowed origin: `scheme://host[:port]`, nothing after.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => Ok(()),
+        _ => Err(format!("allowed origin {origin:?} must be scheme://host[:port] (e.g. https://app.example.com)")),
     }
 }
 
@@ -172,8 +266,9 @@ pub struct Limits {
     /// Consecutive seconds over the frame rate after which the socket is closed (1008).
     /// Flag `--rate-limit-strikes`. Default 3.
     pub rate_limit_strikes: u32,
-    /// WebSocket connections open at once from one IP address; beyond, the new socket
-    /// gets `on-error {429}` and close 1008. Flag `--max-conns-per-ip`. Default 50000; 0 disables.
+    /// TCP connections (HTTP and WebSocket) open at once from one client address (an
+    /// IPv6 client: its /64); beyond, a WebSocket gets `on-error {429}` and close 1008,
+    /// an HTTP request 429. Flag `--max-conns-per-ip`. Default 1000; 0 disables.
     pub max_connections_per_ip: usize,
     /// Seconds one socket write may take before the connection is dropped as stuck.
     /// Flag `--write-timeout`. Default 10.
@@ -185,6 +280,46 @@ pub struct Limits {
     /// On SIGTERM/Ctrl-C, how long to wait for close frames to be written, in ms.
     /// Flag `--shutdown-grace-ms`. Default 3000.
     pub shutdown_grace_ms: u64,
+    /// Longest `name` a peer may join with, in bytes; longer gets 400.
+    /// Flag `--max-name-bytes`. Default 256.
+    pub max_name_bytes: usize,
+    /// Longest `data` (the app's metadata) a peer may join with, in bytes; longer gets 400.
+    /// Flag `--max-metadata-bytes`. Default 4096.
+    pub max_metadata_bytes: usize,
+    /// Longest `reason` of an end-room or a removal (WebSocket and REST), in bytes;
+    /// longer gets 400. Flag `--max-reason-bytes`. Default 1024.
+    pub max_reason_bytes: usize,
+    /// Peers one room holds at once (connected, joined or held for a reconnect); beyond,
+    /// a new connection gets `on-error {429}`. Flag `--max-peers-per-room`. Default
+    /// 10000; 0 disables.
+    pub max_peers_per_room: usize,
+    /// WebSocket connections one user (the token's `user_id`) may have open in one room;
+    /// beyond, `on-error {429}`. Flag `--max-conns-per-user`. Default 8; 0 disables.
+    pub max_connections_per_user: usize,
+    /// Bytes of frames queued for one connection; a peer whose queue holds more is
+    /// disconnected like one over `send_queue` frames. A joiner's `peer-list` is built
+    /// when the writer gets to it, so it is not counted. Flag `--send-queue-bytes`.
+    /// Default 8 MiB.
+    pub send_queue_bytes: usize,
+    /// Joins one user may make in one room per minute (as many at once); beyond, `join`
+    /// gets 429. Flag `--joins-per-user-per-min`. Default 30; 0 disables.
+    pub joins_per_user_per_min: u32,
+    /// Sessions of one room kept in the history; older ended ones are deleted when a new
+    /// one starts. Flag `--sessions-kept-per-room`. Default 1000; 0 keeps all.
+    pub sessions_kept_per_room: usize,
+    /// TCP connections open at once (HTTP and WebSocket); beyond, new ones are closed at
+    /// once. Flag `--max-connections`. Default 100000; 0 disables.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and to finish a TLS handshake);
+    /// slower connections are closed. Flag `--header-read-timeout`. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// `POST /v2/token` calls one client address may make per minute, after a burst of
+    /// `token_burst_per_ip`; beyond, 429 with `Retry-After`. Flag
+    /// `--token-requests-per-min`. Default 120; 0 disables.
+    pub token_requests_per_min_per_ip: u32,
+    /// How many `POST /v2/token` calls one address may make at once. Flag
+    /// `--token-burst`. Default 60.
+    pub token_burst_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -196,11 +331,111 @@ impl Default for Limits {
             reconnect_window_secs: 15,
             max_frames_per_sec: 50,
             rate_limit_strikes: 3,
-            max_connections_per_ip: 50_000,
+            max_connections_per_ip: 1000,
             write_timeout_secs: 10,
             end_room_flush_ms: 2000,
             shutdown_grace_ms: 3000,
+            max_name_bytes: 256,
+            max_metadata_bytes: 4096,
+            max_reason_bytes: 1024,
+            max_peers_per_room: 10_000,
+            max_connections_per_user: 8,
+            send_queue_bytes: 8 << 20,
+            joins_per_user_per_min: 30,
+            sessions_kept_per_room: 1000,
+            max_connections: 100_000,
+            header_read_timeout_secs: 10,
+            token_requests_per_min_per_ip: 120,
+            token_burst_per_ip: 60,
         }
+    }
+}
+
+/// The `[webhooks]` section. Off while `urls` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// Where every event is POSTed (each target gets every event, in order per room).
+    /// Flag `--webhook-url` (repeatable). Default none: webhooks off.
+    pub urls: Vec<String>,
+    /// HMAC-SHA256 key for the `X-HMS-Signature` header, at least 32 characters.
+    /// Env `HMS_WEBHOOK_SECRET` wins over it. Required when `urls` is set.
+    pub secret: Option<String>,
+    /// Time for one delivery (connect, send, answer), ms. Default 10000.
+    pub timeout_ms: u64,
+    /// Time to connect, ms. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// How long an event is retried, counted from when it happened, before it moves to
+    /// the failed list (`GET /v2/webhooks/failed`). Flag `--webhook-retry-budget-secs`.
+    /// Default 86400 (a day).
+    pub retry_budget_secs: u64,
+    /// First retry delay, ms; doubles per attempt, with jitter. Default 1000.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay, ms (how soon a receiver back from an outage is served).
+    /// Default 30000.
+    pub backoff_max_ms: u64,
+    /// Rooms delivered to one target at once (events of one room go one at a time, in
+    /// order). Default 16.
+    pub max_in_flight: usize,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            retry_budget_secs: 86_400,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 30_000,
+            max_in_flight: 16,
+        }
+    }
+}
+
+/// The shortest webhook signing secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
+
+impl Webhooks {
+    /// Whether events are sent at all.
+    pub fn enabled(&self) -> bool {
+        !self.urls.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(format!("webhooks: {m}")));
+        if !self.enabled() {
+            return Ok(());
+        }
+        for u in &self.urls {
+            let ok = (u.starts_with("http://") || u.starts_with("https://")) && u.len() > "https://".len() && !u.contains(char::is_whitespace);
+            if !ok {
+                return bad(format!("{u:?} is not an http:// or https:// URL"));
+            }
+        }
+        match self.secret.as_deref() {
+            None | Some("") => return bad("a signing secret is required (env HMS_WEBHOOK_SECRET or webhooks.secret)".into()),
+            Some(s) if s.chars().count() < MIN_WEBHOOK_SECRET => {
+                return bad(format!("the signing secret is {} characters; use at least {MIN_WEBHOOK_SECRET} (e.g. `openssl rand -hex 32`)", s.chars().count()))
+            }
+            _ => {}
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight must be at least 1".into());
+        }
+        for (name, v, min, max) in [
+            ("timeout_ms", self.timeout_ms, 1, 600_000),
+            ("connect_timeout_ms", self.connect_timeout_ms, 1, 600_000),
+            ("retry_budget_secs", self.retry_budget_secs, 0, 30 * 86_400),
+            ("backoff_initial_ms", self.backoff_initial_ms, 1, 3_600_000),
+            ("backoff_max_ms", self.backoff_max_ms, 1, 3_600_000),
+        ] {
+            if v < min || v > max {
+                return bad(format!("{name} = {v} is outside {min}..={max}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -233,6 +468,18 @@ impl Config {
         if self.limits.max_frame_bytes < 1024 {
             return bad("limits.max_frame_bytes must be at least 1024");
         }
+        if self.limits.send_queue_bytes < 64 * 1024 {
+            return bad("limits.send_queue_bytes must be at least 65536");
+        }
+        if !(1..=3600).contains(&self.limits.header_read_timeout_secs) {
+            return bad("limits.header_read_timeout_secs must be 1 to 3600");
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return bad("http.tls_cert and http.tls_key (--tls-cert, --tls-key) go together");
+        }
+        for o in &self.http.allowed_origins {
+            check_origin(o).map_err(Error::Config)?;
+        }
         let l = &self.limits;
         // Upper bounds keep every timer computable (no Instant overflow) and sane.
         const WEEK: u64 = 7 * 86_400;
@@ -248,7 +495,7 @@ impl Config {
                 return Err(Error::Config(format!("limits.{name} = {v} is above the maximum {max}")));
             }
         }
-        Ok(())
+        self.webhooks.validate()
     }
 }
 
@@ -283,5 +530,42 @@ mod tests {
         assert!(Config::parse("[limits]\nidle_timeout = 5\n").is_err());
         assert!(Config::parse("[template]\nid = \"x\"\n").is_err(), "no roles");
         assert!(Config::parse("[limits]\nreconnect_window_secs = 99999999999\n").is_err());
+    }
+
+    #[test]
+    fn webhooks_need_a_long_secret_and_real_urls() {
+        let on = |extra: &str| Config::parse(&format!("[webhooks]\nurls = [\"http://127.0.0.1:9/hook\"]\n{extra}"));
+        let short = on("secret = \"too-short\"\n").unwrap_err().to_string();
+        assert!(short.contains("9 characters") && short.contains("at least 32"), "{short}");
+        assert!(on("").unwrap_err().to_string().contains("signing secret is required"));
+        let c = on(&format!("secret = \"{}\"\n", "k".repeat(32))).unwrap();
+        assert!(c.webhooks.enabled() && c.webhooks.retry_budget_secs == 86_400);
+        let ftp = Config::parse(&format!("[webhooks]\nurls = [\"ftp://x\"]\nsecret = \"{}\"\n", "k".repeat(40)));
+        assert!(ftp.unwrap_err().to_string().contains("not an http"));
+        assert!(!Config::default().webhooks.enabled(), "off by default");
+        assert!(Config::parse("[webhooks]\nurl = []\n").is_err(), "typos are refused");
+    }
+
+    #[test]
+    fn http_keys_are_checked() {
+        let c = Config::parse("[http]\nallowed_origins = [\"https://a.example\"]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+        assert!(Config::parse("[http]\nallowed_origins = [\"https://a.example/path\"]\n").is_err());
+        assert!(Config::parse("[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").is_err());
+        assert!(Config::parse("[http]\ntls_cert = \"c.pem\"\n").is_err(), "a cert needs a key");
+    }
+
+    #[test]
+    fn ip_blocks_match_their_addresses() {
+        let net: IpNet = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()), "IPv4-mapped");
+        let one: IpNet = "127.0.0.2".parse().unwrap();
+        assert!(one.contains("127.0.0.2".parse().unwrap()) && !one.contains("127.0.0.1".parse().unwrap()));
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()) && !v6.contains("2001:db9::1".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<IpNet>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!("nope".parse::<IpNet>().is_err());
     }
 }

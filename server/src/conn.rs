@@ -46,6 +46,24 @@ pub enum Out {
     Close(Close),
 }
 
+impl Out {
+    /// The bytes this holds in a queue: a text frame's length. A `Build` is built by the
+    /// writer when it gets there (its text never waits in the queue); a close is a few bytes.
+    fn bytes(&self) -> usize {
+        match self {
+            Out::Text(t) | Out::TextAck(t, _) => t.len(),
+            Out::Build(_) | Out::Close(_) => 0,
+        }
+    }
+}
+
+/// Bytes queued for one connection, shared by its handles and its outbox.
+#[derive(Debug)]
+struct Bytes {
+    queued: AtomicUsize,
+    max: usize,
+}
+
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -157,19 +175,41 @@ impl Drop for Ack {
 /// Where a connection's frames go.
 #[derive(Debug, Clone)]
 enum Delivery {
-    /// A bounded queue drained by the connection's writer task in this process. `kill`
-    /// fires when the server gives up on a peer that cannot keep up.
-    Queue { tx: mpsc::Sender<Out>, kill: CancellationToken },
+    /// A queue, bounded in frames and in bytes, drained by the connection's writer task
+    /// in this process. `kill` fires when the server gives up on a peer that cannot keep up.
+    Queue { tx: mpsc::Sender<Out>, kill: CancellationToken, bytes: Arc<Bytes> },
 }
 
 /// The receiving end of a [`ConnHandle::queue`]: what the connection's writer drains, and
 /// the token that fires when the server gives up on the peer.
 #[derive(Debug)]
 pub struct Outbox {
-    /// Frames to write, in order.
+    /// Frames to write, in order. Read it through [`Outbox::recv`] and
+    /// [`Outbox::try_recv`], which give the bytes back to the queue's byte bound (tests
+    /// of queues without a byte bound may read it directly).
     pub rx: mpsc::Receiver<Out>,
     /// Fired when the queue overflowed: the peer is cut off.
     pub kill: CancellationToken,
+    bytes: Arc<Bytes>,
+}
+
+impl Outbox {
+    fn taken(&self, out: Out) -> Out {
+        self.bytes.queued.fetch_sub(out.bytes(), Ordering::Relaxed);
+        out
+    }
+
+    /// The next frame to write; `None` once every handle is gone.
+    pub async fn recv(&mut self) -> Option<Out> {
+        let out = self.rx.recv().await?;
+        Some(self.taken(out))
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Option<Out> {
+        let out = self.rx.try_recv().ok()?;
+        Some(self.taken(out))
+    }
 }
 
 /// One connection as the rooms see it. Cheap to clone.
@@ -181,28 +221,48 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// A connection served in this process through a queue of `capacity` frames.
+    /// A connection served in this process through a queue of `capacity` frames (no
+    /// byte bound).
     pub fn queue(id: u64, capacity: usize) -> (ConnHandle, Outbox) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let kill = CancellationToken::new();
-        (ConnHandle { id, delivery: Delivery::Queue { tx, kill: kill.clone() } }, Outbox { rx, kill })
+        Self::bounded(id, capacity, usize::MAX)
     }
 
-    /// Queues `out` without waiting. A full queue means the peer can't keep up: it is
-    /// cut off (its kill token fires) and `false` is returned; so is a closed queue.
+    /// A queue of at most `capacity` frames and `max_bytes` bytes of text.
+    pub fn bounded(id: u64, capacity: usize, max_bytes: usize) -> (ConnHandle, Outbox) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let kill = CancellationToken::new();
+        let bytes = Arc::new(Bytes { queued: AtomicUsize::new(0), max: max_bytes });
+        let handle = ConnHandle { id, delivery: Delivery::Queue { tx, kill: kill.clone(), bytes: bytes.clone() } };
+        (handle, Outbox { rx, kill, bytes })
+    }
+
+    /// Queues `out` without waiting. A full queue (in frames or in bytes) means the peer
+    /// can't keep up: it is cut off (its kill token fires) and `false` is returned; so is
+    /// a closed queue.
     pub fn send(&self, out: Out) -> bool {
         match &self.delivery {
-            Delivery::Queue { tx, kill } => match tx.try_send(out) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if !kill.is_cancelled() {
-                        tracing::warn!(conn = self.id, "send queue full: disconnecting a peer that cannot keep up");
+            Delivery::Queue { tx, kill, bytes } => {
+                let n = out.bytes();
+                let before = bytes.queued.fetch_add(n, Ordering::Relaxed);
+                let result = if before.saturating_add(n) > bytes.max {
+                    Err(true)
+                } else {
+                    tx.try_send(out).map_err(|e| matches!(e, mpsc::error::TrySendError::Full(_)))
+                };
+                match result {
+                    Ok(()) => true,
+                    Err(full) => {
+                        bytes.queued.fetch_sub(n, Ordering::Relaxed);
+                        if full {
+                            if !kill.is_cancelled() {
+                                tracing::warn!(conn = self.id, "send queue full: disconnecting a peer that cannot keep up");
+                            }
+                            kill.cancel();
+                        }
+                        false
                     }
-                    kill.cancel();
-                    false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            },
+            }
         }
     }
 
@@ -246,5 +306,19 @@ mod tests {
         assert!(matches!(out.rx.try_recv(), Ok(Out::Close(Close::Done))));
         drop(out);
         assert!(!c.send(Out::Close(Close::Done)), "a closed queue refuses");
+    }
+
+    #[test]
+    fn a_queue_is_bounded_in_bytes_and_reading_gives_them_back() {
+        let (c, mut out) = ConnHandle::bounded(1, 100, 10);
+        assert!(c.send(Out::Text("123456".into())));
+        assert!(!c.send(Out::Text("12345".into())), "6 + 5 bytes do not fit in 10");
+        assert!(c.is_killed());
+        let (c, mut out2) = ConnHandle::bounded(2, 100, 10);
+        assert!(c.send(Out::Text("123456".into())));
+        assert!(matches!(out2.try_recv(), Some(Out::Text(_))));
+        assert!(c.send(Out::Text("1234567890".into())), "read bytes are given back");
+        assert!(!c.is_killed());
+        assert!(matches!(out.try_recv(), Some(Out::Text(_))));
     }
 }

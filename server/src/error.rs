@@ -24,6 +24,9 @@ pub enum Error {
     Locked,
     /// 429: over a rate or count limit.
     RateLimited(String),
+    /// 429: too many of these too fast; the next one is allowed after this many seconds
+    /// (the REST API sends it as `Retry-After`). The message says what was limited.
+    Throttled(String, u64),
     /// 500, with a message safe to show a client (details are logged where they happen).
     Internal(String),
     /// The database failed; the detail is for the log only. Use cases turn it into
@@ -46,7 +49,7 @@ impl Error {
             Error::NotFound(_) => code::NOT_FOUND,
             Error::Conflict(_) => code::CONFLICT,
             Error::Locked => code::LOCKED,
-            Error::RateLimited(_) => code::RATE_LIMITED,
+            Error::RateLimited(_) | Error::Throttled(..) => code::RATE_LIMITED,
             Error::Internal(_) | Error::Store(_) | Error::Config(_) => code::INTERNAL,
         }
     }
@@ -74,6 +77,7 @@ impl fmt::Display for Error {
             | Error::Internal(m)
             | Error::Store(m)
             | Error::Config(m) => f.write_str(m),
+            Error::Throttled(what, secs) => write!(f, "{what}; retry in {secs} s"),
             Error::NotJoined => f.write_str(&RpcError::not_joined().message),
             Error::Forbidden(a) => f.write_str(&RpcError::forbidden(a.permission_name()).message),
             Error::Locked => f.write_str("the room is locked: it was ended with lock and is disabled until re-enabled"),
@@ -104,6 +108,7 @@ mod tests {
             (Error::Conflict("c".into()), 409),
             (Error::Locked, 423),
             (Error::RateLimited("r".into()), 429),
+            (Error::Throttled("too many joins".into(), 3), 429),
             (Error::Internal("i".into()), 500),
             (Error::Store("disk I/O error at /secret/path".into()), 500),
         ];

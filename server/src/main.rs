@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use hms_server::auth::{resolve_secret, TokenKeys};
-use hms_server::config::Config;
+use hms_server::config::{Config, IpNet};
 use hms_server::{App, Error, StaticDirs};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Run the server. Prints `listening on ADDR:PORT` as its first stdout line.
     Serve(ServeArgs),
@@ -69,7 +71,7 @@ struct ServeArgs {
     /// Consecutive seconds over the frame rate before close 1008 [limits.rate_limit_strikes].
     #[arg(long)]
     rate_limit_strikes: Option<u32>,
-    /// WebSocket connections per client IP, 0 = off [limits.max_connections_per_ip].
+    /// TCP connections per client address, 0 = off [limits.max_connections_per_ip].
     #[arg(long)]
     max_conns_per_ip: Option<usize>,
     /// Seconds one socket write may take before the peer is dropped [limits.write_timeout_secs].
@@ -81,6 +83,68 @@ struct ServeArgs {
     /// Max ms to wait for close frames on SIGTERM / Ctrl-C [limits.shutdown_grace_ms].
     #[arg(long)]
     shutdown_grace_ms: Option<u64>,
+    /// POST every room event here (repeatable; replaces the config's list) [webhooks.urls].
+    /// The signing secret comes from env HMS_WEBHOOK_SECRET or webhooks.secret.
+    #[arg(long = "webhook-url")]
+    webhook_urls: Vec<String>,
+    /// Seconds an event is retried before it is listed as failed [webhooks.retry_budget_secs].
+    #[arg(long)]
+    webhook_retry_budget_secs: Option<u64>,
+    /// Ms one webhook delivery may take [webhooks.timeout_ms].
+    #[arg(long)]
+    webhook_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks one; printed as the
+    /// second stdout line, `metrics on ADDR`) [metrics_addr].
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Longest join name in bytes (400 beyond) [limits.max_name_bytes].
+    #[arg(long)]
+    max_name_bytes: Option<usize>,
+    /// Longest join metadata (`data`) in bytes (400 beyond) [limits.max_metadata_bytes].
+    #[arg(long)]
+    max_metadata_bytes: Option<usize>,
+    /// Longest end-room / removal reason in bytes (400 beyond) [limits.max_reason_bytes].
+    #[arg(long)]
+    max_reason_bytes: Option<usize>,
+    /// Peers per room, held ones included, 0 = off [limits.max_peers_per_room].
+    #[arg(long)]
+    max_peers_per_room: Option<usize>,
+    /// WebSocket connections per user per room, 0 = off [limits.max_connections_per_user].
+    #[arg(long)]
+    max_conns_per_user: Option<usize>,
+    /// Bytes queued per connection before a slow peer is cut off [limits.send_queue_bytes].
+    #[arg(long)]
+    send_queue_bytes: Option<usize>,
+    /// Joins per user per room per minute, 0 = off [limits.joins_per_user_per_min].
+    #[arg(long)]
+    joins_per_user_per_min: Option<u32>,
+    /// Sessions kept in a room's history, 0 = all [limits.sessions_kept_per_room].
+    #[arg(long)]
+    sessions_kept_per_room: Option<usize>,
+    /// TCP connections open at once, 0 = off [limits.max_connections].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds to send request headers or finish a TLS handshake [limits.header_read_timeout_secs].
+    #[arg(long)]
+    header_read_timeout: Option<u64>,
+    /// POST /v2/token calls per client address per minute, 0 = off [limits.token_requests_per_min_per_ip].
+    #[arg(long)]
+    token_requests_per_min: Option<u32>,
+    /// POST /v2/token calls one client address may make at once [limits.token_burst_per_ip].
+    #[arg(long)]
+    token_burst: Option<u32>,
+    /// PEM certificate chain: serve HTTPS / wss:// (with --tls-key) [http.tls_cert].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [http.tls_key].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Comma-separated origins allowed to open the WebSocket, e.g. https://app.example.com [http.allowed_origins].
+    #[arg(long, value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
+    /// Comma-separated proxy addresses or CIDR blocks whose X-Forwarded-For is believed [http.trusted_proxies].
+    #[arg(long, value_delimiter = ',')]
+    trusted_proxies: Option<Vec<IpNet>>,
 }
 
 #[derive(Args)]
@@ -163,6 +227,72 @@ fn apply_flags(c: &mut Config, a: &ServeArgs) {
     if let Some(v) = a.shutdown_grace_ms {
         l.shutdown_grace_ms = v;
     }
+    if let Some(v) = a.max_name_bytes {
+        l.max_name_bytes = v;
+    }
+    if let Some(v) = a.max_metadata_bytes {
+        l.max_metadata_bytes = v;
+    }
+    if let Some(v) = a.max_reason_bytes {
+        l.max_reason_bytes = v;
+    }
+    if let Some(v) = a.max_peers_per_room {
+        l.max_peers_per_room = v;
+    }
+    if let Some(v) = a.max_conns_per_user {
+        l.max_connections_per_user = v;
+    }
+    if let Some(v) = a.send_queue_bytes {
+        l.send_queue_bytes = v;
+    }
+    if let Some(v) = a.joins_per_user_per_min {
+        l.joins_per_user_per_min = v;
+    }
+    if let Some(v) = a.sessions_kept_per_room {
+        l.sessions_kept_per_room = v;
+    }
+    if let Some(v) = a.max_connections {
+        l.max_connections = v;
+    }
+    if let Some(v) = a.header_read_timeout {
+        l.header_read_timeout_secs = v;
+    }
+    if let Some(v) = a.token_requests_per_min {
+        l.token_requests_per_min_per_ip = v;
+    }
+    if let Some(v) = a.token_burst {
+        l.token_burst_per_ip = v;
+    }
+    let h = &mut c.http;
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        h.tls_cert = Some(cert.clone());
+        h.tls_key = Some(key.clone());
+    }
+    if let Some(v) = &a.allowed_origins {
+        h.allowed_origins = v.iter().filter(|o| !o.is_empty()).cloned().collect();
+    }
+    if let Some(v) = &a.trusted_proxies {
+        h.trusted_proxies = v.clone();
+    }
+    let w = &mut c.webhooks;
+    if !a.webhook_urls.is_empty() {
+        w.urls = a.webhook_urls.clone();
+    }
+    if let Some(v) = a.webhook_retry_budget_secs {
+        w.retry_budget_secs = v;
+    }
+    if let Some(v) = a.webhook_timeout_ms {
+        w.timeout_ms = v;
+    }
+    // A secret on the command line would show in `ps`: env or config only.
+    if let Ok(v) = std::env::var("HMS_WEBHOOK_SECRET") {
+        if !v.is_empty() {
+            w.secret = Some(v);
+        }
+    }
+    if a.metrics_addr.is_some() {
+        c.metrics_addr = a.metrics_addr;
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), Error> {
@@ -175,10 +305,22 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let fail = |what: String| Error::Config(what);
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|e| fail(format!("binding {}: {e}", args.addr)))?;
     let local = listener.local_addr().map_err(|e| fail(format!("reading the bound address: {e}")))?;
+    let metrics = match app.config().metrics_addr {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| fail(format!("binding the metrics address {addr}: {e}")))?;
+            let at = l.local_addr().map_err(|e| fail(format!("reading the metrics address: {e}")))?;
+            tokio::spawn(hms_server::metrics::serve(l, app.metrics().clone()));
+            Some(at)
+        }
+        None => None,
+    };
     {
         // Scripts read the port from this first line: print and flush it before anything else.
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {local}").map_err(|e| fail(format!("stdout: {e}")))?;
+        if let Some(at) = metrics {
+            writeln!(out, "metrics on {at}").map_err(|e| fail(format!("stdout: {e}")))?;
+        }
         out.flush().map_err(|e| fail(format!("stdout: {e}")))?;
     }
     tracing::info!(addr = %local, data_dir = %args.common.data_dir.display(), "hms-server listening");

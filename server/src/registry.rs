@@ -35,6 +35,14 @@ impl Rooms {
         }
     }
 
+    /// A lock change the store just committed (called on the store's thread, in commit
+    /// order; see `Store::on_lock_change`). Never waits.
+    pub fn lock_committed(&self, room_id: &str, locked: bool) {
+        match self {
+            Rooms::Local(h) => h.set_locked(room_id, locked),
+        }
+    }
+
     /// Whether joins to the room are refused.
     pub async fn is_locked(&self, room_id: &str) -> bool {
         match self {
@@ -42,10 +50,19 @@ impl Rooms {
         }
     }
 
-    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
-    pub async fn connect(&self, room_id: &str, peer_id: &str, user_id: &str, role: &str, conn: ConnHandle) -> Result<Connected, Error> {
+    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`,
+    /// presenting a reconnect `secret` or none (see [`Hub::connect`]).
+    pub async fn connect(
+        &self,
+        room_id: &str,
+        peer_id: &str,
+        user_id: &str,
+        role: &str,
+        secret: Option<&str>,
+        conn: ConnHandle,
+    ) -> Result<Connected, Error> {
         match self {
-            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, conn),
+            Rooms::Local(h) => h.connect(room_id, peer_id, user_id, role, secret, conn),
         }
     }
 
@@ -86,7 +103,7 @@ impl Rooms {
         }
     }
 
-    /// First half of an end: checks the requester, marks the room ending (and locked).
+    /// First half of an end: checks the requester, marks the room ending.
     pub async fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
         match self {
             Rooms::Local(h) => h.begin_end_room(room_id, requester, lock),

@@ -6,7 +6,8 @@ use crate::app::{App, Opened, PeerConn, Requester};
 use crate::conn::Out;
 use crate::error::Error;
 use crate::frame::{self, Call};
-use hms_protocol::{ClientCall, PingParams};
+use crate::metrics::Refusal;
+use hms_protocol::{ClientCall, JoinResult, PingParams};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,11 +19,11 @@ pub struct Ctx {
     pub peer: PeerConn,
 }
 
-/// Decodes the connect query (`?peer=<id>&token=<jwt>[&room=<id>]`) and connects. Each
-/// refusal is an error for `on-error` + close.
+/// Decodes the connect query (`?peer=<id>&token=<jwt>[&room=<id>][&reconnect_secret=<s>]`)
+/// and connects. Each refusal is an error for `on-error` + close.
 pub async fn open(app: &App, query: &HashMap<String, String>) -> Result<Opened, Error> {
     let arg = |k: &str| query.get(k).map(String::as_str);
-    app.connect(arg("peer").unwrap_or_default(), arg("token"), arg("room")).await
+    app.connect(arg("peer").unwrap_or_default(), arg("token"), arg("room"), arg("reconnect_secret")).await
 }
 
 /// Decodes and dispatches one text frame (size and rate limits are the transport's).
@@ -30,6 +31,7 @@ pub async fn handle_text(ctx: &Ctx, text: &str) {
     let (id, call) = match frame::decode(text) {
         Ok(d) => d,
         Err((id, e)) => {
+            ctx.app.metrics().refused(Refusal::BadRequest);
             ctx.peer.conn.send(Out::Text(frame::error(&id, e)));
             return;
         }
@@ -48,7 +50,10 @@ pub async fn handle_text(ctx: &Ctx, text: &str) {
             p.conn.send(Out::Text(frame::result(&id, PingParams { timestamp: ping.timestamp })));
             Ok(())
         }
-        ClientCall::Join(j) => app.join(p, &j, frame::ok(&id)).await,
+        ClientCall::Join(j) => {
+            let answer = frame::result(&id, JoinResult { reconnect_secret: p.secret.as_str().to_owned() });
+            app.join(p, &j, answer).await
+        }
         ClientCall::Leave(_) => app.leave(p, (!id.is_null()).then(|| frame::ok(&id))).await,
         ClientCall::EndRoom(e) => app.end_room(&p.room, Requester::Peer(p, frame::ok(&id)), &e.reason, e.lock).await,
         ClientCall::PeerLeaveRequest(r) => {
@@ -56,6 +61,7 @@ pub async fn handle_text(ctx: &Ctx, text: &str) {
         }
     };
     if let Err(e) = done {
+        app.metrics().refused(Refusal::of(&e));
         p.conn.send(Out::Text(frame::error(&id, e.to_rpc())));
     }
 }

@@ -1,5 +1,5 @@
 //! Durable state in an embedded SQLite database (`<data-dir>/hms.sqlite3`): room locks,
-//! session history and room codes.
+//! session history, room codes and the webhook outbox ([`outbox`]).
 //!
 //! One thread owns the connection and runs jobs in the order they arrive, so a
 //! session's start is always written before its end and async tasks never block on
@@ -12,9 +12,14 @@
 //! few fsyncs, not a hundred.
 
 use crate::error::Error;
+use crate::events::{CloseReason, Event};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
+
+mod outbox;
+pub use outbox::{Encoded, Failed, OutboxReader, OutboxWriter, Pending};
 
 /// Called with whether the batch committed; answers the job's caller.
 type Completion = Box<dyn FnOnce(bool) + Send>;
@@ -80,10 +85,17 @@ fn run_jobs(mut conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
+/// Told of each committed lock change (room, locked), on the database thread, in commit
+/// order.
+pub type LockListener = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Handle to the database thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     tx: std::sync::mpsc::Sender<Job>,
+    /// Set when webhooks are on: events then also become outbox rows.
+    outbox: Option<Arc<OutboxWriter>>,
+    on_lock: Arc<OnceLock<LockListener>>,
 }
 
 /// One row of the session history.
@@ -132,14 +144,17 @@ pub struct EndRecord {
 /// A room code: one per (room, role).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoomCode {
-    /// The short code (`abc-defg-hij`).
-    pub code: String,
+    /// The code's text (`abcd-efgh-ijkl-mnop`): known only when it is issued, never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// The room it opens.
     pub room_id: String,
     /// The role a token minted from it gets.
     pub role: String,
     /// Disabled codes are refused with 404.
     pub enabled: bool,
+    /// When it was issued, ms since the Unix epoch.
+    pub created_at: u64,
 }
 
 const SCHEMA: &str = "
@@ -158,8 +173,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     locked     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_room ON sessions(room_id, started_at);
-CREATE TABLE IF NOT EXISTS room_codes (
-    code       TEXT PRIMARY KEY,
+CREATE INDEX IF NOT EXISTS sessions_room_order ON sessions(room_id);
+CREATE TABLE IF NOT EXISTS room_code_hashes (
+    hash       TEXT PRIMARY KEY,
     room_id    TEXT NOT NULL,
     role       TEXT NOT NULL,
     enabled    INTEGER NOT NULL DEFAULT 1,
@@ -177,35 +193,73 @@ fn stopped() -> Error {
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread. Sessions
-    /// a crash left open are closed with reason `"server stopped"`.
+    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread, without
+    /// webhooks. See [`Store::open_with`].
     pub fn open(data_dir: &Path) -> Result<Store, Error> {
+        Self::open_with(data_dir, None)
+    }
+
+    /// Opens (creating if needed) `<data_dir>/hms.sqlite3` and starts its thread; with
+    /// `outbox`, events are also written to the webhook outbox. The data dir is made 0700
+    /// and the database files 0600. Sessions a crash left open are closed with reason
+    /// `"server stopped"` (and, with webhooks, reported as closed, every peer they had as
+    /// left).
+    pub fn open_with(data_dir: &Path, outbox: Option<OutboxWriter>) -> Result<Store, Error> {
         let fail = |what: String| Error::Config(what);
-        std::fs::create_dir_all(data_dir).map_err(|e| fail(format!("creating {}: {e}", data_dir.display())))?;
+        crate::datadir::ensure_private_dir(data_dir)?;
         let path = data_dir.join("hms.sqlite3");
+        // SQLite gives the WAL and shm files the database file's mode: make it 0600 first,
+        // and tighten files an older server left wider.
+        crate::datadir::ensure_private_file(&path)?;
+        for f in ["hms.sqlite3-wal", "hms.sqlite3-shm"] {
+            crate::datadir::tighten(&data_dir.join(f))?;
+        }
         let conn = Connection::open(&path).map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .map_err(|e| fail(format!("configuring {}: {e}", path.display())))?;
         conn.execute_batch(SCHEMA).map_err(|e| fail(format!("creating tables: {e}")))?;
+        conn.execute_batch(outbox::SCHEMA).map_err(|e| fail(format!("creating tables: {e}")))?;
         migrate(&conn).map_err(|e| fail(format!("upgrading the tables: {e}")))?;
-        conn.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now_ms()])
-            .map_err(|e| fail(format!("closing dangling sessions: {e}")))?;
+        close_dangling(&conn, outbox.as_ref()).map_err(|e| fail(format!("closing dangling sessions: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hms-store".into())
             .spawn(move || run_jobs(conn, rx))
             .map_err(|e| fail(format!("starting the store thread: {e}")))?;
-        Ok(Store { tx })
+        Ok(Store { tx, outbox: outbox.map(Arc::new), on_lock: Arc::default() })
+    }
+
+    /// Sets the one listener of lock changes. It runs on the database thread right after
+    /// each commit that changed a room's lock, in commit order, before the caller is
+    /// answered: whoever mirrors the locks in memory ends with what the database has,
+    /// however lock changes race. Later calls are ignored.
+    pub fn on_lock_change(&self, listener: LockListener) {
+        let _ = self.on_lock.set(listener);
     }
 
     /// Runs `f` on the database thread (in a transaction, possibly shared with other
     /// jobs) and waits until it is committed.
     async fn call<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static) -> Result<R, Error> {
+        self.call_then(f, None).await
+    }
+
+    /// [`Store::call`], telling the lock listener of `lock` (room, locked) once committed.
+    async fn call_then<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        lock: Option<(String, bool)>,
+    ) -> Result<R, Error> {
         let (done, wait) = oneshot::channel();
+        let on_lock = self.on_lock.clone();
         let job = Job::Batched(Box::new(move |c| {
             let r = f(c).map_err(|e| Error::Store(e.to_string()));
             let ok = r.is_ok();
             let completion: Completion = Box::new(move |committed| {
+                if committed && ok {
+                    if let (Some((room, locked)), Some(listener)) = (lock, on_lock.get()) {
+                        listener(&room, locked);
+                    }
+                }
                 let _ = done.send(if committed { r } else { Err(Error::Store("the database commit failed".into())) });
             });
             (ok, completion)
@@ -214,16 +268,21 @@ impl Store {
         wait.await.map_err(|_| stopped())?
     }
 
-    /// Runs `f` on the database thread without waiting; failures are logged.
-    fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
+    /// Runs `f` on the database thread without waiting; failures are logged. `f` says
+    /// whether it wrote outbox rows: the sender is woken once they are committed.
+    fn fire(&self, what: &'static str, f: impl FnOnce(&Connection) -> rusqlite::Result<bool> + Send + 'static) {
+        let outbox = self.outbox.clone();
         let job = Job::Batched(Box::new(move |c| {
             let r = f(c);
             if let Err(e) = &r {
                 tracing::error!(error = %e, "store: {what} failed");
             }
+            let wrote = matches!(r, Ok(true));
             let completion: Completion = Box::new(move |committed| {
                 if !committed {
                     tracing::error!("store: {what} lost: its commit failed");
+                } else if let (true, Some(w)) = (wrote, &outbox) {
+                    (w.on_commit)();
                 }
             });
             (r.is_ok(), completion)
@@ -243,38 +302,68 @@ impl Store {
         .await
     }
 
-    /// Enables or disables (locks) a room; durable when this returns.
+    /// Enables or disables (locks) a room, with its `RoomEnabled` event; durable when this
+    /// returns, and the lock listener has been told.
     pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
         let room = room_id.to_owned();
-        self.call(move |c| {
+        let outbox = self.outbox.clone();
+        let lock = Some((room.clone(), !enabled));
+        self.call_then(move |c| {
+            let now = now_ms();
             c.execute(
                 "INSERT INTO rooms(room_id, enabled, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(room_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
-                params![room, enabled, now_ms()],
-            )
-            .map(|_| ())
-        })
-        .await
+                params![room, enabled, now],
+            )?;
+            if let Some(w) = &outbox {
+                outbox::write(c, w, &[Event::RoomEnabled { room_id: room, enabled, at: now as u64 }])?;
+            }
+            Ok(())
+        }, lock)
+        .await?;
+        self.outbox_committed();
+        Ok(())
     }
 
-    /// Records a session start (not awaited: the end, which is awaited, is queued after it).
-    pub fn start_session(&self, room_id: &str, session_id: &str, started_at: u64) {
-        let (room, sid) = (room_id.to_owned(), session_id.to_owned());
-        self.fire("recording a session start", move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO sessions(session_id, room_id, started_at) VALUES (?1, ?2, ?3)",
-                params![sid, room, started_at as i64],
-            )
-            .map(|_| ())
+    /// Records what the rooms report, in order, without waiting: session starts and ends
+    /// (history), and with webhooks every event into the outbox. Joins and leaves alone
+    /// change no history, so without webhooks they cost nothing here.
+    pub fn record(&self, mut events: Vec<Event>) {
+        if self.outbox.is_none() {
+            events.retain(|e| !e.is_membership());
+        }
+        if events.is_empty() {
+            return;
+        }
+        let outbox = self.outbox.clone();
+        self.fire("recording room events", move |c| {
+            for e in &events {
+                history(c, e)?;
+            }
+            match &outbox {
+                Some(w) => outbox::write(c, w, &events),
+                None => Ok(false),
+            }
         });
     }
 
-    /// Records a session end and, with `locked`, disables the room, in one transaction;
-    /// durable when this returns.
-    pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool) -> Result<(), Error> {
+    /// Records a session end (an end-room: `close` is its `SessionClosed` event) and,
+    /// with `locked`, disables the room, in one transaction; durable when this returns
+    /// (and the lock listener has been told of the lock).
+    pub async fn end_session(
+        &self,
+        room_id: &str,
+        session_id: &str,
+        ended_by: Option<Ender<'_>>,
+        reason: &str,
+        locked: bool,
+        close: Event,
+    ) -> Result<(), Error> {
         let (room, sid, reason) = (room_id.to_owned(), session_id.to_owned(), reason.to_owned());
         let (by, by_user) = (ended_by.map(|e| e.peer_id.to_owned()), ended_by.map(|e| e.user_id.to_owned()));
-        self.call(move |c| {
+        let outbox = self.outbox.clone();
+        let lock = locked.then(|| (room.clone(), true));
+        let r = self.call_then(move |c| {
             // Atomic: the batch runs each job in its own savepoint.
             let now = now_ms();
             c.execute(
@@ -288,33 +377,30 @@ impl Store {
                     params![room, now],
                 )?;
             }
+            if let Some(w) = &outbox {
+                outbox::write(c, w, std::slice::from_ref(&close))?;
+            }
             Ok(())
-        })
-        .await
+        }, lock)
+        .await;
+        if r.is_ok() {
+            self.outbox_committed();
+        }
+        r
     }
 
-    /// Records the end of a session that simply emptied (not awaited).
-    pub fn session_emptied(&self, session_id: &str) {
-        let sid = session_id.to_owned();
-        self.fire("recording a session end", move |c| {
-            c.execute(
-                "UPDATE sessions SET ended_at = ?2, reason = 'room empty' WHERE session_id = ?1 AND ended_at IS NULL",
-                params![sid, now_ms()],
-            )
-            .map(|_| ())
-        });
-    }
-
-    /// The session history of a room, oldest first.
-    pub async fn sessions(&self, room_id: &str) -> Result<Vec<SessionRecord>, Error> {
+    /// One page of the session history of a room, oldest first: at most `limit` sessions
+    /// after the cursor `after` (none: from the first). Returns the page and the cursor
+    /// of its last session when more may follow.
+    pub async fn sessions(&self, room_id: &str, after: Option<i64>, limit: usize) -> Result<(Vec<SessionRecord>, Option<i64>), Error> {
         let room = room_id.to_owned();
         self.call(move |c| {
             let mut st = c.prepare(
-                "SELECT session_id, room_id, started_at, ended_at, ended_by, reason, locked
-                 FROM sessions WHERE room_id = ?1 ORDER BY started_at, rowid",
+                "SELECT session_id, room_id, started_at, ended_at, ended_by, reason, locked, rowid
+                 FROM sessions WHERE room_id = ?1 AND rowid > ?2 ORDER BY rowid LIMIT ?3",
             )?;
-            let rows = st.query_map(params![room], |r| {
-                Ok(SessionRecord {
+            let rows = st.query_map(params![room, after.unwrap_or(0), limit as i64], |r| {
+                let record = SessionRecord {
                     session_id: r.get(0)?,
                     room_id: r.get(1)?,
                     started_at: r.get::<_, i64>(2)? as u64,
@@ -322,71 +408,77 @@ impl Store {
                     ended_by: r.get(4)?,
                     reason: r.get(5)?,
                     locked: r.get(6)?,
-                })
+                };
+                Ok((record, r.get::<_, i64>(7)?))
             })?;
+            let rows: Vec<(SessionRecord, i64)> = rows.collect::<rusqlite::Result<_>>()?;
+            let next = if rows.len() == limit { rows.last().map(|(_, id)| *id) } else { None };
+            Ok((rows.into_iter().map(|(r, _)| r).collect(), next))
+        })
+        .await
+    }
+
+    /// Keeps the `keep` newest sessions of a room and deletes older ended ones, except
+    /// end records of a peer newer than `protect_since_ms` (a requester may still need
+    /// them, see [`Store::ends_since`]). Not awaited; runs after the session start it
+    /// follows.
+    pub fn prune_sessions(&self, room_id: &str, keep: usize, protect_since_ms: u64) {
+        let room = room_id.to_owned();
+        self.fire("pruning old sessions", move |c| {
+            c.execute(
+                "DELETE FROM sessions WHERE room_id = ?1 AND ended_at IS NOT NULL
+                   AND rowid <= (SELECT rowid FROM sessions WHERE room_id = ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2)
+                   AND NOT (ended_by IS NOT NULL AND ended_at >= ?3)",
+                params![room, keep as i64, protect_since_ms as i64],
+            )
+            // Nothing for the webhook outbox.
+            .map(|_| false)
+        });
+    }
+
+    /// Stores newly issued codes of a room, `(role, hash)`: each replaces the role's
+    /// previous code (which stops working) and starts enabled. Returns their `created_at`.
+    pub async fn issue_codes(&self, room_id: &str, codes: Vec<(String, String)>) -> Result<u64, Error> {
+        let room = room_id.to_owned();
+        self.call(move |c| {
+            let now = now_ms();
+            for (role, hash) in codes {
+                c.execute(
+                    "INSERT INTO room_code_hashes(hash, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT(room_id, role) DO UPDATE SET hash = excluded.hash, enabled = 1, created_at = excluded.created_at",
+                    params![hash, room, role, now],
+                )?;
+            }
+            Ok(now as u64)
+        })
+        .await
+    }
+
+    /// The room's codes (without their text), by role.
+    pub async fn codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
+        let room = room_id.to_owned();
+        self.call(move |c| {
+            let mut st = c.prepare("SELECT room_id, role, enabled, created_at FROM room_code_hashes WHERE room_id = ?1 ORDER BY role")?;
+            let rows = st.query_map(params![room], code_row)?;
             rows.collect()
         })
         .await
     }
 
-    /// The room's codes, one per role in `roles`, created where missing.
-    pub async fn room_codes(&self, room_id: &str, roles: Vec<String>) -> Result<Vec<RoomCode>, Error> {
-        let room = room_id.to_owned();
+    /// The code whose hash is `hash` (without its text).
+    pub async fn find_code(&self, hash: &str) -> Result<Option<RoomCode>, Error> {
+        let hash = hash.to_owned();
         self.call(move |c| {
-            let tx = c;
-            let mut out = Vec::new();
-            for role in roles {
-                let existing: Option<(String, bool)> = tx
-                    .query_row(
-                        "SELECT code, enabled FROM room_codes WHERE room_id = ?1 AND role = ?2",
-                        params![room, role],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                let (code, enabled) = match existing {
-                    Some(x) => x,
-                    None => {
-                        // Retry on the (astronomically unlikely) collision of a random code.
-                        let mut code = new_code();
-                        while tx
-                            .query_row("SELECT 1 FROM room_codes WHERE code = ?1", params![code], |_| Ok(()))
-                            .optional()?
-                            .is_some()
-                        {
-                            code = new_code();
-                        }
-                        tx.execute(
-                            "INSERT INTO room_codes(code, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
-                            params![code, room, role, now_ms()],
-                        )?;
-                        (code, true)
-                    }
-                };
-                out.push(RoomCode { code, room_id: room.clone(), role, enabled });
-            }
-            Ok(out)
+            c.query_row("SELECT room_id, role, enabled, created_at FROM room_code_hashes WHERE hash = ?1", params![hash], code_row)
+                .optional()
         })
         .await
     }
 
-    /// Looks a room code up.
-    pub async fn find_code(&self, code: &str) -> Result<Option<RoomCode>, Error> {
-        let code = code.to_owned();
-        self.call(move |c| {
-            c.query_row(
-                "SELECT code, room_id, role, enabled FROM room_codes WHERE code = ?1",
-                params![code],
-                |r| Ok(RoomCode { code: r.get(0)?, room_id: r.get(1)?, role: r.get(2)?, enabled: r.get(3)? }),
-            )
-            .optional()
-        })
-        .await
-    }
-
-    /// Enables or disables one code (tests and operators).
-    pub async fn set_code_enabled(&self, code: &str, enabled: bool) -> Result<bool, Error> {
-        let code = code.to_owned();
-        self.call(move |c| Ok(c.execute("UPDATE room_codes SET enabled = ?2 WHERE code = ?1", params![code, enabled])? > 0))
+    /// Enables or disables the code whose hash is `hash`; false when there is none.
+    pub async fn set_code_enabled(&self, hash: &str, enabled: bool) -> Result<bool, Error> {
+        let hash = hash.to_owned();
+        self.call(move |c| Ok(c.execute("UPDATE room_code_hashes SET enabled = ?2 WHERE hash = ?1", params![hash, enabled])? > 0))
             .await
     }
 
@@ -411,17 +503,9 @@ impl Store {
         .await
     }
 
-    /// Records the sessions `ids` as ended with `reason` where still running (graceful
-    /// shutdown), in one transaction.
-    pub async fn end_sessions(&self, ids: Vec<String>, reason: &'static str) -> Result<(), Error> {
-        self.call(move |c| {
-            let mut st = c.prepare("UPDATE sessions SET ended_at = ?2, reason = ?3 WHERE session_id = ?1 AND ended_at IS NULL")?;
-            for id in ids {
-                st.execute(params![id, now_ms(), reason])?;
-            }
-            Ok(())
-        })
-        .await
+    /// Waits until every job queued before this call is committed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.call(|_| Ok(())).await
     }
 
     /// Checkpoints the WAL into the main file (on graceful shutdown).
@@ -435,21 +519,101 @@ impl Store {
     }
 }
 
+/// The history side of a room event: session rows.
+fn history(c: &Connection, e: &Event) -> rusqlite::Result<()> {
+    match e {
+        Event::SessionOpened { room_id, session_id, at } => c
+            .execute("INSERT OR IGNORE INTO sessions(session_id, room_id, started_at) VALUES (?1, ?2, ?3)", params![session_id, room_id, *at as i64])
+            .map(|_| ()),
+        Event::SessionClosed { session_id, at, reason, .. } => {
+            let why = match reason {
+                CloseReason::Emptied => "room empty",
+                CloseReason::ServerShutdown => "server shutdown",
+                CloseReason::ServerStopped => "server stopped",
+                // Ended: end_session writes it, with who and the lock.
+                CloseReason::Ended { message, .. } => message,
+            };
+            c.execute(
+                "UPDATE sessions SET ended_at = ?2, reason = ?3 WHERE session_id = ?1 AND ended_at IS NULL",
+                params![session_id, *at as i64, why],
+            )
+            .map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// At start: sessions a crash left open are closed as `"server stopped"`; with webhooks,
+/// that close and a leave for each of their peers go to the outbox, in one transaction.
+fn close_dangling(c: &Connection, outbox: Option<&OutboxWriter>) -> rusqlite::Result<()> {
+    let now = now_ms() as u64;
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| {
+        let open: Vec<(String, String, i64)> = {
+            let mut st = c.prepare("SELECT session_id, room_id, started_at FROM sessions WHERE ended_at IS NULL ORDER BY started_at")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut stranded = outbox::stranded_peers(c, now)?;
+        c.execute("UPDATE sessions SET ended_at = ?1, reason = 'server stopped' WHERE ended_at IS NULL", params![now as i64])?;
+        if let Some(w) = outbox {
+            let moved = outbox::retire_unknown_targets(c, &w.targets)?;
+            if moved > 0 {
+                tracing::warn!(events = moved, "webhook events for targets no longer configured moved to the failed list");
+            }
+            let mut events = Vec::new();
+            for (session_id, room_id, started_at) in open {
+                let reason = CloseReason::ServerStopped;
+                events.push(Event::SessionClosed { room_id, session_id: session_id.clone(), started_at: started_at as u64, at: now, reason });
+                events.extend(stranded.iter().filter(|(s, open, _)| *open && *s == session_id).map(|(_, _, e)| e.clone()));
+            }
+            // Leaves an end-room's crash cut off: its close is in the outbox already.
+            stranded.retain(|(_, open, _)| !open);
+            events.extend(stranded.into_iter().map(|(_, _, e)| e));
+            outbox::write(c, w, &events)?;
+        }
+        c.execute("DELETE FROM live_peers", []).map(|_| ())
+    })();
+    match r {
+        Ok(()) => c.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn code_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RoomCode> {
+    Ok(RoomCode { code: None, room_id: r.get(0)?, role: r.get(1)?, enabled: r.get(2)?, created_at: r.get::<_, i64>(3)? as u64 })
+}
+
 /// Brings a database made by an older server up to the current schema.
 fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    // Room codes used to be stored as text: keep them working, as hashes.
+    let old: bool = c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'room_codes'", [], |r| r.get(0))?;
+    if old {
+        let rows: Vec<(String, String, String, bool, i64)> = {
+            let mut st = c.prepare("SELECT code, room_id, role, enabled, created_at FROM room_codes")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        c.execute_batch("BEGIN")?;
+        for (code, room, role, enabled, created) in rows {
+            c.execute(
+                "INSERT OR IGNORE INTO room_code_hashes(hash, room_id, role, enabled, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![crate::codes::hash(&code), room, role, enabled, created],
+            )?;
+        }
+        // Zero the old rows' pages, and keep no copy in the WAL: the text is what a file
+        // read must not find.
+        c.execute_batch("PRAGMA secure_delete = ON; DROP TABLE room_codes; COMMIT; PRAGMA secure_delete = OFF;")?;
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     let has: bool = c.query_row("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'ended_by_user'", [], |r| r.get(0))?;
     if !has {
         c.execute_batch("ALTER TABLE sessions ADD COLUMN ended_by_user TEXT")?;
     }
     Ok(())
-}
-
-/// A random code like 100ms's: `abc-defg-hij`, lowercase letters.
-fn new_code() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let mut part = |n: usize| -> String { (0..n).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect() };
-    format!("{}-{}-{}", part(3), part(4), part(3))
 }
 
 #[cfg(test)]
@@ -460,14 +624,19 @@ mod tests {
     async fn lock_and_history_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        s.start_session("r1", "s1", 10);
-        s.end_session("r1", "s1", Some(Ender { peer_id: "p1", user_id: "u1" }), "bye", true).await.unwrap();
-        s.start_session("r1", "s2", 20);
+        let opened = |sid: &str, at| Event::SessionOpened { room_id: "r1".into(), session_id: sid.into(), at };
+        s.record(vec![opened("s1", 10)]);
+        let by = crate::events::By::Peer { peer_id: "p1".into(), user_id: "u1".into() };
+        let reason = CloseReason::Ended { by, message: "bye".into(), locked: true };
+        let close = Event::SessionClosed { room_id: "r1".into(), session_id: "s1".into(), started_at: 10, at: 11, reason };
+        s.end_session("r1", "s1", Some(Ender { peer_id: "p1", user_id: "u1" }), "bye", true, close).await.unwrap();
+        s.record(vec![opened("s2", 20)]);
         s.checkpoint().await.unwrap();
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.disabled_rooms().await.unwrap(), vec!["r1".to_string()]);
-        let h = s.sessions("r1").await.unwrap();
+        let (h, more) = s.sessions("r1", None, 10).await.unwrap();
+        assert!(more.is_none());
         assert_eq!(h.len(), 2);
         assert_eq!((h[0].ended_by.as_deref(), h[0].reason.as_deref(), h[0].locked), (Some("p1"), Some("bye"), true));
         let ends = s.ends_since(0).await.unwrap();
@@ -500,16 +669,70 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn room_codes_are_stable_per_role() {
+    async fn the_lock_listener_hears_committed_lock_changes_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
-        let a = s.room_codes("r", vec!["host".into(), "guest".into()]).await.unwrap();
-        let b = s.room_codes("r", vec!["host".into(), "guest".into()]).await.unwrap();
-        assert_eq!(a, b);
-        assert_ne!(a[0].code, a[1].code);
-        assert_eq!(s.find_code(&a[1].code).await.unwrap().unwrap().role, "guest");
-        assert!(s.find_code("nope").await.unwrap().is_none());
-        assert!(s.set_code_enabled(&a[0].code, false).await.unwrap());
-        assert!(!s.find_code(&a[0].code).await.unwrap().unwrap().enabled);
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = heard.clone();
+        s.on_lock_change(Box::new(move |room, locked| h.lock().unwrap().push((room.to_owned(), locked))));
+        s.record(vec![Event::SessionOpened { room_id: "r".into(), session_id: "s1".into(), at: 1 }]);
+        let close = |room: &str, sid: &str, locked| Event::SessionClosed {
+            room_id: room.into(),
+            session_id: sid.into(),
+            started_at: 1,
+            at: 2,
+            reason: CloseReason::Ended { by: crate::events::By::Api, message: "bye".into(), locked },
+        };
+        let (a, b, c) = tokio::join!(
+            s.set_enabled("r", false),
+            s.end_session("r", "s1", None, "bye", true, close("r", "s1", true)),
+            s.set_enabled("r", true)
+        );
+        a.unwrap();
+        b.unwrap();
+        c.unwrap();
+        s.end_session("q", "none", None, "no lock", false, close("q", "none", false)).await.unwrap();
+        let heard = heard.lock().unwrap().clone();
+        assert_eq!(heard, [("r".to_owned(), true), ("r".to_owned(), true), ("r".to_owned(), false)]);
+        assert!(s.disabled_rooms().await.unwrap().is_empty(), "the last change wins on disk as in memory");
+    }
+
+    #[tokio::test]
+    async fn room_codes_are_kept_as_hashes_one_per_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.issue_codes("r", vec![("host".into(), "h1".into()), ("guest".into(), "g1".into())]).await.unwrap();
+        assert_eq!(s.find_code("g1").await.unwrap().unwrap().role, "guest");
+        s.issue_codes("r", vec![("guest".into(), "g2".into())]).await.unwrap();
+        assert!(s.find_code("g1").await.unwrap().is_none(), "replaced");
+        assert!(s.find_code("h1").await.unwrap().is_some(), "the other role's code stays");
+        assert!(s.set_code_enabled("g2", false).await.unwrap());
+        assert!(!s.find_code("g2").await.unwrap().unwrap().enabled);
+        assert!(!s.set_code_enabled("nope", false).await.unwrap());
+        let all = s.codes("r").await.unwrap();
+        assert_eq!(all.iter().map(|c| c.role.as_str()).collect::<Vec<_>>(), ["guest", "host"]);
+        assert!(all.iter().all(|c| c.code.is_none()));
+    }
+
+    #[test]
+    fn text_codes_of_an_older_server_become_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("hms.sqlite3")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE room_codes (code TEXT PRIMARY KEY, room_id TEXT NOT NULL, role TEXT NOT NULL,
+                   enabled INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, UNIQUE(room_id, role));
+                 INSERT INTO room_codes VALUES ('abc-defg-hij', 'r', 'host', 1, 5);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let found = rt.block_on(s.find_code(&crate::codes::hash("abc-defg-hij"))).unwrap().unwrap();
+        assert_eq!((found.room_id.as_str(), found.role.as_str(), found.created_at), ("r", "host", 5));
+        drop(s);
+        let c = Connection::open(dir.path().join("hms.sqlite3")).unwrap();
+        let old: i64 = c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'room_codes'", [], |r| r.get(0)).unwrap();
+        assert_eq!(old, 0, "the text table is gone");
     }
 }

@@ -4,10 +4,13 @@
 //! means is [`crate::signaling`]'s business; this module never looks inside one.
 
 use crate::app::{App, Opened};
-use crate::conn::{Close, Out};
+use crate::conn::{Close, Out, Outbox};
+use crate::edge::Client;
 use crate::frame::{self, Text};
+use crate::metrics::Refusal;
 use crate::signaling::{self, Ctx};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
+use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -16,16 +19,15 @@ use hms_protocol::{code, RpcError, ServerPush};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// An upgraded connection.
 pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -61,45 +63,6 @@ fn buffers() -> Buffers {
             }
         }
     })
-}
-
-/// Open WebSocket connections per client IP.
-#[derive(Default)]
-pub struct Gate {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// A connection's place in the [`Gate`], given back when dropped.
-struct IpSlot {
-    gate: Arc<Gate>,
-    ip: IpAddr,
-}
-
-impl Gate {
-    /// Counts a connection from `ip`: its slot, and whether it is admitted (false when
-    /// it makes more than `max` from that address; 0 = no limit). Dropping the slot
-    /// gives it back either way.
-    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> (IpSlot, bool) {
-        let over = {
-            let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = m.entry(ip).or_insert(0);
-            *n += 1;
-            max > 0 && *n > max
-        };
-        (IpSlot { gate: self.clone(), ip }, !over)
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut m = self.gate.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// The WebSocket close code and reason for each way a connection ends.
@@ -164,8 +127,7 @@ fn text_frames(t: Text) -> TextFrames {
 /// memory per peer O(room size) (see docs/BENCHMARKS.md).
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    State(gate): State<Arc<Gate>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<Client>,
     Query(query): Query<HashMap<String, String>>,
     mut req: axum::extract::Request,
 ) -> axum::response::Response {
@@ -186,6 +148,7 @@ pub async fn upgrade(
         return (StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header missing").into_response();
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let origin = h.get(header::ORIGIN).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "connection cannot be upgraded").into_response();
     };
@@ -211,7 +174,8 @@ pub async fn upgrade(
             }
         };
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-        run(task_app, gate, socket, addr.ip(), query).await;
+        let span = tracing::info_span!("ws", ip = %client.ip);
+        run(task_app, client, origin, socket, query).instrument(span).await;
     };
     task_sizes().0.get_or_init(|| std::mem::size_of_val(&conn_task));
     app.spawn(conn_task);
@@ -251,25 +215,34 @@ async fn reject(mut socket: WebSocket, push: ServerPush, close_code: u16, reason
 /// Runs one upgraded connection to its end. Every refusal at connect is an `on-error`
 /// push and close 1008 (1001 when shutting down), because a browser cannot read the
 /// HTTP status of a failed upgrade.
-async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, query: HashMap<String, String>) {
+async fn run(app: Arc<App>, client: Client, origin: Option<String>, socket: WebSocket, query: HashMap<String, String>) {
     if app.is_shutting_down() {
+        app.metrics().refused(Refusal::ShuttingDown);
         let e = RpcError::new(code::INTERNAL, "server shutting down");
         return reject(socket, ServerPush::Error(e), 1001, "server shutting down").await;
     }
-    let max_ip = app.config().limits.max_connections_per_ip;
-    let (_ip_slot, admitted) = gate.admit(ip, max_ip);
-    if !admitted {
-        tracing::warn!(%ip, "too many connections from one address");
+    if !client.admitted {
+        app.metrics().refused(Refusal::PerIp);
+        let max_ip = app.config().limits.max_connections_per_ip;
         let e = RpcError::new(code::RATE_LIMITED, format!("too many connections from your address (limit {max_ip})"));
         return reject(socket, ServerPush::Error(e), 1008, "too many connections").await;
+    }
+    // Pages of other sites must not open sockets with a user's token (cross-site
+    // WebSocket hijacking); a client that is not a browser sends no Origin at all.
+    let allowed = &app.config().http.allowed_origins;
+    if let Some(o) = origin.as_deref().filter(|o| !allowed.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+        tracing::info!(origin = ?o, "connection refused: origin not allowed");
+        let e = RpcError::new(code::FORBIDDEN, format!("the origin {o:?} may not connect to this server (http.allowed_origins)"));
+        return reject(socket, ServerPush::Error(e), 1008, "origin not allowed").await;
     }
     let opened = signaling::open(&app, &query).await;
     // The query holds the token: not kept for the connection's life.
     drop(query);
-    let (peer, outbox) = match opened {
-        Ok(Opened::Placed { peer, outbox }) => (peer, outbox),
+    let (peer, outbox, _user_slot) = match opened {
+        Ok(Opened::Placed { peer, outbox, user_slot }) => (peer, outbox, user_slot),
         Ok(Opened::Missed(notice)) => return reject(socket, ServerPush::PeerLeaveRequest(notice), 1000, "removed").await,
         Err(e) => {
+            app.metrics().refused(Refusal::of(&e));
             let reason = match e.code() {
                 code::BAD_REQUEST => "bad request",
                 code::UNAUTHORIZED => "unauthorized",
@@ -282,7 +255,8 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     let done = CancellationToken::new();
     let limits = &app.config().limits;
     let write_timeout = Duration::from_secs(limits.write_timeout_secs.max(1));
-    let writer = write_loop(sink, outbox.rx, done.clone(), write_timeout);
+    let kill = outbox.kill.clone();
+    let writer = write_loop(sink, outbox, done.clone(), write_timeout);
     let sizes = task_sizes();
     if sizes.1.set(std::mem::size_of_val(&writer)).is_ok() {
         // Once per process: what each connection's two tasks hold (docs/SERVER.md,
@@ -292,7 +266,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
     }
     let writer = tokio::spawn(writer);
     let ctx = Ctx { app: app.clone(), peer };
-    let hold = read_loop(&ctx, stream, &done, &outbox.kill).await;
+    let hold = read_loop(&ctx, stream, &done, &kill).await;
     signaling::closed(&ctx, hold).await;
     // Let the writer flush what is queued (a close frame at least), but not forever.
     ctx.peer.conn.send(Out::Close(Close::Done));
@@ -308,7 +282,7 @@ async fn run(app: Arc<App>, gate: Arc<Gate>, socket: WebSocket, ip: IpAddr, quer
 /// together with one flush (a join's answer, policy and peer list go out as one packet).
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Out>,
+    mut rx: Outbox,
     done: CancellationToken,
     write_timeout: Duration,
 ) {
@@ -344,7 +318,7 @@ async fn write_loop(
             }
             fed += 1;
             if !last && fed < BURST {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         match tokio::time::timeout(write_timeout, sink.flush()).await {
@@ -382,7 +356,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
         };
         let msg = match next {
             Err(()) => {
-                tracing::info!(peer = %p.peer, room = %p.room, "idle timeout: no frame received");
+                tracing::info!(peer = ?p.peer, room = ?p.room, "idle timeout: no frame received");
                 conn.send(Out::Close(Close::IdleTimeout));
                 return true;
             }
@@ -400,6 +374,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
                             None
                         }
                         Rate::Limited => {
+                            ctx.app.metrics().refused(Refusal::RateLimited);
                             let e = RpcError::new(code::RATE_LIMITED, format!("too many frames: the limit is {} per second", limits.max_frames_per_sec));
                             conn.send(Out::Text(frame::error(&frame::request_id(t.as_str()), e)));
                             None
@@ -415,6 +390,7 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
                     // Binary frames count against the frame rate too (each gets an answer).
                     Some(Close::RateLimited)
                 } else {
+                    ctx.app.metrics().refused(Refusal::BadRequest);
                     let e = RpcError::new(code::INVALID_REQUEST, "binary frames are not supported: send JSON-RPC as text frames");
                     conn.send(Out::Text(frame::error(&Value::Null, e)));
                     None
@@ -426,8 +402,9 @@ async fn read_loop(ctx: &Ctx, mut stream: SplitStream<WebSocket>, done: &Cancell
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
         };
         if let Some(why) = broke {
+            ctx.app.metrics().refused(if why == Close::FrameTooLarge { Refusal::FrameTooLarge } else { Refusal::RateLimitClose });
             let (code, reason) = close_frame(why);
-            tracing::info!(peer = %p.peer, room = %p.room, code, reason, "closing a connection that broke a limit");
+            tracing::info!(peer = ?p.peer, room = ?p.room, code, reason, "closing a connection that broke a limit");
             conn.send(Out::Close(why));
             return false;
         }
@@ -515,18 +492,6 @@ mod tests {
         assert!(matches!(r.hit(t2), Rate::Ok));
         assert_eq!(r.strikes, 0);
         assert!(matches!(RateLimiter::new(0, 1).hit(t0), Rate::Ok));
-    }
-
-    #[test]
-    fn gate_counts_per_ip_and_gives_back() {
-        let gate = Arc::new(Gate::default());
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let (a, ok_a) = gate.admit(ip, 1);
-        let (b, ok_b) = gate.admit(ip, 1);
-        assert!(ok_a && !ok_b);
-        drop((a, b));
-        assert!(gate.admit(ip, 1).1, "slots are given back");
-        assert!(gate.per_ip.lock().unwrap().is_empty());
     }
 
     #[test]

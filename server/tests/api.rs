@@ -15,7 +15,8 @@ async fn join_gives_policy_and_peer_list_and_announces_to_others() {
     let s = Server::start(&[]);
     let mut a = s.connect("r1", "pa", "host").await;
     let ans = a.request("join", json!({"name": "Alice", "data": "{\"x\":1}"})).await;
-    assert_eq!(ans["result"], json!({}));
+    let secret = ans["result"]["reconnect_secret"].as_str().unwrap();
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()), "{ans}");
     assert_eq!(ans["jsonrpc"], "2.0");
     let policy = a.push("on-policy-change").await;
     assert_eq!(policy["name"], "host");
@@ -252,7 +253,9 @@ async fn same_peer_and_user_takes_over_a_connection_the_server_still_thinks_aliv
     let mut old = common::Client::connect(&s.ws_url("p", &token)).await;
     old.join("p").await;
     assert_eq!(other.push("on-peer-join").await["peer_id"], "p");
-    let mut new = common::Client::connect(&s.ws_url("p", &token)).await;
+    // The reconnect presents the place's secret from the join answer.
+    let secret = old.secret.clone().unwrap();
+    let mut new = common::Client::connect(&s.reconnect_url("p", &token, &secret)).await;
     // The old connection is told, terminally, and closed.
     assert_eq!(old.push("on-error").await["code"], 409);
     assert_eq!(old.closed().await, 1008);
@@ -468,9 +471,7 @@ async fn room_codes_exchange_for_tokens() {
     assert_eq!(codes.len(), 2, "one per role");
     let guest = codes.iter().find(|c| c["role"] == "guest").unwrap();
     assert_eq!((guest["room_id"].clone(), guest["enabled"].clone()), (json!("team"), json!(true)));
-    // Asking again gives the same codes.
-    let (_, again) = s.http("POST", "/v2/room-codes/room/team", Some(&Server::mgmt()), None).await;
-    assert_eq!(again["data"].as_array().unwrap(), &codes);
+    assert!(guest["created_at"].as_u64().unwrap() > 0);
 
     let (st, tok) = s.http("POST", "/v2/token", None, Some(&json!({"code": guest["code"], "user_id": "zed"}))).await;
     assert_eq!(st, 200);
@@ -484,17 +485,21 @@ async fn room_codes_exchange_for_tokens() {
     let (_, tok) = s.http("POST", "/v2/token", None, Some(&json!({"code": guest["code"]}))).await;
     assert!(!Server::keys().verify(tok["token"].as_str().unwrap(), TokenType::App).unwrap().user_id.is_empty());
 
-    let (st, e) = s.http("POST", "/v2/token", None, Some(&json!({"code": "nope-nope-nop"}))).await;
+    let (st, e) = s.http("POST", "/v2/token", None, Some(&json!({"code": "nope-nope-nope-nope"}))).await;
     assert_eq!((st, e["code"].clone()), (404, json!(404)));
     let (st, _) = s.http("POST", "/v2/token", None, Some(&json!({}))).await;
     assert_eq!(st, 400);
 
     // A disabled code is refused like an unknown one.
     let host_code = codes.iter().find(|c| c["role"] == "host").unwrap()["code"].as_str().unwrap().to_owned();
-    let db = rusqlite::Connection::open(s.dir.join("hms.sqlite3")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
-    db.execute("UPDATE room_codes SET enabled = 0 WHERE code = ?1", [&host_code]).unwrap();
+    let (st, _) = s.http("POST", &format!("/v2/room-codes/code/{host_code}"), Some(&Server::mgmt()), Some(&json!({"enabled": false}))).await;
+    assert_eq!(st, 200);
     let (st, _) = s.http("POST", "/v2/token", None, Some(&json!({"code": host_code}))).await;
+    assert_eq!(st, 404);
+    // Asking again issues new codes; the old ones stop working.
+    let (_, again) = s.http("POST", "/v2/room-codes/room/team", Some(&Server::mgmt()), None).await;
+    assert_ne!(again["data"].as_array().unwrap(), &codes);
+    let (st, _) = s.http("POST", "/v2/token", None, Some(&json!({"code": guest["code"]}))).await;
     assert_eq!(st, 404);
 }
 

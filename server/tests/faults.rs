@@ -72,7 +72,8 @@ async fn sigterm_closes_peers_with_1001_and_exits_cleanly() {
 async fn a_peer_that_never_reads_cannot_stall_end_room() {
     // A long write timeout: a server that awaited each socket in turn would hang on the
     // slow peer for 30 s, far past the thresholds below, whatever the machine's load.
-    let s = Server::start(&["--send-queue", "8", "--write-timeout", "30"]);
+    // Big metadata (allowed by a flag) makes the events big.
+    let s = Server::start(&["--send-queue", "8", "--write-timeout", "30", "--max-metadata-bytes", "60000"]);
     // The slow peer joins and then never reads its socket again.
     let slow = s.joined("r", "slow", "guest").await;
     // Lots of big events for it: each filler joins with 60 KB of data and leaves.
@@ -80,7 +81,7 @@ async fn a_peer_that_never_reads_cannot_stall_end_room() {
     for i in 0..150 {
         let mut f = s.connect("r", &format!("f{i}"), "guest").await;
         let a = f.request("join", json!({"name": "filler", "data": data})).await;
-        assert_eq!(a["result"], json!({}));
+        assert!(a["result"]["reconnect_secret"].is_string(), "{a}");
         f.send(json!({"jsonrpc": "2.0", "method": "leave", "params": {}})).await;
         f.closed().await;
     }
@@ -139,14 +140,16 @@ async fn a_dropped_peer_gets_its_place_back_within_the_window() {
     let token_b = Server::token("r", "u-b", "guest");
     let mut b = common::Client::connect(&s.ws_url("b", &token_b)).await;
     b.join("b").await;
+    let secret = b.secret.clone().unwrap();
     a.push("on-peer-join").await;
     // The socket dies without leave or close frame.
     drop(b);
     a.silent(Duration::from_millis(500)).await;
     let (_, active) = s.http("GET", "/v2/active-rooms/r", Some(&Server::mgmt()), None).await;
     assert!(active["peers"]["b"].is_object(), "held peers are still in the room");
-    // Same peer id, same token: back in, with the full state and no noise for others.
-    let mut b = common::Client::connect(&s.ws_url("b", &token_b)).await;
+    // Same peer id, same token, the place's secret: back in, with the full state and no
+    // noise for others.
+    let mut b = common::Client::connect(&s.reconnect_url("b", &token_b, &secret)).await;
     let list = b.join("b").await;
     let mut ids: Vec<&String> = list["peers"].as_object().unwrap().keys().collect();
     ids.sort();
@@ -159,7 +162,7 @@ async fn a_dropped_peer_gets_its_place_back_within_the_window() {
     // up on before reconnecting. Held again, and reclaimed again without noise.
     b.ws.close(None).await.unwrap();
     a.silent(Duration::from_millis(300)).await;
-    let mut b = common::Client::connect(&s.ws_url("b", &token_b)).await;
+    let mut b = common::Client::connect(&s.reconnect_url("b", &token_b, &secret)).await;
     assert_eq!(b.join("b").await["peers"].as_object().unwrap().len(), 2);
     a.silent(Duration::from_millis(200)).await;
     // The reconnected peer works normally.
@@ -188,6 +191,7 @@ async fn a_removal_missed_while_disconnected_is_delivered_on_reconnect() {
     let s = Server::start(&["--reconnect-window", "30"]);
     let mut host = s.joined("r", "h", "host").await;
     let b = s.joined("r", "b", "guest").await;
+    let secret = b.secret.clone().unwrap();
     host.push("on-peer-join").await;
     drop(b);
     // Removing a held peer works, and the others are told at once.
@@ -195,7 +199,7 @@ async fn a_removal_missed_while_disconnected_is_delivered_on_reconnect() {
     assert_eq!(ans["result"], json!({}));
     assert_eq!(host.push("on-peer-leave").await["peer_id"], "b");
     // The removed peer comes back within the window: it gets what it missed, and no seat.
-    let mut b = s.connect("r", "b", "guest").await;
+    let mut b = s.reconnect("r", "b", "guest", &secret).await;
     assert_eq!(b.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "kicked", "room_end": false}));
     b.expect_close(1000).await;
     host.silent(Duration::from_millis(300)).await;
@@ -206,11 +210,12 @@ async fn a_room_end_missed_while_disconnected_is_delivered_on_reconnect() {
     let s = Server::start(&["--reconnect-window", "30"]);
     let mut host = s.joined("r", "h", "host").await;
     let g = s.joined("r", "g", "guest").await;
+    let secret = g.secret.clone().unwrap();
     host.push("on-peer-join").await;
     drop(g);
     assert_eq!(host.request("end-room", json!({"lock": false, "reason": "all done"})).await["result"], json!({}));
     host.expect_close(1000).await;
-    let mut g = s.connect("r", "g", "guest").await;
+    let mut g = s.reconnect("r", "g", "guest", &secret).await;
     assert_eq!(g.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "all done", "room_end": true}));
     g.expect_close(1000).await;
     // A new peer id can start a fresh session (the room was not locked).
@@ -227,10 +232,11 @@ async fn an_end_room_requester_that_dropped_learns_the_outcome_on_reconnect() {
     host.push("on-peer-join").await;
     // Send end-room and drop the socket at once, without reading the answer. The server
     // reads the frame before it sees the drop, so the end is stored.
+    let secret = host.secret.clone().unwrap();
     host.send(json!({"jsonrpc": "2.0", "id": "e1", "method": "end-room", "params": {"lock": true, "reason": "over"}})).await;
     drop(host);
     assert_eq!(guest.push("on-peer-leave-request").await["requested_by"], "h");
-    let mut back = s.connect("r", "h", "host").await;
+    let mut back = s.reconnect("r", "h", "host", &secret).await;
     assert_eq!(back.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "over", "room_end": true}));
     back.expect_close(1000).await;
 }
@@ -242,10 +248,11 @@ async fn an_end_room_requester_learns_the_outcome_after_a_server_crash() {
     let mut host = s.joined("r", "h", "host").await;
     let _guest = s.joined("r", "g", "guest").await;
     host.push("on-peer-join").await;
+    let secret = host.secret.clone().unwrap();
     assert_eq!(host.request("end-room", json!({"lock": false, "reason": "crash test"})).await["result"], json!({}));
     s.kill9();
     let s = s.restart();
-    let mut back = s.connect("r", "h", "host").await;
+    let mut back = s.reconnect("r", "h", "host", &secret).await;
     assert_eq!(back.push("on-peer-leave-request").await, json!({"requested_by": "h", "reason": "crash test", "room_end": true}));
     back.expect_close(1000).await;
 }

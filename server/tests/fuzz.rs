@@ -13,7 +13,7 @@ use hms_server::app::{App, PeerConn};
 use hms_server::config::Config;
 use hms_server::conn::{ConnHandle, Out};
 use hms_server::frame::decode;
-use hms_server::room::Connected;
+use hms_server::room::{Connected, Secret};
 use hms_server::signaling::{handle_text, Ctx};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -208,8 +208,26 @@ struct FuzzPeer {
     role: &'static str,
     conn: Option<(ConnHandle, mpsc::Receiver<Out>)>,
     hold: Option<u64>,
-    /// Bumped when a missed notice turns the peer away, so it can come back as a new user.
-    user_gen: u32,
+    /// Bumped when a missed notice turns the peer away: it comes back as a new peer id
+    /// (its old id stays taken while its tombstone lives, as an SDK's next join would).
+    gen: u32,
+    /// The reconnect secret of its place.
+    secret: Option<Secret>,
+}
+
+impl FuzzPeer {
+    fn id(&self) -> String {
+        if self.gen == 0 {
+            self.name.to_owned()
+        } else {
+            format!("{}x{}", self.name, self.gen)
+        }
+    }
+}
+
+/// Whether `id` is one of the fuzzer's peers (a name of [`PEERS`], maybe with a generation).
+fn ours(id: &str) -> bool {
+    PEERS.iter().any(|p| id == *p || id.strip_prefix(p).is_some_and(|g| g.starts_with('x')))
 }
 
 /// Checks every queued frame; returns true when the server closed this connection.
@@ -277,7 +295,7 @@ async fn dispatcher_survives_anything_and_keeps_the_room_consistent() {
     let rooms = app.rooms();
     let mut peers: Vec<FuzzPeer> = PEERS
         .iter()
-        .map(|&name| FuzzPeer { name, role: if name.starts_with('h') { "host" } else { "guest" }, conn: None, hold: None, user_gen: 0 })
+        .map(|&name| FuzzPeer { name, role: if name.starts_with('h') { "host" } else { "guest" }, conn: None, hold: None, gen: 0, secret: None })
         .collect();
     let mut next_id = 1u64;
     let mut stats = Stats::default();
@@ -291,12 +309,23 @@ async fn dispatcher_survives_anything_and_keeps_the_room_consistent() {
             // (Re)connect: fresh, reclaimed, missed notice, or refused.
             let (conn, outbox) = ConnHandle::queue(next_id, 64);
             next_id += 1;
-            match rooms.connect("room", p.name, &format!("u-{}-{}", p.name, p.user_gen), p.role, conn.clone()).await {
-                Ok(Connected::Fresh) | Ok(Connected::Reclaimed) => p.conn = Some((conn, outbox.rx)),
+            // Mostly the place's own secret; now and then none or a wrong one.
+            let presented = match rng.below(10) {
+                0 => None,
+                1 => Some("not-the-secret".to_owned()),
+                _ => p.secret.as_ref().map(|s| s.as_str().to_owned()),
+            };
+            match rooms.connect("room", &p.id(), &format!("u-{}", p.id()), p.role, presented.as_deref(), conn.clone()).await {
+                Ok(Connected::Fresh(secret)) => {
+                    p.secret = Some(secret);
+                    p.conn = Some((conn, outbox.rx));
+                }
+                Ok(Connected::Reclaimed) => p.conn = Some((conn, outbox.rx)),
                 Ok(Connected::Missed(n)) => {
                     stats.missed += 1;
-                    assert!(n.requested_by.as_deref().is_none_or(|b| PEERS.contains(&b)), "{n:?}");
-                    p.user_gen += 1;
+                    assert!(n.requested_by.as_deref().is_none_or(ours), "{n:?}");
+                    p.gen += 1;
+                    p.secret = None;
                 }
                 Err(e) => assert!([401, 409].contains(&e.code()), "{e}"),
             }
@@ -306,14 +335,14 @@ async fn dispatcher_survives_anything_and_keeps_the_room_consistent() {
         let conn = conn.clone();
         if rng.chance(4) {
             // The socket drops (held or not), or a held place expires.
-            let fx = rooms.disconnected("room", p.name, conn.id, rng.chance(50)).await;
+            let fx = rooms.disconnected("room", &p.id(), conn.id, rng.chance(50)).await;
             p.hold = fx.hold.or(p.hold);
             p.conn = None;
             continue;
         }
         if rng.chance(2) {
             if let Some(gen) = p.hold.take() {
-                rooms.hold_expired("room", p.name, gen).await;
+                rooms.hold_expired("room", &p.id(), gen).await;
             }
             rooms.set_locked("room", rng.chance(30)).await;
             continue;
@@ -326,7 +355,8 @@ async fn dispatcher_survives_anything_and_keeps_the_room_consistent() {
         if guard.0.len() > 50 {
             guard.0.remove(0);
         }
-        let ctx = Ctx { app: app.clone(), peer: PeerConn { room: "room".into(), peer: p.name.into(), conn: conn.clone() } };
+        let peer = PeerConn { room: "room".into(), peer: p.id(), user: format!("u-{}", p.id()), secret: p.secret.clone().unwrap_or_default(), conn: conn.clone() };
+        let ctx = Ctx { app: app.clone(), peer };
         tokio::time::timeout(Duration::from_secs(5), handle_text(&ctx, &input)).await.expect("a frame is handled promptly");
         stats.frames += 1;
         // Drain everyone; a closed connection ends like the real connection task ends it.
@@ -337,7 +367,7 @@ async fn dispatcher_survives_anything_and_keeps_the_room_consistent() {
             };
             if closed {
                 if let Some((c, _)) = q.conn.take() {
-                    let peer = PeerConn { room: "room".into(), peer: q.name.into(), conn: c };
+                    let peer = PeerConn { room: "room".into(), peer: q.id(), user: format!("u-{}", q.id()), secret: Secret::default(), conn: c };
                     app.disconnected(&peer, false).await;
                 }
             }
@@ -345,7 +375,7 @@ async fn dispatcher_survives_anything_and_keeps_the_room_consistent() {
         // Consistency: every listed peer of the active room is one of ours.
         if let Ok(active) = app.active_room("room").await {
             for id in active.peers.keys() {
-                assert!(PEERS.contains(&id.as_str()), "stray peer {id}");
+                assert!(ours(id), "stray peer {id}");
             }
         }
     }

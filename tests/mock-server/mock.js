@@ -20,6 +20,12 @@
 // plain text `not json`: a token endpoint gone wrong (`getAuthTokenByRoomCode`'s
 // `endpoint` option pointed at http://127.0.0.1:PORT/token-fault/<status>).
 //
+// The management REST API answers no CORS (it is for back ends), so the test page, served
+// from another origin, reaches it through this server:
+//   ANY /relay/127.0.0.1:PORT/<path>   forwards the method, Authorization, Content-Type
+//                                      and body to http://127.0.0.1:PORT/<path> and
+//                                      answers its status and body, with CORS open.
+//
 // With `--proxy-to HOST:PORT` it also runs a fault proxy in front of that (real) server
 // and prints `proxy on 127.0.0.1:PORT`: it forwards every byte both ways, reading the
 // WebSocket frames as they pass, and when the server answers a client's `end-room` it
@@ -88,10 +94,29 @@ function stopServer() {
   return new Promise((resolve) => { c.on("exit", () => resolve()); c.kill("SIGKILL"); });
 }
 
+// Forwards a test page's REST call to a server on loopback (see the header); every wait
+// has a deadline.
+function relay(req, res, target) {
+  const cors = { "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "authorization, content-type", "Access-Control-Allow-Methods": "GET, POST" };
+  if (req.method === "OPTIONS") { res.writeHead(204, cors); res.end(); return; }
+  const m = /^\/relay\/127\.0\.0\.1:(\d+)(\/.*)$/.exec(target);
+  if (!m) { res.writeHead(400, cors); res.end("relay: only /relay/127.0.0.1:PORT/<path>"); return; }
+  const headers = {};
+  for (const h of ["authorization", "content-type"]) if (req.headers[h]) headers[h] = req.headers[h];
+  const out = http.request({ host: "127.0.0.1", port: Number(m[1]), path: m[2], method: req.method, headers, timeout: 10000 }, (answer) => {
+    res.writeHead(answer.statusCode, { ...cors, "Content-Type": answer.headers["content-type"] || "text/plain" });
+    answer.pipe(res);
+  });
+  out.on("timeout", () => out.destroy(new Error("timed out")));
+  out.on("error", (e) => { if (!res.headersSent) res.writeHead(502, cors); res.end("relay: " + e.message); });
+  req.pipe(out);
+}
+
 const server = http.createServer((req, res) => {
   let m;
   const reply = (code, text) => { res.writeHead(code, { "Access-Control-Allow-Origin": "*", "Content-Type": "text/plain" }); res.end(text); };
-  if (serverBin && req.url === "/control/stop") stopServer().then(() => reply(200, "stopped"));
+  if (req.url.startsWith("/relay/")) relay(req, res, req.url);
+  else if (serverBin && req.url === "/control/stop") stopServer().then(() => reply(200, "stopped"));
   else if (serverBin && req.url === "/control/start") startServer().then((a) => reply(200, a), (e) => reply(500, String(e)));
   else if ((m = /^\/token-fault\/(\d{3})\/v2\/token$/.exec(req.url))) {
     // A token endpoint that answers with plain text (CORS preflight allowed).

@@ -21,12 +21,17 @@ pub use batch::PeerBatchFrame;
 
 use crate::conn::{Close, ConnHandle, Fanout, Out};
 use crate::error::Error;
+use crate::events::{By, CloseReason, Discard, Event, LeaveReason, PeerRecord, Sink};
 use crate::frame::{self, Text};
 use hms_protocol::{Action, PeerInfo, PeerLeaveRequest, PeerNotification, Permissions, PolicyChange, Role, RoomState, ServerPush};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, MutexGuard};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+mod secret;
+pub use secret::{Secret, SecretHash};
 
 /// Where a peer id of a room stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,8 @@ enum SlotState {
 struct Slot {
     state: SlotState,
     conn: Option<ConnHandle>,
+    /// Proves a reconnect is this peer's own (see [`SecretHash`]).
+    secret: SecretHash,
     user_id: String,
     /// The role's name, shared with every slot of the role.
     role: Text,
@@ -60,6 +67,10 @@ struct Slot {
 }
 
 impl Slot {
+    /// The peer as events report it (its name, metadata and join time are in its JSON).
+    fn record(&self, peer_id: &str) -> PeerRecord {
+        PeerRecord { peer_id: peer_id.to_owned(), user_id: self.user_id.clone(), role: self.role.to_string(), json: self.json.clone() }
+    }
     fn visible(&self) -> bool {
         !matches!(self.state, SlotState::Connected)
     }
@@ -82,6 +93,9 @@ struct Room {
     session: Option<Session>,
     peers: HashMap<String, Slot>,
     ending: bool,
+    /// The end under way locks the room: joins get 423 already, although the lock itself
+    /// is set (by [`Hub::set_locked`]) only once the database has it.
+    ending_locks: bool,
     /// Large-room mode (one way: set at the join that reaches the threshold).
     large: bool,
     /// The visible peers in join order.
@@ -100,6 +114,9 @@ pub const END_NOTICE_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 struct Tombstone {
     user_id: String,
+    /// The place's secret; `None` when rebuilt from the store after a restart (the store
+    /// keeps no secrets), then the user id alone decides.
+    secret: Option<SecretHash>,
     /// Shared by every peer of an ended room.
     notice: std::sync::Arc<PeerLeaveRequest>,
     until: Instant,
@@ -111,13 +128,43 @@ struct State {
     locked: HashSet<String>,
     tombstones: HashMap<(String, String), Tombstone>,
     next_gen: u64,
+    /// Events of the change in progress, handed to the sink before the lock is released.
+    events: Vec<Event>,
+}
+
+/// A locked shard. Dropping it hands the change's events to the sink while the lock is
+/// still held, so every room's events reach the sink in the order they happened.
+struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    sink: &'a dyn Sink,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if !self.state.events.is_empty() {
+            self.sink.emit(std::mem::take(&mut self.state.events));
+        }
+    }
 }
 
 /// What a new connection finds.
 #[derive(Debug)]
 pub enum Connected {
-    /// A fresh peer id: `join` next.
-    Fresh,
+    /// A fresh peer id: `join` next. The place's new reconnect secret, for the join answer.
+    Fresh(Secret),
     /// The place of a peer dropped within the reconnect window: `join` restores it silently.
     Reclaimed,
     /// The peer was removed, or its room ended, while it was disconnected: deliver this
@@ -125,13 +172,10 @@ pub enum Connected {
     Missed(PeerLeaveRequest),
 }
 
-/// Effects the caller must carry out after a state change (the hub does no I/O).
+/// Effects the caller must carry out after a state change (the hub does no I/O; what
+/// happened goes to the [`Sink`] as events).
 #[derive(Debug, Default)]
 pub struct Effects {
-    /// A session started: record it.
-    pub session_started: Option<(String, u64)>,
-    /// A session ended because the room emptied: record it.
-    pub session_emptied: Option<String>,
     /// A peer is now held: after the window, call [`Hub::hold_expired`] with this generation.
     pub hold: Option<u64>,
     /// A large room's batch of joins and leaves was started: after the tick, flush it
@@ -144,8 +188,8 @@ pub struct Effects {
 pub struct EndTicket {
     /// The session being ended.
     pub session_id: String,
-    /// Whether the room was locked before (to undo a failed lock).
-    pub was_locked: bool,
+    /// When it began, ms since the Unix epoch.
+    pub started_at: u64,
     /// The requesting peer's user id (for the end record).
     pub requester_user: Option<String>,
 }
@@ -181,6 +225,7 @@ const SHARDS: usize = 64;
 /// All rooms of the server.
 pub struct Hub {
     shards: Box<[Mutex<State>]>,
+    sink: Arc<dyn Sink>,
     hasher: std::collections::hash_map::RandomState,
     known_roles: BTreeMap<String, Role>,
     /// Each role's name, shared by its slots, and its `on-policy-change` frame,
@@ -188,6 +233,8 @@ pub struct Hub {
     roles: HashMap<String, (Text, Text)>,
     reconnect_window: Duration,
     large: LargeRooms,
+    /// Places one room holds at most (0 = no limit).
+    max_peers: usize,
 }
 
 fn now_ms() -> u64 {
@@ -210,12 +257,20 @@ impl Hub {
             .collect();
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(State::default())).collect(),
+            sink: Arc::new(Discard),
             hasher: Default::default(),
             known_roles,
             roles,
             reconnect_window,
             large: LargeRooms::default(),
+            max_peers: 0,
         }
+    }
+
+    /// Limits each room to `max` places (connected, joined or held); 0 = no limit.
+    pub fn with_max_peers(mut self, max: usize) -> Self {
+        self.max_peers = max;
+        self
     }
 
     /// Sets when rooms become large rooms (off by default).
@@ -224,17 +279,23 @@ impl Hub {
         self
     }
 
-    /// The shard of `room_id`, locked.
-    fn lock(&self, room_id: &str) -> MutexGuard<'_, State> {
-        let mut h = self.hasher.build_hasher();
-        h.write(room_id.as_bytes());
-        Self::guard(&self.shards[h.finish() as usize & (SHARDS - 1)])
+    /// The same hub, sending its events to `sink`.
+    pub fn with_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sink = sink;
+        self
     }
 
-    fn guard(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    /// The shard of `room_id`, locked.
+    fn lock(&self, room_id: &str) -> Locked<'_> {
+        let mut h = self.hasher.build_hasher();
+        h.write(room_id.as_bytes());
+        self.guard(&self.shards[h.finish() as usize & (SHARDS - 1)])
+    }
+
+    fn guard<'a>(&'a self, m: &'a Mutex<State>) -> Locked<'a> {
         // A panic while holding the lock would poison it; the state is still consistent
         // enough to go on (every mutation is a few field writes), so keep serving.
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        Locked { state: m.lock().unwrap_or_else(|p| p.into_inner()), sink: &*self.sink }
     }
 
     /// The template's roles.
@@ -242,7 +303,8 @@ impl Hub {
         &self.known_roles
     }
 
-    /// Marks rooms as locked (from the database at startup, or the REST API).
+    /// Marks rooms as locked or not: from the database at startup, then each time a lock
+    /// change is committed, in commit order (so memory ends as the database ends).
     pub fn set_locked(&self, room_id: &str, locked: bool) {
         let mut st = self.lock(room_id);
         if locked {
@@ -257,54 +319,71 @@ impl Hub {
         self.lock(room_id).locked.contains(room_id)
     }
 
-    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`.
+    /// A new connection for `peer_id` in `room_id`, authenticated as `user_id` with `role`,
+    /// presenting `secret` (the `reconnect_secret` of an earlier join, if any).
+    ///
+    /// A peer id that has a place (connected, joined or held) or a live tombstone belongs
+    /// to whoever holds that place's secret: only a connection with the same user, role
+    /// and secret takes the place over (or gets the tombstone's notice); anyone else gets
+    /// 409 and the place, its connection and the tombstone are left as they were.
     pub fn connect(
         &self,
         room_id: &str,
         peer_id: &str,
         user_id: &str,
         role: &str,
+        secret: Option<&str>,
         conn: ConnHandle,
     ) -> Result<Connected, Error> {
         let (Some(role_def), Some((role_name, _))) = (self.known_roles.get(role), self.roles.get(role)) else {
             return Err(Error::Unauthorized(format!("the token's role {role:?} is not in the template")));
         };
+        let in_use = || {
+            Error::Conflict(format!(
+                "peer id {peer_id:?} is in use in this room; only its own reconnect (same user and role, with the reconnect_secret of its join answer) can take it back"
+            ))
+        };
         let mut st = self.lock(room_id);
         let key = (room_id.to_owned(), peer_id.to_owned());
         if let Some(t) = st.tombstones.get(&key) {
-            if t.until > Instant::now() && t.user_id == user_id {
-                return Ok(Connected::Missed((*t.notice).clone()));
+            if t.until > Instant::now() {
+                if t.user_id == user_id && t.secret.is_none_or(|h| h.matches(secret)) {
+                    return Ok(Connected::Missed((*t.notice).clone()));
+                }
+                return Err(in_use());
             }
             st.tombstones.remove(&key);
         }
         let room = st.rooms.entry(room_id.to_owned()).or_default();
         if let Some(slot) = room.peers.get_mut(peer_id) {
-            if slot.user_id != user_id || slot.role.as_str() != role {
-                return Err(Error::Conflict(format!("peer id {peer_id:?} is already in use in this room")));
+            if slot.user_id != user_id || slot.role.as_str() != role || !slot.secret.matches(secret) {
+                return Err(in_use());
             }
-            // The same user and role: a reconnect. The old socket may still look alive
-            // here (a half-open TCP connection after a network change is only noticed at
-            // the idle timeout), so the new connection takes over at once rather than
-            // being refused until then. The old one is told why, terminally, and closed.
+            // The peer itself, reconnecting. The old socket may still look alive here (a
+            // half-open TCP connection after a network change is only noticed at the idle
+            // timeout), so the new connection takes over at once rather than being refused
+            // until then. The old one is told why, terminally, and closed.
             if let Some(old) = slot.conn.take() {
                 let notice = ServerPush::Error(Error::Conflict("replaced by a newer connection of the same peer".into()).to_rpc());
                 old.send(Out::Text(frame::push(&notice)));
                 old.send(Out::Close(Close::Replaced));
             }
             slot.conn = Some(conn);
-            return Ok(match slot.state {
-                SlotState::Connected => Connected::Fresh,
-                _ => {
-                    slot.state = SlotState::Rejoining;
-                    Connected::Reclaimed
-                }
-            });
+            if slot.state != SlotState::Connected {
+                slot.state = SlotState::Rejoining;
+            }
+            return Ok(Connected::Reclaimed);
         }
+        if self.max_peers > 0 && room.peers.len() >= self.max_peers {
+            return Err(Error::RateLimited(format!("the room is full: {} peers (limits.max_peers_per_room)", self.max_peers)));
+        }
+        let (secret, hash) = SecretHash::generate();
         room.peers.insert(
             peer_id.to_owned(),
             Slot {
                 state: SlotState::Connected,
                 conn: Some(conn),
+                secret: hash,
                 user_id: user_id.to_owned(),
                 role: role_name.clone(),
                 permissions: role_def.permissions,
@@ -314,7 +393,7 @@ impl Hub {
                 cursors: Vec::new(),
             },
         );
-        Ok(Connected::Fresh)
+        Ok(Connected::Fresh(secret))
     }
 
     /// `join`: queues `ok` (the serialized `{}` answer), `on-policy-change` and
@@ -325,8 +404,8 @@ impl Hub {
     pub fn join(&self, room_id: &str, peer_id: &str, conn_id: u64, name: &str, data: &str, ok: Text) -> Result<Effects, Error> {
         let mut guard = self.lock(room_id);
         let st = &mut *guard;
-        let locked = st.locked.contains(room_id);
         let room = st.rooms.get_mut(room_id).ok_or_else(|| Error::Internal("connection lost its room".into()))?;
+        let locked = room.ending_locks || st.locked.contains(room_id);
         let slot = room.peers.get(peer_id).filter(|s| s.conn.as_ref().map(|c| c.id) == Some(conn_id));
         let Some(state) = slot.map(|s| s.state) else {
             return Err(Error::Internal("connection lost its place".into()));
@@ -345,7 +424,7 @@ impl Hub {
         };
         if room.session.is_none() {
             let s = Session { id: uuid::Uuid::new_v4().to_string(), started_at: now_ms() };
-            fx.session_started = Some((s.id.clone(), s.started_at));
+            st.events.push(Event::SessionOpened { room_id: room_id.to_owned(), session_id: s.id.clone(), at: s.started_at });
             room.session = Some(s);
         }
         let Some(slot) = room.peers.get_mut(peer_id) else {
@@ -399,6 +478,9 @@ impl Hub {
             let _ = conn.send(Out::Text(ok)) && policy.is_some_and(|p| conn.send(Out::Text(p))) && conn.send(list);
         }
         if announce {
+            if let (Some(s), Some(slot)) = (&room.session, room.peers.get(peer_id)) {
+                st.events.push(Event::PeerJoined { room_id: room_id.to_owned(), session_id: s.id.clone(), peer: slot.record(peer_id) });
+            }
             if room.large {
                 fx.batch = room.batch.joined(peer_id, me);
             } else {
@@ -438,14 +520,18 @@ impl Hub {
     }
 
     /// Removes a slot and tells the others; ends the session when the room empties.
-    fn drop_slot(st: &mut State, room_id: &str, peer_id: &str, announce: bool) -> Effects {
+    fn drop_slot(st: &mut State, room_id: &str, peer_id: &str, reason: LeaveReason) -> Effects {
         let mut fx = Effects::default();
         let Some(room) = st.rooms.get_mut(room_id) else { return fx };
         let Some(slot) = room.peers.remove(peer_id) else { return fx };
         if slot.visible() {
             room.roster.remove(slot.seq);
+            if let Some(s) = &room.session {
+                let left = Event::PeerLeft { room_id: room_id.to_owned(), session_id: s.id.clone(), peer: slot.record(peer_id), at: now_ms(), reason };
+                st.events.push(left);
+            }
         }
-        if announce && slot.visible() {
+        if slot.visible() {
             if room.large {
                 fx.batch = room.batch.left(peer_id);
             } else {
@@ -457,18 +543,19 @@ impl Hub {
                 }
             }
         }
-        Self::maybe_empty(st, room_id, &mut fx);
+        Self::maybe_empty(st, room_id);
         fx
     }
 
-    fn maybe_empty(st: &mut State, room_id: &str, fx: &mut Effects) {
+    fn maybe_empty(st: &mut State, room_id: &str) {
         let Some(room) = st.rooms.get_mut(room_id) else { return };
         if room.ending {
             return;
         }
         if !room.peers.values().any(Slot::visible) {
             if let Some(s) = room.session.take() {
-                fx.session_emptied = Some(s.id);
+                let reason = CloseReason::Emptied;
+                st.events.push(Event::SessionClosed { room_id: room_id.to_owned(), session_id: s.id, started_at: s.started_at, at: now_ms(), reason });
             }
         }
         if room.peers.is_empty() {
@@ -481,7 +568,7 @@ impl Hub {
     pub fn leave(&self, room_id: &str, peer_id: &str, conn_id: u64) -> Result<Effects, Error> {
         let mut st = self.lock(room_id);
         let conn = Self::joined(st.rooms.get(room_id), peer_id, conn_id)?.conn.clone();
-        let fx = Self::drop_slot(&mut st, room_id, peer_id, true);
+        let fx = Self::drop_slot(&mut st, room_id, peer_id, LeaveReason::Left);
         if let Some(c) = conn {
             c.send(Out::Close(Close::Left));
         }
@@ -509,7 +596,9 @@ impl Hub {
             st.next_gen = gen;
             return Effects { hold: Some(gen), ..Effects::default() };
         }
-        Self::drop_slot(&mut st, room_id, peer_id, true)
+        // Without `hold` the server closed the connection for breaking a limit.
+        let reason = if hold { LeaveReason::ConnectionLost } else { LeaveReason::LimitExceeded };
+        Self::drop_slot(&mut st, room_id, peer_id, reason)
     }
 
     /// The reconnect window of a held peer ran out: it leaves; the others get `on-peer-leave`.
@@ -519,11 +608,12 @@ impl Hub {
         if !held {
             return Effects::default();
         }
-        Self::drop_slot(&mut st, room_id, peer_id, true)
+        Self::drop_slot(&mut st, room_id, peer_id, LeaveReason::ConnectionLost)
     }
 
     /// First half of `end-room`: checks the requester (`None` for the REST API) and
-    /// marks the room as ending (and locked, in memory, so joins get 423 at once).
+    /// marks the room as ending (with `lock`, joins get 423 at once; the lock itself is
+    /// set when the database has committed it).
     pub fn begin_end_room(&self, room_id: &str, requester: Option<(&str, u64)>, lock: bool) -> Result<EndTicket, Error> {
         let mut guard = self.lock(room_id);
         let st = &mut *guard;
@@ -545,23 +635,18 @@ impl Hub {
         let Some(session) = room.session.as_ref() else {
             return Err(Error::NotFound("no active session in this room".into()));
         };
-        let session_id = session.id.clone();
+        let (session_id, started_at) = (session.id.clone(), session.started_at);
         room.ending = true;
-        let was_locked = st.locked.contains(room_id);
-        if lock {
-            st.locked.insert(room_id.to_owned());
-        }
-        Ok(EndTicket { session_id, was_locked, requester_user })
+        room.ending_locks = lock;
+        Ok(EndTicket { session_id, started_at, requester_user })
     }
 
     /// Undoes [`Hub::begin_end_room`] when the lock could not be stored.
-    pub fn abort_end_room(&self, room_id: &str, ticket: &EndTicket) {
+    pub fn abort_end_room(&self, room_id: &str, _ticket: &EndTicket) {
         let mut st = self.lock(room_id);
-        if !ticket.was_locked {
-            st.locked.remove(room_id);
-        }
         if let Some(r) = st.rooms.get_mut(room_id) {
             r.ending = false;
+            r.ending_locks = false;
         }
     }
 
@@ -580,15 +665,28 @@ impl Hub {
             fanout.seal();
             return (None, fanout);
         };
+        let by = match requested_by {
+            // The requester's slot is still there: its connection waits for this end.
+            Some(p) => By::Peer { peer_id: p.to_owned(), user_id: room.peers.get(p).map(|s| s.user_id.clone()).unwrap_or_default() },
+            None => By::Api,
+        };
+        let session_id = room.session.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+        let left_at = now_ms();
         let mut requester = None;
         // Connections that have not joined yet were never part of the session: they stay,
         // and their `join` starts a new session (or gets 423 when the room is locked).
         let mut waiting = Room::default();
         for (peer_id, slot) in room.peers.drain() {
+            if slot.visible() {
+                let reason = LeaveReason::RoomEnded { by: by.clone(), message: reason.to_owned() };
+                let (room_id, session_id) = (room_id.to_owned(), session_id.clone());
+                st.events.push(Event::PeerLeft { room_id, session_id, peer: slot.record(&peer_id), at: left_at, reason });
+            }
             if Some(peer_id.as_str()) == requested_by {
                 // The requester's answer may never arrive (its socket can drop after the
                 // end was stored): a reconnect of it learns the outcome from this.
-                let t = Tombstone { user_id: slot.user_id, notice: notice.clone(), until: Instant::now() + END_NOTICE_TTL.max(self.reconnect_window) };
+                let until = Instant::now() + END_NOTICE_TTL.max(self.reconnect_window);
+                let t = Tombstone { user_id: slot.user_id, secret: Some(slot.secret), notice: notice.clone(), until };
                 st.tombstones.insert((room_id.to_owned(), peer_id), t);
                 requester = slot.conn;
                 continue;
@@ -604,7 +702,8 @@ impl Hub {
                 c.send(Out::Close(Close::RoomEnded));
             }
             if slot.visible() && !self.reconnect_window.is_zero() {
-                st.tombstones.insert((room_id.to_owned(), peer_id), Tombstone { user_id: slot.user_id, notice: notice.clone(), until });
+                let t = Tombstone { user_id: slot.user_id, secret: Some(slot.secret), notice: notice.clone(), until };
+                st.tombstones.insert((room_id.to_owned(), peer_id), t);
             }
         }
         if !waiting.peers.is_empty() {
@@ -625,8 +724,11 @@ impl Hub {
     ) -> Result<Effects, Error> {
         let mut st = self.lock(room_id);
         let room = st.rooms.get(room_id);
+        let mut requester_user = None;
         if let Some((peer_id, conn_id)) = requester {
-            Self::permit(Self::joined(room, peer_id, conn_id)?, Action::RemoveOthers)?;
+            let slot = Self::joined(room, peer_id, conn_id)?;
+            Self::permit(slot, Action::RemoveOthers)?;
+            requester_user = Some(slot.user_id.clone());
             if peer_id == target {
                 return Err(Error::BadRequest("you cannot remove yourself: use leave".into()));
             }
@@ -637,7 +739,8 @@ impl Hub {
             .ok_or_else(|| Error::NotFound(format!("no peer {target:?} in this room")))?;
         let notice = PeerLeaveRequest { requested_by: requester.map(|(p, _)| p.to_owned()), reason: reason.to_owned(), room_end: false };
         if !self.reconnect_window.is_zero() {
-            let t = Tombstone { user_id: slot.user_id.clone(), notice: std::sync::Arc::new(notice.clone()), until: Instant::now() + self.reconnect_window };
+            let until = Instant::now() + self.reconnect_window;
+            let t = Tombstone { user_id: slot.user_id.clone(), secret: Some(slot.secret), notice: std::sync::Arc::new(notice.clone()), until };
             st.tombstones.insert((room_id.to_owned(), target.to_owned()), t);
         }
         let conn = st.rooms.get(room_id).and_then(|r| r.peers.get(target)).and_then(|s| s.conn.clone());
@@ -646,7 +749,11 @@ impl Hub {
                 c.send(Out::Close(Close::Removed));
             }
         }
-        Ok(Self::drop_slot(&mut st, room_id, target, true))
+        let by = match requester {
+            Some((p, _)) => By::Peer { peer_id: p.to_owned(), user_id: requester_user.unwrap_or_default() },
+            None => By::Api,
+        };
+        Ok(Self::drop_slot(&mut st, room_id, target, LeaveReason::Removed { by, message: reason.to_owned() }))
     }
 
     /// Peer ids of the room's visible peers with `role`.
@@ -676,7 +783,7 @@ impl Hub {
     /// Remembers (after a restart, from the store's end records) that `peer_id` of
     /// `user_id` ended the room: a reconnect of it before `until` gets `notice`.
     pub fn remember_end(&self, room_id: &str, peer_id: &str, user_id: &str, notice: PeerLeaveRequest, until: Instant) {
-        let t = Tombstone { user_id: user_id.to_owned(), notice: std::sync::Arc::new(notice), until };
+        let t = Tombstone { user_id: user_id.to_owned(), secret: None, notice: std::sync::Arc::new(notice), until };
         self.lock(room_id).tombstones.insert((room_id.to_owned(), peer_id.to_owned()), t);
     }
 
@@ -684,7 +791,7 @@ impl Hub {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in self.shards.iter() {
-            Self::guard(shard).tombstones.retain(|_, t| t.until > now);
+            self.guard(shard).tombstones.retain(|_, t| t.until > now);
         }
     }
 
@@ -693,7 +800,24 @@ impl Hub {
     pub fn shutdown(&self) -> (Vec<String>, usize) {
         let mut sessions = Vec::new();
         let mut conns = 0;
-        let rooms: Vec<Room> = self.shards.iter().flat_map(|shard| Self::guard(shard).rooms.drain().map(|(_, r)| r).collect::<Vec<_>>()).collect();
+        let at = now_ms();
+        let mut rooms = Vec::new();
+        for shard in self.shards.iter() {
+            let mut guard = self.guard(shard);
+            let st = &mut *guard;
+            for (room_id, room) in st.rooms.drain() {
+                // Each session's close, then its peers' leaves, emitted under the shard's lock.
+                if let Some(s) = &room.session {
+                    let reason = CloseReason::ServerShutdown;
+                    st.events.push(Event::SessionClosed { room_id: room_id.clone(), session_id: s.id.clone(), started_at: s.started_at, at, reason });
+                    for (peer_id, slot) in room.peers.iter().filter(|(_, s)| s.visible()) {
+                        let (room_id, session_id) = (room_id.clone(), s.id.clone());
+                        st.events.push(Event::PeerLeft { room_id, session_id, peer: slot.record(peer_id), at, reason: LeaveReason::ServerShutdown });
+                    }
+                }
+                rooms.push(room);
+            }
+        }
         for room in rooms {
             if let Some(s) = room.session {
                 sessions.push(s.id);
@@ -711,7 +835,7 @@ impl Hub {
     /// Number of rooms and of connected peers (for logs and tests).
     pub fn counts(&self) -> (usize, usize) {
         self.shards.iter().fold((0, 0), |(rooms, peers), shard| {
-            let st = Self::guard(shard);
+            let st = self.guard(shard);
             (rooms + st.rooms.len(), peers + st.rooms.values().map(|r| r.peers.values().filter(|s| s.conn.is_some()).count()).sum::<usize>())
         })
     }
