@@ -42,6 +42,9 @@ OPT_FLAGS="-Oz --converge --low-memory-unused --strip-producers --strip-target-f
 if ! grep -qF -- "\"\$wasm_opt\" $OPT_FLAGS " scripts/build-pkg.sh; then
   echo "size-levers.sh: OPT_FLAGS differ from build-pkg.sh's wasm-opt line" >&2; exit 2
 fi
+if ! grep -qF 'node scripts/short-imports.mjs pkg/hms_client_bg.wasm "$out/hms_client.js"' scripts/build-pkg.sh; then
+  echo "size-levers.sh: build-pkg.sh no longer shortens the import names as build() does" >&2; exit 2
+fi
 if [ ! -x "$wasm_opt" ] || [ ! -x "$esbuild" ]; then bash scripts/build-pkg.sh >/dev/null; fi
 
 # build DIR OUT OPT_FLAGS [CARGO_ARG...]: the package of the crate in DIR into OUT,
@@ -58,6 +61,8 @@ build() {
   cp "$out/hms_client.js" "$out/glue.unminified.js"
   # shellcheck disable=SC2086
   "$root/$wasm_opt" $flags "$out/hms_client_bg.wasm" -o "$out/hms_client_bg.wasm"
+  # build-pkg.sh's import renaming, where the built tree has it (not `main` before it).
+  if [ -f "$dir/scripts/short-imports.mjs" ]; then node "$dir/scripts/short-imports.mjs" "$out/hms_client_bg.wasm" "$out/hms_client.js" >/dev/null; fi
   "$root/$esbuild" "$out/hms_client.js" --minify --format=esm --target=es2020 --log-level=warning --outfile="$out/hms_client.js" --allow-overwrite
   cat "$out/hms_client_bg.wasm" "$out/hms_client.js" | gzip -9 | wc -c
 }
