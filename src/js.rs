@@ -120,8 +120,9 @@ impl Deferred {
         let mut fns = None;
         let promise = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
         // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
-        // settling would be a no-op rather than a panic.
-        let (resolve, reject) = fns.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
+        // settling would call `undefined`, a `TypeError` the `call1`s below catch: a no-op
+        // rather than a panic (and no `new Function` import for a case that never happens).
+        let (resolve, reject) = fns.unwrap_or_else(|| (JsValue::UNDEFINED.unchecked_into(), JsValue::UNDEFINED.unchecked_into()));
         Self { resolve, reject, promise }
     }
 
