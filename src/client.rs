@@ -243,7 +243,7 @@ impl HmsClient {
         })?;
         let mut session = Session::with_config(options.config());
         // Jitter only needs to differ between clients, not to be unpredictable.
-        session.seed((js_sys::Math::random() * 9_007_199_254_740_991.0) as u64);
+        session.seed(crate::js::random_u64());
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let (w1, w2, w3) = (weak.clone(), weak.clone(), weak.clone());
             Inner {

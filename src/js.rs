@@ -187,6 +187,14 @@ impl Callbacks {
     }
 }
 
+/// Eight random bytes from `crypto.getRandomValues` (the one source of randomness the
+/// SDK imports), as a number.
+pub(crate) fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    get_random_values(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
 /// Sixteen random bytes from `crypto.getRandomValues`, as a UUID v4.
 pub(crate) fn random_uuid() -> String {
     let mut bytes = [0u8; 16];
