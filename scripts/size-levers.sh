@@ -12,6 +12,7 @@
 #   gloo-builder       the token request built with gloo-net's RequestBuilder
 #   future-to-promise  the token promise made by wasm-bindgen-futures' future_to_promise
 #                      instead of the SDK's own promise settled from a spawn_local task
+#   hashed-imports     the imports keep wasm-bindgen's hashed names (no scripts/short-imports.mjs)
 #   js-sys-z           js-sys at opt-level "z" like every other crate (shipped: "s")
 #   wasm-opt-Oz        wasm-opt -Oz alone (shipped: $OPT_FLAGS below)
 #   wasm-opt-iit       + --ignore-implicit-traps (not shipped: docs/SDK.md, "Size")
@@ -31,7 +32,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 root=$PWD
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(shipped gloo-builder future-to-promise js-sys-z wasm-opt-Oz wasm-opt-iit wasm-opt-tnh
+[ ${#variants[@]} -gt 0 ] || variants=(shipped hashed-imports gloo-builder future-to-promise js-sys-z wasm-opt-Oz wasm-opt-iit wasm-opt-tnh
   talc-no-realloc alloc-lol alloc-default serde-options serde-frames main)
 
 # The same pinned tools as build-pkg.sh (installed there into target/npm-tools), and its
@@ -62,7 +63,7 @@ build() {
   # shellcheck disable=SC2086
   "$root/$wasm_opt" $flags "$out/hms_client_bg.wasm" -o "$out/hms_client_bg.wasm"
   # build-pkg.sh's import renaming, where the built tree has it (not `main` before it).
-  if [ -f "$dir/scripts/short-imports.mjs" ]; then node "$dir/scripts/short-imports.mjs" "$out/hms_client_bg.wasm" "$out/hms_client.js" >/dev/null; fi
+  if [ -f "$dir/scripts/short-imports.mjs" ] && [ -z "${HASHED_IMPORTS:-}" ]; then node "$dir/scripts/short-imports.mjs" "$out/hms_client_bg.wasm" "$out/hms_client.js" >/dev/null; fi
   "$root/$esbuild" "$out/hms_client.js" --minify --format=esm --target=es2020 --log-level=warning --outfile="$out/hms_client.js" --allow-overwrite
   cat "$out/hms_client_bg.wasm" "$out/hms_client.js" | gzip -9 | wc -c
 }
@@ -77,6 +78,7 @@ for v in "${variants[@]}"; do
     gloo-builder) size=$(build . "$out" "$OPT_FLAGS" --features lever-gloo-builder) ;;
     future-to-promise) size=$(build . "$out" "$OPT_FLAGS" --features lever-future-to-promise) ;;
     js-sys-z) size=$(build . "$out" "$OPT_FLAGS" --config 'profile.release.package.js-sys.opt-level="z"') ;;
+    hashed-imports) size=$(HASHED_IMPORTS=1 build . "$out" "$OPT_FLAGS") ;;
     wasm-opt-Oz) size=$(build . "$out" -Oz) ;;
     wasm-opt-iit) size=$(build . "$out" "$OPT_FLAGS --ignore-implicit-traps") ;;
     wasm-opt-tnh) size=$(build . "$out" "$OPT_FLAGS --traps-never-happen") ;;
