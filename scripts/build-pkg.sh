@@ -55,7 +55,9 @@ echo "wasm-opt: $wasm_opt ($("$wasm_opt" --version))"
 out=target/wasm-pack
 rm -rf "$out" pkg-bundler   # pkg-bundler/: the second package earlier builds made
 wasm-pack build --release --target web --out-dir "$out" --out-name hms_client
-"$wasm_opt" -Oz "$out/hms_client_bg.wasm" -o pkg/hms_client_bg.wasm
+"$wasm_opt" -Oz --converge --low-memory-unused --strip-producers --strip-target-features "$out/hms_client_bg.wasm" -o pkg/hms_client_bg.wasm
+# The imports' names without wasm-bindgen's hashes, in the .wasm and the glue alike (-2.1 KB gzip).
+node scripts/short-imports.mjs pkg/hms_client_bg.wasm "$out/hms_client.js"
 
 # The web target's glue ships minified, as the peers' bundles are measured; exports keep
 # their names and the first-line types pointer for Deno/JSR is kept.

@@ -4,7 +4,7 @@
 //! a callback may call back into the client.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
-use crate::js::{random_uuid, to_js, to_js_error, Callbacks};
+use crate::js::{random_uuid, rejected, to_js, to_js_error, Callbacks, Deferred};
 use crate::listener::GlobalListener;
 use crate::model::{http_base_of, socket_url, ClientOptions, JoinConfig, PeerListIteratorOptions, TokenOptions};
 use crate::pending::Kind;
@@ -14,31 +14,20 @@ use crate::transport::{Transport, WsEvent};
 use crate::wire::{decode, encode, encode_page, read_options, Frame, Keys};
 use hms_protocol::JoinParams;
 use js_sys::{Array, Function, Promise};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
 /// Settles one request's promise; keeps the promise so a repeated call can return it.
 pub(crate) struct Settle {
-    resolve: Function,
-    reject: Function,
-    promise: Promise,
+    deferred: Deferred,
     /// A page request: the iterator that asked, updated when its page arrives.
     iter: Option<Rc<RefCell<IterState>>>,
 }
 
 /// A new promise and what settles it.
 fn new_promise() -> Settle {
-    let mut fns = None;
-    let promise = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
-    // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
-    // settling would be a no-op rather than a panic.
-    let (resolve, reject) = fns.unwrap_or_else(|| (Function::new_no_args(""), Function::new_no_args("")));
-    Settle { resolve, reject, promise, iter: None }
-}
-
-fn rejected(e: &SdkError) -> Promise {
-    Promise::reject(&to_js_error(e))
+    Settle { deferred: Deferred::new(), iter: None }
 }
 
 fn now() -> f64 {
@@ -47,10 +36,10 @@ fn now() -> f64 {
 
 struct Inner {
     session: RefCell<Session<Settle>>,
-    transport: RefCell<Option<Transport>>,
+    transport: Cell<Option<Transport>>,
     /// A socket the server is closing (after a room end, a removal, our end-room's
     /// answer or `on-error`): kept until its close event, so we add no close of our own.
-    closing: RefCell<Option<Transport>>,
+    closing: Cell<Option<Transport>>,
     /// Tags each socket's events: only the current socket's reach the session.
     generation: Cell<u32>,
     timer: Timer,
@@ -61,7 +50,7 @@ struct Inner {
     weak: Weak<Inner>,
     endpoint: String,
     /// The socket URL of the current session (same peer id and token for reconnects).
-    url: RefCell<String>,
+    url: Cell<String>,
     on_removed: Callbacks,
     on_peer_join: Callbacks,
     on_peer_leave: Callbacks,
@@ -72,32 +61,29 @@ struct Inner {
 }
 
 impl Inner {
+    /// The session, borrowed for one step (never across a callback or an await).
+    fn session(&self) -> Ref<'_, Session<Settle>> {
+        self.session.borrow()
+    }
+
+    /// The session, borrowed mutably for one step.
+    fn session_mut(&self) -> RefMut<'_, Session<Settle>> {
+        self.session.borrow_mut()
+    }
+
     /// Carries out the session's effects in order, then makes sure the timer fires by
     /// the session's next deadline.
     fn run(&self, outs: Vec<Out<Settle>>) {
         for out in outs {
             match out {
-                Out::Send { id, call } => {
-                    if let (Some(text), Some(t)) = (encode(id.as_deref(), &call), self.transport.borrow().as_ref()) {
-                        // A failed send means the socket is closing: its close event follows.
-                        let _ = t.send(&text);
-                    }
-                }
-                Out::Close => {
-                    let t = self.transport.borrow_mut().take();
-                    drop(t);
-                }
+                Out::Send { id, call } => self.send(encode(id.as_deref(), &call)),
+                Out::Close => drop(self.transport.take()),
                 Out::Detach => {
-                    let t = self.transport.borrow_mut().take();
                     // Replacing an older closing socket closes that one (its Drop).
-                    let old = self.closing.replace(t);
+                    let old = self.closing.replace(self.transport.take());
                     drop(old);
                 }
-                Out::SendPage { id, call } => {
-                    if let (Some(text), Some(t)) = (encode_page(&id, &call), self.transport.borrow().as_ref()) {
-                        let _ = t.send(&text);
-                    }
-                }
+                Out::SendPage { id, call } => self.send(encode_page(&id, &call)),
                 Out::ResolvePage(s, page) => {
                     if let Some(it) = &s.iter {
                         let mut it = it.borrow_mut();
@@ -105,14 +91,10 @@ impl Inner {
                         it.eof = page.eof;
                         it.total = page.total;
                     }
-                    let _ = s.resolve.call1(&JsValue::UNDEFINED, &to_js(&page.peers));
+                    s.deferred.resolve(&to_js(&page.peers));
                 }
-                Out::Resolve(s) => {
-                    let _ = s.resolve.call1(&JsValue::UNDEFINED, &JsValue::UNDEFINED);
-                }
-                Out::Reject(s, e) => {
-                    let _ = s.reject.call1(&JsValue::UNDEFINED, &to_js_error(&e));
-                }
+                Out::Resolve(s) => s.deferred.resolve(&JsValue::UNDEFINED),
+                Out::Reject(s, e) => s.deferred.reject(&e),
                 Out::PeerJoin(p) => self.on_peer_join.emit(&to_js(&p)),
                 Out::PeerLeave(p) => self.on_peer_leave.emit(&to_js(&p)),
                 Out::Removed(ev) => self.on_removed.emit(&to_js(&ev)),
@@ -128,6 +110,17 @@ impl Inner {
         self.rearm();
     }
 
+    /// Sends `text` on the current socket, if there is one (taken out of its `Cell` for
+    /// the call: sending calls nothing back). A failed send means the socket is closing:
+    /// its close event follows.
+    fn send(&self, text: Option<String>) {
+        let t = self.transport.take();
+        if let (Some(text), Some(t)) = (text, &t) {
+            let _ = t.send(&text);
+        }
+        self.transport.set(t);
+    }
+
     /// Opens a socket to the session's URL; a URL the browser refuses counts as a
     /// socket that closed at once.
     fn connect(&self) {
@@ -141,23 +134,25 @@ impl Inner {
         });
         // A reconnect presents the place's secret, so the server gives this client its
         // place back (and to nobody else). The server makes it as hex: no encoding needed.
-        let mut url = self.url.borrow().clone();
-        if let Some(secret) = self.session.borrow().reconnect_secret() {
+        let base = self.url.take();
+        let mut url = base.clone();
+        self.url.set(base);
+        if let Some(secret) = self.session().reconnect_secret() {
             url.push_str("&reconnect_secret=");
             url.push_str(secret);
         }
         let transport = Transport::connect(&url, sink);
         match transport {
-            Ok(t) => *self.transport.borrow_mut() = Some(t),
+            Ok(t) => self.transport.set(Some(t)),
             Err(_) => {
-                let outs = self.session.borrow_mut().on_close(1006, now());
+                let outs = self.session_mut().on_close(1006, now());
                 self.run(outs);
             }
         }
     }
 
     fn rearm(&self) {
-        let deadline = self.session.borrow().next_deadline();
+        let deadline = self.session().next_deadline();
         match deadline {
             Some(d) => self.timer.ensure_by(d, now()),
             None => self.timer.cancel(),
@@ -168,27 +163,26 @@ impl Inner {
         if generation != self.generation.get() {
             // An earlier socket: only its close matters, to release it.
             if matches!(ev, WsEvent::Close(_)) {
-                let t = self.closing.borrow_mut().take();
-                drop(t);
+                drop(self.closing.take());
             }
             return;
         }
         let outs = match ev {
-            WsEvent::Open => self.session.borrow_mut().on_open(now()),
-            WsEvent::Close(code) => self.session.borrow_mut().on_close(code, now()),
+            WsEvent::Open => self.session_mut().on_open(now()),
+            WsEvent::Close(code) => self.session_mut().on_close(code, now()),
             WsEvent::Text(text) => {
                 // Any frame, even one we can't read, shows the connection is alive.
-                self.session.borrow_mut().touch(now());
+                self.session_mut().touch(now());
                 match decode(&self.keys, &text) {
                     Some(Frame::Answer(id, result, secret)) => {
-                        let mut session = self.session.borrow_mut();
+                        let mut session = self.session_mut();
                         if let Some(secret) = secret {
                             session.on_reconnect_secret(secret);
                         }
                         session.on_answer(&id, result)
                     }
-                    Some(Frame::Page(id, page)) => self.session.borrow_mut().on_page(&id, page),
-                    Some(Frame::Push(push)) => self.session.borrow_mut().on_push(push),
+                    Some(Frame::Page(id, page)) => self.session_mut().on_page(&id, page),
+                    Some(Frame::Push(push)) => self.session_mut().on_push(push),
                     None => Vec::new(),
                 }
             }
@@ -198,27 +192,36 @@ impl Inner {
 
     fn on_timer(&self) {
         self.timer.fired();
-        let outs = self.session.borrow_mut().on_tick(now());
+        let outs = self.session_mut().on_tick(now());
         self.run(outs);
     }
 
     fn on_network(&self, online: bool) {
-        let outs = if online { self.session.borrow_mut().on_online(now()) } else { self.session.borrow_mut().on_offline(now()) };
+        let outs = if online { self.session_mut().on_online(now()) } else { self.session_mut().on_offline(now()) };
         self.run(outs);
     }
 
     /// A request's promise: the one still waiting for `kind` (and `target`), or a new one
     /// that `make` hands to the session.
     fn request(&self, kind: Kind, target: Option<&str>, make: impl FnOnce(&mut Session<Settle>, Settle) -> Vec<Out<Settle>>) -> Promise {
-        if let Some(p) = self.session.borrow().waiting(kind, target).map(|s| s.promise.clone()) {
+        if let Some(p) = self.session().waiting(kind, target).map(|s| s.deferred.promise()) {
             return p;
         }
         let settle = new_promise();
-        let promise = settle.promise.clone();
-        let outs = make(&mut self.session.borrow_mut(), settle);
+        let promise = settle.deferred.promise();
+        let outs = make(&mut self.session_mut(), settle);
         self.run(outs);
         promise
     }
+}
+
+/// The global `online` (or `offline`) listener of a client (one closure type for both).
+fn network_listener(weak: Weak<Inner>, online: bool) -> Option<GlobalListener> {
+    GlobalListener::new(if online { "online" } else { "offline" }, move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.on_network(online);
+        }
+    })
 }
 
 /// The room client. Construct it synchronously; `join` to enter a room. Call `free()`
@@ -240,35 +243,24 @@ impl HmsClient {
         })?;
         let mut session = Session::with_config(options.config());
         // Jitter only needs to differ between clients, not to be unpredictable.
-        session.seed((js_sys::Math::random() * 9_007_199_254_740_991.0) as u64);
+        session.seed(crate::js::random_u64());
         let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
             let (w1, w2, w3) = (weak.clone(), weak.clone(), weak.clone());
             Inner {
                 session: RefCell::new(session),
-                transport: RefCell::new(None),
-                closing: RefCell::new(None),
+                transport: Cell::new(None),
+                closing: Cell::new(None),
                 generation: Cell::new(0),
                 timer: Timer::new(move || {
                     if let Some(inner) = w1.upgrade() {
                         inner.on_timer();
                     }
                 }),
-                _network: (
-                    GlobalListener::new("online", move || {
-                        if let Some(inner) = w2.upgrade() {
-                            inner.on_network(true);
-                        }
-                    }),
-                    GlobalListener::new("offline", move || {
-                        if let Some(inner) = w3.upgrade() {
-                            inner.on_network(false);
-                        }
-                    }),
-                ),
+                _network: (network_listener(w2, true), network_listener(w3, false)),
                 keys: Keys::new(),
                 weak: weak.clone(),
                 endpoint: options.endpoint,
-                url: RefCell::new(String::new()),
+                url: Cell::new(String::new()),
                 on_removed: Callbacks::new(),
                 on_peer_join: Callbacks::new(),
                 on_peer_leave: Callbacks::new(),
@@ -303,17 +295,17 @@ impl HmsClient {
             return rejected(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::Join, "join takes { authToken: string, userName: string, metadata?: string }"));
         };
         let settle = new_promise();
-        let promise = settle.promise.clone();
+        let promise = settle.deferred.promise();
         let peer_id = random_uuid();
         let params = JoinParams { name: config.user_name, data: config.metadata.unwrap_or_default() };
-        let begun = self.inner.session.borrow_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
+        let begun = self.inner.session_mut().begin_join(peer_id.clone(), random_uuid(), params, now(), settle);
         match begun {
             Err((settle, e)) => self.inner.run(vec![Out::Reject(settle, e)]),
             Ok(outs) => {
                 let token = String::from(js_sys::encode_uri_component(&config.auth_token));
-                *self.inner.url.borrow_mut() = socket_url(&self.inner.endpoint, &peer_id, &token);
+                self.inner.url.set(socket_url(&self.inner.endpoint, &peer_id, &token));
                 // A socket still closing from the last session goes now.
-                drop(self.inner.closing.borrow_mut().take());
+                drop(self.inner.closing.take());
                 self.inner.run(outs);
                 self.inner.connect();
                 self.inner.rearm();
@@ -325,7 +317,7 @@ impl HmsClient {
     /// The local peer while joined, else `undefined`.
     #[wasm_bindgen(js_name = getLocalPeer, unchecked_return_type = "HmsPeer | undefined")]
     pub fn get_local_peer(&self) -> JsValue {
-        match self.inner.session.borrow().local_peer() {
+        match self.inner.session().local_peer() {
             Some(p) => to_js(&p),
             None => JsValue::UNDEFINED,
         }
@@ -337,14 +329,14 @@ impl HmsClient {
     /// `getPeerListIterator`, and the joins and leaves the server reports to this role.
     #[wasm_bindgen(js_name = getPeers, unchecked_return_type = "HmsPeer[]")]
     pub fn get_peers(&self) -> Array {
-        self.inner.session.borrow().peers().iter().map(to_js).collect()
+        self.inner.session().peers().iter().map(to_js).collect()
     }
 
     /// How many peers the room has, the local one included (0 when not joined). In a
     /// large room this is the server's count, which `getPeers()` may not all know.
     #[wasm_bindgen(js_name = getPeerCount)]
     pub fn get_peer_count(&self) -> f64 {
-        self.inner.session.borrow().peer_count() as f64
+        self.inner.session().peer_count() as f64
     }
 
     /// An iterator over the room's whole peer list, page by page, in join order (100ms's
@@ -360,7 +352,7 @@ impl HmsClient {
     /// The room while joined, else `undefined`.
     #[wasm_bindgen(js_name = getRoom, unchecked_return_type = "HmsRoom | undefined")]
     pub fn get_room(&self) -> JsValue {
-        match self.inner.session.borrow().room() {
+        match self.inner.session().room() {
             Some(r) => to_js(&r),
             None => JsValue::UNDEFINED,
         }
@@ -388,7 +380,7 @@ impl HmsClient {
     /// `Disconnecting` or `Failed` (100ms's room states).
     #[wasm_bindgen(js_name = getConnectionState, unchecked_return_type = "HmsConnectionState")]
     pub fn get_connection_state(&self) -> JsValue {
-        to_js(&self.inner.session.borrow().connection_state())
+        to_js(&self.inner.session().connection_state())
     }
 
     /// Subscribes to connection state changes; the callback gets the new state.
@@ -401,7 +393,7 @@ impl HmsClient {
     /// with 6000 NotConnected.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn leave(&self) -> Promise {
-        let outs = self.inner.session.borrow_mut().leave();
+        let outs = self.inner.session_mut().leave();
         self.inner.run(outs);
         Promise::resolve(&JsValue::UNDEFINED)
     }
@@ -449,10 +441,10 @@ impl HmsClient {
 impl Drop for HmsClient {
     /// `free()`: leave (telling the server), release the socket and the callbacks.
     fn drop(&mut self) {
-        let outs = self.inner.session.borrow_mut().leave();
+        let outs = self.inner.session_mut().leave();
         self.inner.run(outs);
         let i = &self.inner;
-        drop(i.closing.borrow_mut().take());
+        drop(i.closing.take());
         for cbs in [&i.on_removed, &i.on_peer_join, &i.on_peer_leave, &i.on_error, &i.on_reconnecting, &i.on_reconnected, &i.on_state] {
             cbs.clear();
         }
@@ -504,8 +496,8 @@ impl HmsPeerListIterator {
         let iterator = self.state.borrow().iterator.clone();
         let mut settle = new_promise();
         settle.iter = Some(self.state.clone());
-        let promise = settle.promise.clone();
-        let outs = inner.session.borrow_mut().peer_page(random_uuid(), iterator, self.limit, now(), settle);
+        let promise = settle.deferred.promise();
+        let outs = inner.session_mut().peer_page(random_uuid(), iterator, self.limit, now(), settle);
         inner.run(outs);
         promise
     }

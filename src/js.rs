@@ -5,7 +5,7 @@
 
 use crate::error::SdkError;
 use serde::Serialize;
-use js_sys::{Array, Function, Object, Reflect, Set};
+use js_sys::{Array, Function, Object, Promise, Reflect, Set};
 use wasm_bindgen::prelude::*;
 
 // The payload shapes' TypeScript is generated from their Rust types by tsify (model.rs,
@@ -62,11 +62,9 @@ extern "C" {
     fn get_random_values(buf: &mut [u8]);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn console_error(what: &str, err: &JsValue);
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    pub(crate) fn json_parse(text: &str) -> Result<JsValue, JsValue>;
     /// `JSON.parse` of a JS string.
     #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    pub(crate) fn json_parse_js(text: &JsValue) -> Result<JsValue, JsValue>;
+    pub(crate) fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_namespace = JSON, js_name = stringify, catch)]
     pub(crate) fn json_stringify(v: &JsValue) -> Result<js_sys::JsString, JsValue>;
 }
@@ -102,6 +100,51 @@ pub(crate) fn to_js_error(e: &SdkError) -> JsValue {
     }
     Object::set_prototype_of(&err, &hms_error_prototype());
     err.into()
+}
+
+/// The one closure type of the SDK's browser callbacks (socket events, the timer, the
+/// online/offline listeners): wasm-bindgen emits JS glue and an export per closure
+/// signature, so each takes its event (or `undefined`) as a plain `JsValue`.
+pub(crate) type Callback = Closure<dyn FnMut(JsValue)>;
+
+/// A pending JS promise and the functions that settle it.
+pub(crate) struct Deferred {
+    resolve: Function,
+    reject: Function,
+    promise: Promise,
+}
+
+impl Deferred {
+    /// A pending promise.
+    pub(crate) fn new() -> Self {
+        let mut fns = None;
+        let promise = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
+        // `Promise` runs its executor synchronously, so `fns` is always set; were it not,
+        // settling would call `undefined`, a `TypeError` the `call1`s below catch: a no-op
+        // rather than a panic (and no `new Function` import for a case that never happens).
+        let (resolve, reject) = fns.unwrap_or_else(|| (JsValue::UNDEFINED.unchecked_into(), JsValue::UNDEFINED.unchecked_into()));
+        Self { resolve, reject, promise }
+    }
+
+    /// The promise (the same one on every call).
+    pub(crate) fn promise(&self) -> Promise {
+        self.promise.clone()
+    }
+
+    /// Fulfils the promise with `value`.
+    pub(crate) fn resolve(&self, value: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
+    }
+
+    /// Rejects the promise with `e` as an `HmsError`.
+    pub(crate) fn reject(&self, e: &SdkError) {
+        let _ = self.reject.call1(&JsValue::UNDEFINED, &to_js_error(e));
+    }
+}
+
+/// A promise already rejected with `e` as an `HmsError`.
+pub(crate) fn rejected(e: &SdkError) -> Promise {
+    Promise::reject(&to_js_error(e))
 }
 
 /// A set of subscribed callbacks. A JS `Set` keeps the order and makes unsubscribing a
@@ -142,6 +185,14 @@ impl Callbacks {
     pub(crate) fn clear(&self) {
         self.set.clear();
     }
+}
+
+/// Eight random bytes from `crypto.getRandomValues` (the one source of randomness the
+/// SDK imports), as a number.
+pub(crate) fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    get_random_values(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 /// Sixteen random bytes from `crypto.getRandomValues`, as a UUID v4.

@@ -3,7 +3,7 @@
 //! API is `HmsClient` and `HmsError` (docs/SDK.md).
 //!
 //! Layout: pure logic with no wasm-bindgen types, tested natively with `cargo test`
-//! ([`codec`], [`config`], [`error`], [`model`], [`pending`], [`room`], [`session`]); thin browser
+//! ([`codec`], [`config`], [`error`], [`executor`], [`model`], [`pending`], [`room`], [`session`]); thin browser
 //! layers compiled for wasm32 only: the WebSocket transport, the timer, the JS
 //! conversions (`wire.rs` decodes every server frame, `js.rs` makes every JS object),
 //! the token request and the facade.
@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod executor;
 pub mod model;
 pub mod pending;
 pub mod room;

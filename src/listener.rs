@@ -1,6 +1,7 @@
 //! An event listener on the global object (`window` or a worker's scope) that owns its
 //! callback and removes it on drop (gloo-events' `EventListener`, in a few lines).
 
+use crate::js::Callback;
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
@@ -16,14 +17,14 @@ extern "C" {
 /// A registered listener; dropping it unregisters it and releases the callback.
 pub(crate) struct GlobalListener {
     event: &'static str,
-    callback: Closure<dyn FnMut()>,
+    callback: Callback,
 }
 
 impl GlobalListener {
     /// Listens for `event` on the global object; `None` where it has no
     /// `addEventListener`. `f` must hold only weak references to the listener's owner.
-    pub(crate) fn new(event: &'static str, f: impl FnMut() + 'static) -> Option<Self> {
-        let callback = Closure::<dyn FnMut()>::new(f);
+    pub(crate) fn new(event: &'static str, mut f: impl FnMut() + 'static) -> Option<Self> {
+        let callback = Callback::new(move |_: JsValue| f());
         add_event_listener(event, callback.as_ref().unchecked_ref()).ok()?;
         Some(Self { event, callback })
     }

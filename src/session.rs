@@ -243,7 +243,7 @@ impl<T> Session<T> {
         }
     }
 
-    /// Seeds the jitter of reconnect delays (the browser passes `Math.random()` bits).
+    /// Seeds the jitter of reconnect delays (the browser passes `crypto.getRandomValues` bits).
     pub fn seed(&mut self, seed: u64) {
         self.rng = seed | 1;
     }

@@ -1,13 +1,14 @@
 //! One re-armable `setTimeout` that owns its callback and clears itself on drop.
 
-use crate::js::{clear_timeout, set_timeout};
-use std::cell::{Cell, RefCell};
+use crate::js::{clear_timeout, set_timeout, Callback};
+use std::cell::Cell;
 use wasm_bindgen::prelude::*;
 
 /// A one-shot timer that can be armed again; at most one timeout is scheduled.
 pub(crate) struct Timer {
-    callback: Closure<dyn FnMut()>,
-    handle: RefCell<Option<JsValue>>,
+    callback: Callback,
+    /// The scheduled timeout's handle (a `Cell`: taken and put back, never borrowed).
+    handle: Cell<Option<JsValue>>,
     /// When the scheduled timeout fires (ms, `Date.now()` clock).
     at: Cell<Option<f64>>,
 }
@@ -15,8 +16,8 @@ pub(crate) struct Timer {
 impl Timer {
     /// A timer that calls `f` when it fires. `f` must hold only weak references to the
     /// timer's owner and call [`Timer::fired`] first.
-    pub(crate) fn new(f: impl FnMut() + 'static) -> Self {
-        Self { callback: Closure::<dyn FnMut()>::new(f), handle: RefCell::new(None), at: Cell::new(None) }
+    pub(crate) fn new(mut f: impl FnMut() + 'static) -> Self {
+        Self { callback: Callback::new(move |_: JsValue| f()), handle: Cell::new(None), at: Cell::new(None) }
     }
 
     /// Makes sure the timer fires by `deadline` (absolute, `now` is the current time).
@@ -29,19 +30,19 @@ impl Timer {
         }
         self.cancel();
         let h = set_timeout(self.callback.as_ref().unchecked_ref(), (deadline - now).max(0.0));
-        *self.handle.borrow_mut() = Some(h);
+        self.handle.set(Some(h));
         self.at.set(Some(deadline));
     }
 
     /// The timeout ran: nothing is scheduled any more.
     pub(crate) fn fired(&self) {
-        self.handle.borrow_mut().take();
+        self.handle.take();
         self.at.set(None);
     }
 
     /// Cancels the schedule, if any.
     pub(crate) fn cancel(&self) {
-        if let Some(h) = self.handle.borrow_mut().take() {
+        if let Some(h) = self.handle.take() {
             clear_timeout(&h);
         }
         self.at.set(None);

@@ -1,13 +1,16 @@
-//! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`.
+//! `getAuthTokenByRoomCode`: `POST <endpoint>/v2/token {code, user_id?}` -> `{token}`,
+//! sent with gloo-net's `http::Request` and read with its `Response`, a Rust future run
+//! by the SDK's executor (`executor.rs`).
 //!
-//! By default the global `fetch`, its promises chained with one-shot closures handed to
-//! the JS garbage collector (`Closure::once_into_js`: reclaimed when collected, no leak).
-//! With the `token-gloo-net` feature, gloo-net's `Request` and a Rust future instead:
-//! the product's specified package, which costs 6.5 KB gzip here (scripts/size-levers.sh,
-//! docs/SDK.md "Size") and takes the package over its 44 KB budget.
+//! The `web_sys::Request` is made here and handed to gloo-net (`Request::from`) rather
+//! than built with gloo-net's `RequestBuilder`: the builder re-parses every URL through
+//! `Url`/`UrlSearchParams` and `format!` to merge query parameters this request never has,
+//! which costs more than a kilobyte gzip (docs/SDK.md, "Size"; `lever-gloo-builder`
+//! builds it that way for scripts/size-levers.sh). gloo-net's errors are mapped to
+//! `SdkError`s without ever being formatted.
 
 use crate::error::{ErrorAction, ErrorName, SdkError};
-use crate::js::{json_parse, json_stringify, to_js, to_js_error};
+use crate::js::{json_parse, json_stringify, rejected, to_js};
 use crate::model::{TokenAnswer, TokenRequest};
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
@@ -18,7 +21,7 @@ fn unreachable() -> SdkError {
 
 /// The token, or the error the endpoint answered with.
 fn settle(status: u16, text: &str) -> Result<String, SdkError> {
-    let answer = json_parse(text).map(|v| TokenAnswer::read(&v)).unwrap_or_default();
+    let answer = json_parse(&JsValue::from_str(text)).map(|v| TokenAnswer::read(&v)).unwrap_or_default();
     match answer.token {
         Some(token) if (200..300).contains(&status) => Ok(token),
         _ => {
@@ -37,69 +40,61 @@ pub(crate) fn token_by_room_code(base: &str, code: &str, user_id: Option<&str>) 
         url.push('/');
     }
     url.push_str("v2/token");
-    let Some(body) = json_stringify(&to_js(&TokenRequest { code, user_id })).ok().map(String::from) else {
-        return Promise::reject(&to_js_error(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::GetToken, "the room code could not be encoded")));
+    let Ok(body) = json_stringify(&to_js(&TokenRequest { code, user_id })) else {
+        return rejected(&SdkError::new(ErrorName::ValidationFailed, ErrorAction::GetToken, "the room code could not be encoded"));
     };
-    send(url, body)
+    // A URL `fetch` refuses is reported like a network failure.
+    let Ok(request) = request(&url, body.into()) else {
+        return rejected(&unreachable());
+    };
+    settle_from(exchange(request))
 }
 
-#[cfg(feature = "token-gloo-net")]
-fn send(url: String, body: String) -> Promise {
-    async fn exchange(url: String, body: String) -> Result<String, SdkError> {
-        let request = gloo_net::http::Request::post(&url).header("Content-Type", "application/json").body(body).map_err(|_| unreachable())?;
-        let response = request.send().await.map_err(|_| unreachable())?;
-        let status = response.status();
-        let text = response.text().await.map_err(|_| unreachable())?;
-        settle(status, &text)
-    }
-    wasm_bindgen_futures::future_to_promise(async move { exchange(url, body).await.map(JsValue::from).map_err(|e| to_js_error(&e)) })
-}
-
-#[cfg(not(feature = "token-gloo-net"))]
-#[wasm_bindgen]
-extern "C" {
-    /// A promise, with the two-argument `then` typed plainly.
-    type Thenable;
-    #[wasm_bindgen(method, js_name = then)]
-    fn then2(this: &Thenable, on_ok: &JsValue, on_err: &JsValue) -> Thenable;
-    /// The `Response` of `fetch`.
-    type FetchResponse;
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_with_init(url: &str, init: &JsValue) -> Thenable;
-    #[wasm_bindgen(method, getter)]
-    fn status(this: &FetchResponse) -> u16;
-    #[wasm_bindgen(method)]
-    fn text(this: &FetchResponse) -> Thenable;
-}
-
-/// `fetch`'s init: POST, JSON, the body.
-#[cfg(not(feature = "token-gloo-net"))]
-#[derive(serde::Serialize)]
-struct FetchInit {
-    method: &'static str,
-    headers: FetchHeaders,
-    body: String,
-}
-
-#[cfg(not(feature = "token-gloo-net"))]
-#[derive(serde::Serialize)]
-struct FetchHeaders {
-    #[serde(rename = "Content-Type")]
-    content_type: &'static str,
-}
-
-#[cfg(not(feature = "token-gloo-net"))]
-fn send(url: String, body: String) -> Promise {
-    // Any network failure is 2003 EndpointUnreachable.
-    let fail = || Closure::once_into_js(|_cause: JsValue| -> Result<JsValue, JsValue> { Err(to_js_error(&unreachable())) });
-    let init = to_js(&FetchInit { method: "POST", headers: FetchHeaders { content_type: "application/json" }, body });
-    let on_response = Closure::once_into_js(move |response: JsValue| -> JsValue {
-        let response: FetchResponse = response.unchecked_into();
-        let status = response.status();
-        let on_text = Closure::once_into_js(move |text: JsValue| -> Result<JsValue, JsValue> {
-            settle(status, &text.as_string().unwrap_or_default()).map(JsValue::from).map_err(|e| to_js_error(&e))
-        });
-        response.text().then2(&on_text, &fail()).into()
+/// The promise of `outcome`'s token: the SDK's own promise (as `join`'s and `endRoom`'s),
+/// settled from a task of the SDK's executor (`executor.rs`; `lever-future-to-promise`
+/// builds wasm-bindgen-futures' `future_to_promise` instead, for scripts/size-levers.sh).
+#[cfg(not(feature = "lever-future-to-promise"))]
+fn settle_from(outcome: impl std::future::Future<Output = Result<String, SdkError>> + 'static) -> Promise {
+    let deferred = crate::js::Deferred::new();
+    let promise = deferred.promise();
+    crate::executor::spawn(async move {
+        match outcome.await {
+            Ok(token) => deferred.resolve(&JsValue::from(token)),
+            Err(e) => deferred.reject(&e),
+        }
     });
-    fetch_with_init(&url, &init).then2(&on_response, &fail()).unchecked_into()
+    promise
+}
+
+/// The promise of `outcome`'s token, made by `future_to_promise` (measurement only).
+#[cfg(feature = "lever-future-to-promise")]
+fn settle_from(outcome: impl std::future::Future<Output = Result<String, SdkError>> + 'static) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move { outcome.await.map(JsValue::from).map_err(|e| crate::js::to_js_error(&e)) })
+}
+
+/// Sends the request and reads the answer; any network failure is 2003
+/// EndpointUnreachable.
+async fn exchange(request: gloo_net::http::Request) -> Result<String, SdkError> {
+    let response = request.send().await.map_err(|_| unreachable())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|_| unreachable())?;
+    settle(status, &text)
+}
+
+/// The POST request, made as a `web_sys::Request` and handed to gloo-net.
+#[cfg(not(feature = "lever-gloo-builder"))]
+fn request(url: &str, body: JsValue) -> Result<gloo_net::http::Request, JsValue> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    let headers = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&headers, &JsValue::from_str("Content-Type"), &JsValue::from_str("application/json"));
+    init.set_headers(&headers);
+    init.set_body(&body);
+    web_sys::Request::new_with_str_and_init(url, &init).map(gloo_net::http::Request::from)
+}
+
+/// The POST request, built with gloo-net's `RequestBuilder` (measurement only).
+#[cfg(feature = "lever-gloo-builder")]
+fn request(url: &str, body: JsValue) -> Result<gloo_net::http::Request, gloo_net::Error> {
+    gloo_net::http::Request::post(url).header("Content-Type", "application/json").body(body)
 }

@@ -2,6 +2,7 @@
 //! [`Transport::connect`], and detached and released (with the socket closed 1000) when
 //! the transport is dropped, so a dropped transport reports nothing more.
 
+use crate::js::Callback;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -20,9 +21,9 @@ pub(crate) enum WsEvent {
 /// One WebSocket and its handlers.
 pub(crate) struct Transport {
     ws: WebSocket,
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
+    _on_open: Callback,
+    _on_message: Callback,
+    _on_close: Callback,
 }
 
 impl Transport {
@@ -31,16 +32,16 @@ impl Transport {
     pub(crate) fn connect(url: &str, sink: Rc<dyn Fn(WsEvent)>) -> Result<Self, JsValue> {
         let ws = WebSocket::new(url)?;
         let s = sink.clone();
-        let on_open = Closure::<dyn FnMut()>::new(move || s(WsEvent::Open));
+        let on_open = Callback::new(move |_: JsValue| s(WsEvent::Open));
         let s = sink.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        let on_message = Callback::new(move |ev: JsValue| {
             // Binary frames are not part of the protocol: ignored.
-            let data = ev.data();
+            let data = ev.unchecked_into::<MessageEvent>().data();
             if data.is_string() {
                 s(WsEvent::Text(data));
             }
         });
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| sink(WsEvent::Close(ev.code())));
+        let on_close = Callback::new(move |ev: JsValue| sink(WsEvent::Close(ev.unchecked_into::<CloseEvent>().code())));
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));

@@ -11,7 +11,7 @@
 #![cfg_attr(feature = "lever-serde-frames", allow(dead_code, unused_imports))]
 
 use crate::codec::{page_method, read_permissions, write_page_params, write_params, Writer};
-use crate::js::{json_parse_js, json_stringify};
+use crate::js::{json_parse, json_stringify};
 use crate::model::Source;
 use crate::room::{Peer, Peers};
 use crate::session::{Page, Push};
@@ -85,7 +85,7 @@ pub(crate) enum Frame {
 /// Reads a server frame. Frames that are not JSON objects, and pushes of methods this
 /// SDK does not know, are skipped (`None`) so a newer server stays compatible.
 pub(crate) fn decode(k: &Keys, text: &JsValue) -> Option<Frame> {
-    let v = json_parse_js(text).ok()?;
+    let v = json_parse(text).ok()?;
     decode_value(k, &v)
 }
 

@@ -46,6 +46,10 @@ fn node_b() -> (&'static str, &'static str) {
 fn mock_ws(mode: &str) -> String {
     format!("{}/{mode}", need(option_env!("HMS_TEST_MOCK_WS"), "HMS_TEST_MOCK_WS"))
 }
+/// The mock's HTTP base URL (same port as its WebSocket modes).
+fn mock_http() -> String {
+    need(option_env!("HMS_TEST_MOCK_WS"), "HMS_TEST_MOCK_WS").replacen("ws://", "http://", 1)
+}
 
 #[wasm_bindgen]
 extern "C" {
@@ -423,6 +427,26 @@ async fn bad_room_code_and_bad_token_are_hms_errors() {
     // Bad options are thrown synchronously as HmsError too.
     let e = HmsClient::new(obj(&[])).err().unwrap();
     assert_hms_error(&e, 6013, "ValidationFailed");
+}
+
+/// The token exchange (gloo-net's `Request`) when the endpoint answers something other
+/// than the real server's JSON, or when the URL is one `fetch` refuses outright.
+#[wasm_bindgen_test]
+async fn token_exchange_reports_what_went_wrong() {
+    let c = client_for(ws(), None);
+    let with_endpoint = |endpoint: String| Some(obj(&[("endpoint", endpoint.into())]).unchecked_into());
+    // A plain-text 503: the status is the code.
+    let e = JsFuture::from(c.get_auth_token_by_room_code("abc".into(), with_endpoint(format!("{}/token-fault/503", mock_http())))).await.unwrap_err();
+    assert_hms_error(&e, 503, "ServerError");
+    assert_eq!(prop_str(&e, "action"), "GET_TOKEN");
+    // A 200 without a token: the answer could not be read.
+    let e = JsFuture::from(c.get_auth_token_by_room_code("abc".into(), with_endpoint(format!("{}/token-fault/200", mock_http())))).await.unwrap_err();
+    assert_hms_error(&e, 6004, "JsonParsingFailed");
+    // Credentials in the URL: `new Request` throws, the promise rejects with 2003.
+    let e = JsFuture::from(c.get_auth_token_by_room_code("abc".into(), with_endpoint("http://user:pw@127.0.0.1:9".into()))).await.unwrap_err();
+    assert_hms_error(&e, 2003, "EndpointUnreachable");
+    // The client is still usable: a real exchange works afterwards.
+    assert!(!token(&c, &uid("tokfault"), "guest", "after").await.is_empty());
 }
 
 #[wasm_bindgen_test]

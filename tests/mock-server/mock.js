@@ -16,6 +16,10 @@
 //   GET /control/start  start it again if it is not running, answers once it listens
 // and prints a second line `restartable server on 127.0.0.1:PORT`.
 //
+// http://127.0.0.1:PORT/token-fault/<status>/v2/token answers POST with <status> and the
+// plain text `not json`: a token endpoint gone wrong (`getAuthTokenByRoomCode`'s
+// `endpoint` option pointed at http://127.0.0.1:PORT/token-fault/<status>).
+//
 // The management REST API answers no CORS (it is for back ends), so the test page, served
 // from another origin, reaches it through this server:
 //   ANY /relay/127.0.0.1:PORT/<path>   forwards the method, Authorization, Content-Type
@@ -109,11 +113,18 @@ function relay(req, res, target) {
 }
 
 const server = http.createServer((req, res) => {
+  let m;
   const reply = (code, text) => { res.writeHead(code, { "Access-Control-Allow-Origin": "*", "Content-Type": "text/plain" }); res.end(text); };
   if (req.url.startsWith("/relay/")) relay(req, res, req.url);
   else if (serverBin && req.url === "/control/stop") stopServer().then(() => reply(200, "stopped"));
   else if (serverBin && req.url === "/control/start") startServer().then((a) => reply(200, a), (e) => reply(500, String(e)));
-  else reply(404, "not found");
+  else if ((m = /^\/token-fault\/(\d{3})\/v2\/token$/.exec(req.url))) {
+    // A token endpoint that answers with plain text (CORS preflight allowed).
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, { "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers": "content-type" });
+      res.end();
+    } else reply(Number(m[1]), "not json");
+  } else reply(404, "not found");
 });
 server.on("upgrade", (req, socket) => {
   const url = new URL(req.url, "http://x");
