@@ -347,7 +347,7 @@ impl Hub {
         let key = (room_id.to_owned(), peer_id.to_owned());
         if let Some(t) = st.tombstones.get(&key) {
             if t.until > Instant::now() {
-                if t.user_id == user_id && t.secret.is_none_or(|h| h.matches(secret)) {
+                if t.user_id == user_id && t.secret.as_ref().map_or(true, |h| h.matches(secret)) {
                     return Ok(Connected::Missed((*t.notice).clone()));
                 }
                 return Err(in_use());
