@@ -257,7 +257,7 @@ impl Inner {
             self.hold(room.to_owned(), peer, gen);
         }
         self.mark_dirty(room);
-        tracing::info!(room = ?room, token = %taken.token, held, "took a room over");
+        tracing::info!(room = ?room, lease = %taken.token, held, "took a room over");
         Ok(Some(taken.token))
     }
 
