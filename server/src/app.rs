@@ -88,7 +88,6 @@ impl Sink for Recorder {
     }
 }
 
-
 /// Most client addresses whose `/v2/token` rate is remembered at once.
 const MAX_TOKEN_RATE_KEYS: usize = 100_000;
 
