@@ -30,6 +30,18 @@ macro_rules! each {
     };
 }
 
+/// Awaits the same call on whichever backend the storage has. Redis' futures are boxed,
+/// so the futures of the app's use cases (and each connection's task, which holds them)
+/// do not grow by their size in a single node (see `registry.rs`).
+macro_rules! each_async {
+    ($self:ident, $s:ident => $fut:expr) => {
+        match $self {
+            Storage::Sqlite($s) => $fut.await,
+            Storage::Redis($s) => Box::pin($fut).await,
+        }
+    };
+}
+
 impl Storage {
     /// The storage `config` asks for: SQLite in `data_dir` (with the webhook `outbox`
     /// when given), or the cluster's Redis at `config.cluster.redis_url`.
@@ -53,12 +65,12 @@ impl Storage {
 
     /// Rooms that are disabled (locked).
     pub async fn disabled_rooms(&self) -> Result<Vec<String>, Error> {
-        each!(self, s => s.disabled_rooms().await)
+        each_async!(self, s => s.disabled_rooms())
     }
 
     /// Enables or disables (locks) a room; durable when this returns.
     pub async fn set_enabled(&self, room_id: &str, enabled: bool) -> Result<(), Error> {
-        each!(self, s => s.set_enabled(room_id, enabled).await)
+        each_async!(self, s => s.set_enabled(room_id, enabled))
     }
 
     /// Records what the rooms report (session history; with webhooks, the outbox),
@@ -70,13 +82,13 @@ impl Storage {
     /// Records an end-room's session end (`close` is its event) and, with `locked`,
     /// disables the room, atomically; durable when this returns.
     pub async fn end_session(&self, room_id: &str, session_id: &str, ended_by: Option<Ender<'_>>, reason: &str, locked: bool, close: Event) -> Result<(), Error> {
-        each!(self, s => s.end_session(room_id, session_id, ended_by, reason, locked, close).await)
+        each_async!(self, s => s.end_session(room_id, session_id, ended_by, reason, locked, close))
     }
 
     /// One page of a room's session history, oldest first: at most `limit` sessions
     /// after the cursor `after`; the page and its last cursor when more may follow.
     pub async fn sessions(&self, room_id: &str, after: Option<i64>, limit: usize) -> Result<(Vec<SessionRecord>, Option<i64>), Error> {
-        each!(self, s => s.sessions(room_id, after, limit).await)
+        each_async!(self, s => s.sessions(room_id, after, limit))
     }
 
     /// Keeps the room's `keep` newest sessions (end records of a peer since
@@ -88,32 +100,32 @@ impl Storage {
     /// Stores newly issued codes `(role, hash)` of a room, each replacing the role's
     /// previous one; returns their `created_at`.
     pub async fn issue_codes(&self, room_id: &str, codes: Vec<(String, String)>) -> Result<u64, Error> {
-        each!(self, s => s.issue_codes(room_id, codes).await)
+        each_async!(self, s => s.issue_codes(room_id, codes))
     }
 
     /// The room's codes (without their text), by role.
     pub async fn codes(&self, room_id: &str) -> Result<Vec<RoomCode>, Error> {
-        each!(self, s => s.codes(room_id).await)
+        each_async!(self, s => s.codes(room_id))
     }
 
     /// The code whose hash is `hash` (without its text).
     pub async fn find_code(&self, hash: &str) -> Result<Option<RoomCode>, Error> {
-        each!(self, s => s.find_code(hash).await)
+        each_async!(self, s => s.find_code(hash))
     }
 
     /// Enables or disables the code whose hash is `hash`; false when there is none.
     pub async fn set_code_enabled(&self, hash: &str, enabled: bool) -> Result<bool, Error> {
-        each!(self, s => s.set_code_enabled(hash, enabled).await)
+        each_async!(self, s => s.set_code_enabled(hash, enabled))
     }
 
     /// Sessions a peer ended since `since_ms`, oldest first.
     pub async fn ends_since(&self, since_ms: u64) -> Result<Vec<EndRecord>, Error> {
-        each!(self, s => s.ends_since(since_ms).await)
+        each_async!(self, s => s.ends_since(since_ms))
     }
 
     /// Waits until everything recorded so far is written (graceful shutdown).
     pub async fn flush(&self) -> Result<(), Error> {
-        each!(self, s => s.flush().await)
+        each_async!(self, s => s.flush())
     }
 
     /// Checkpoints SQLite's WAL on graceful shutdown; Redis persists through its own AOF.
