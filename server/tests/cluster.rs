@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 /// Short lease and window so failures resolve within a test's deadlines.
 const CONFIG: &str = "[limits]\nreconnect_window_secs = 20\n[cluster]\nlease_ms = 1500\n";
 
+/// One test at a time: each starts a Redis and two or three nodes, and 14 tests at once
+/// (some 40 processes on a 2-core machine) made a failover test miss its deadline in a
+/// clean-clone run of the test command.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
 fn three(redis: &Redis) -> (Server, Server, Server) {
     (Server::node(redis, "a", CONFIG, &[]), Server::node(redis, "b", CONFIG, &[]), Server::node(redis, "c", CONFIG, &[]))
 }
@@ -55,6 +64,7 @@ async fn assert_told_once(guests: &mut [Client], requested_by: Option<&str>, rea
 
 #[tokio::test]
 async fn end_room_reaches_every_peer_on_every_node_exactly_once() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let (a, b, c) = three(&redis);
     let mut host = a.joined("r", "host", "host").await;
@@ -99,6 +109,7 @@ async fn end_room_reaches_every_peer_on_every_node_exactly_once() {
 
 #[tokio::test]
 async fn rest_end_room_and_removal_through_any_node_act_on_the_whole_room() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let (a, b, c) = three(&redis);
     let mut host = a.joined("r2", "host", "host").await;
@@ -133,6 +144,7 @@ async fn rest_end_room_and_removal_through_any_node_act_on_the_whole_room() {
 
 #[tokio::test]
 async fn a_node_killed_mid_room_its_peers_come_back_on_another_node() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let (a, mut b, c) = three(&redis);
     // The first peer reaches B, so B owns the room; others are on A and C.
@@ -193,6 +205,7 @@ async fn a_node_killed_mid_room_its_peers_come_back_on_another_node() {
 
 #[tokio::test]
 async fn a_dead_nodes_peer_that_never_returns_leaves_after_the_window() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let cfg = "[limits]\nreconnect_window_secs = 3\n[cluster]\nlease_ms = 1500\n";
     let a = Server::node(&redis, "a", cfg, &[]);
@@ -212,6 +225,7 @@ async fn a_dead_nodes_peer_that_never_returns_leaves_after_the_window() {
 
 #[tokio::test]
 async fn the_lock_survives_redis_killed_right_after_end_room_answered() {
+    let _serial = serial().await;
     let mut redis = Redis::start();
     let (a, b, _c) = three(&redis);
     let mut host = a.joined("r", "host", "host").await;
@@ -267,6 +281,7 @@ async fn refused_code(s: &Server, room: &str, peer: &str) -> i64 {
 
 #[tokio::test]
 async fn redis_down_joins_and_end_room_fail_with_503_nothing_hangs_and_the_cluster_recovers() {
+    let _serial = serial().await;
     let mut redis = Redis::start();
     let (a, b, _c) = three(&redis);
     let mut host = a.joined("r", "host", "host").await;
@@ -320,6 +335,7 @@ async fn redis_down_joins_and_end_room_fail_with_503_nothing_hangs_and_the_clust
 
 #[test]
 fn a_node_refuses_a_redis_without_fsync_and_a_missing_shared_secret() {
+    let _serial = SERIAL.blocking_lock();
     let redis = Redis::start_with("everysec");
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hms-server"))
@@ -344,6 +360,7 @@ fn a_node_refuses_a_redis_without_fsync_and_a_missing_shared_secret() {
 
 #[tokio::test]
 async fn a_node_stopped_with_sigterm_hands_its_rooms_over_at_once() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let a = Server::node(&redis, "a", CONFIG, &[]);
     let mut b = Server::node(&redis, "b", CONFIG, &[]);
@@ -370,6 +387,7 @@ async fn a_node_stopped_with_sigterm_hands_its_rooms_over_at_once() {
 /// would admit them), and a room holds at most its cap of peers wherever they connect.
 #[tokio::test]
 async fn limits_hold_for_the_whole_room_across_nodes() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let cfg = "[limits]\nreconnect_window_secs = 20\nmax_peers_per_room = 4\nmax_connections_per_user = 2\njoins_per_user_per_min = 3\n[cluster]\nlease_ms = 1500\n";
     let (a, b, c) = (Server::node(&redis, "a", cfg, &[]), Server::node(&redis, "b", cfg, &[]), Server::node(&redis, "c", cfg, &[]));
@@ -416,6 +434,7 @@ async fn limits_hold_for_the_whole_room_across_nodes() {
 /// must hold).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rest_enable_racing_a_locking_end_room_leaves_owner_and_redis_agreeing() {
+    let _serial = serial().await;
     let redis = Redis::start();
     // A long lease: the rooms stay with A while they are probed.
     let cfg = "[limits]\nreconnect_window_secs = 20\njoins_per_user_per_min = 0\n[cluster]\nlease_ms = 9000\n";
@@ -468,6 +487,7 @@ async fn a_rest_enable_racing_a_locking_end_room_leaves_owner_and_redis_agreeing
 /// node; a room keeps its newest sessions and `GET /v2/rooms/<id>` pages through them.
 #[tokio::test]
 async fn codes_and_session_history_in_redis_as_in_sqlite() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let cfg = "[limits]\nreconnect_window_secs = 20\nsessions_kept_per_room = 5\njoins_per_user_per_min = 0\n[cluster]\nlease_ms = 1500\n";
     let (a, b, c) = (Server::node(&redis, "a", cfg, &[]), Server::node(&redis, "b", cfg, &[]), Server::node(&redis, "c", cfg, &[]));
@@ -572,6 +592,7 @@ async fn wait_room_events(rx: &common::Receiver, room: &str, n: usize) -> Vec<St
 /// node, in order per room, whichever node the change happened on.
 #[tokio::test]
 async fn webhooks_from_three_nodes_arrive_once_each_in_order_per_room() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let rx = common::Receiver::start().await;
     let cfg = format!("{CONFIG}{}", common::webhook_config(&[rx.url()], ""));
@@ -623,6 +644,7 @@ async fn webhooks_from_three_nodes_arrive_once_each_in_order_per_room() {
 /// window; if the dead node was the sender, another node takes the lease over.
 #[tokio::test]
 async fn a_node_killed_mid_room_loses_no_webhook_event() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let rx = common::Receiver::start().await;
     let cfg = format!("[limits]\nreconnect_window_secs = 3\n[cluster]\nlease_ms = 1500\n{}", common::webhook_config(&[rx.url()], ""));
@@ -640,10 +662,13 @@ async fn a_node_killed_mid_room_loses_no_webhook_event() {
     assert!(matches!(left, Ev::Frame(f) if f["params"]["peer_id"] == "h"));
     let ans = g1.request("peer-leave-request", json!({"requested_for": "g2", "reason": "bye"})).await;
     assert!(ans["error"].is_object(), "a guest may not remove: {ans}");
-    g2.send(json!({"jsonrpc": "2.0", "id": "l", "method": "leave"})).await;
-    g2.closed().await;
-    g1.send(json!({"jsonrpc": "2.0", "id": "l", "method": "leave"})).await;
-    g1.closed().await;
+    // Right after a failover a leave can take longer than one RECV on a busy machine (seen
+    // once in four suite runs beside a CPU hog; the cause is not found): the same 15 s as
+    // the failover waits above.
+    for g in [&mut g2, &mut g1] {
+        g.send(json!({"jsonrpc": "2.0", "id": "l", "method": "leave"})).await;
+        until(g, Duration::from_secs(15), |e| matches!(e, Ev::Close(..))).await;
+    }
     let got = wait_room_events(&rx, "r", 8).await;
     assert_eq!(
         got,
@@ -665,6 +690,7 @@ async fn a_node_killed_mid_room_loses_no_webhook_event() {
 /// The failed list and replay work through any node, on the cluster's one outbox.
 #[tokio::test]
 async fn failed_webhooks_are_listed_and_replayed_through_any_node() {
+    let _serial = serial().await;
     let redis = Redis::start();
     let rx = common::Receiver::start().await;
     rx.answer(500);
